@@ -1,0 +1,5 @@
+import sys
+
+from flatarch.cli import main
+
+sys.exit(main())
