@@ -71,11 +71,11 @@ def neighbourhood_size(radius: int) -> int:
 @cache
 def _moves(radius: int) -> tuple[np.ndarray, np.ndarray]:
     """Edge subsets ``[C(6,r), r]`` and non-zero digit shifts ``[4**r, r]``."""
-    sites = np.array(list(itertools.combinations(range(NUM_EDGES), radius)), dtype=np.int64).reshape(
-        -1, radius
-    )
-    shifts = np.array(list(itertools.product(range(1, NUM_OPS), repeat=radius)), dtype=np.int64)
-    return sites, shifts.reshape(-1, radius)
+    combos = list(itertools.combinations(range(NUM_EDGES), radius))
+    sites = np.array(combos, dtype=np.int64).reshape(len(combos), radius)
+    products = list(itertools.product(range(1, NUM_OPS), repeat=radius))
+    shifts = np.array(products, dtype=np.int64).reshape(len(products), radius)
+    return sites, shifts
 
 
 def neighbour_codes(codes: np.ndarray | int, radius: int) -> np.ndarray:
