@@ -5,11 +5,6 @@ import os
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from flatarch.cli import main
-from flatarch.geometry import neighbour_tree, path_tree, random_neighbour, sample_neighbours
 from flatarch.reference_spaces.darts.genotype import PRIMITIVES, Genotype
 from flatarch.reference_spaces.darts.geometry import (
     MOVE_OPS,
@@ -27,6 +22,11 @@ from flatarch.reference_spaces.darts.geometry import (
     matrix_to_sequence,
     sequence_to_matrix,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flatarch.cli import main
+from flatarch.geometry import neighbour_tree, path_tree, random_neighbour, sample_neighbours
 
 
 @st.composite
@@ -246,9 +246,7 @@ def test_cli_darts_writes_trainable_neighbour_genotypes(tmp_path, capsys):
             str(out2),
         ]
     )
-    assert (out / "radius3" / "neighbour_002.json").read_text() == (
-        out2 / "radius3" / "neighbour_002.json"
-    ).read_text()
+    assert (out / "radius3" / "neighbour_002.json").read_text() == (out2 / "radius3" / "neighbour_002.json").read_text()
 
 
 def test_cli_darts_reports_bad_genotype(tmp_path, capsys):

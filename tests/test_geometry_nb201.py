@@ -1,18 +1,14 @@
 """NAS-Bench-201 geometry: exact neighbourhoods, trees, paths, barriers and locality."""
 
-import csv
 import itertools
+import os
 from math import comb
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from flatarch.geometry import neighbour_tree, path_tree, tiers_around
+from flatarch.reference_spaces.nb201.benchmark import DATASETS, BenchmarkTable
 from flatarch.reference_spaces.nb201.encoding import (
     NUM_ARCHS,
-    arch_to_code,
     code_to_sequence,
     sequence_to_code,
 )
@@ -30,36 +26,29 @@ from flatarch.reference_spaces.nb201.geometry import (
     scan_neighbour_codes,
     similar_neighbour,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flatarch.geometry import neighbour_tree, path_tree, tiers_around
 
 codes = st.integers(min_value=0, max_value=NUM_ARCHS - 1)
-DATASET_COLUMNS = {"cifar10": 0, "cifar100": 1, "imagenet16-120": 2}
 
 
 @pytest.fixture(scope="module")
-def real_table(request):
-    """(code_of_index, {dataset: acc by code}) read straight from the shared CSV."""
-    path = request.getfixturevalue("nats_bench_csv")
-    with open(path) as f:
-        rows = list(csv.reader(f))[1:]
-    code_of_index = np.array([arch_to_code(r[3]) for r in rows])
-    accs = {}
-    for ds, col in DATASET_COLUMNS.items():
-        acc = np.empty(NUM_ARCHS)
-        acc[code_of_index] = [float(r[col]) for r in rows]
-        accs[ds] = acc
-    return code_of_index, accs
-
-
-@pytest.fixture(scope="module")
-def nats_bench_csv():  # module-scoped twin of the conftest fixture (same skip behaviour)
-    import os
-
+def nats_bench_csv():  # module-scoped twin of the conftest fixture (same skip), so the table loads once
     from conftest import SHARED_NATS_BENCH
 
     path = os.environ.get("FLATARCH_NATS_BENCH_CSV", SHARED_NATS_BENCH)
     if not os.path.exists(path):
         pytest.skip(f"NAS-Bench-201 table not found at {path} (set FLATARCH_NATS_BENCH_CSV)")
     return os.path.abspath(path)
+
+
+@pytest.fixture(scope="module")
+def real_table(nats_bench_csv):
+    """(code_of_index, {dataset: acc by code}) from the real benchmark table."""
+    table = BenchmarkTable.load(nats_bench_csv)
+    return np.asarray(table.code_of_index), {ds: table.accuracies(ds) for ds in DATASETS}
 
 
 @pytest.mark.parametrize("radius,size", [(0, 1), (1, 24), (2, 240), (3, 1280), (6, 4096)])
@@ -223,9 +212,7 @@ def test_high_accuracy_neighbourhoods_are_tighter_than_random_pairs(real_table):
 
     _, accs = real_table
     for ds, acc in accs.items():
-        loc = locality(
-            acc, tiers_around(PAPER_REFERENCE_ACCURACIES[ds], 0.5), radii=(1,), n_random_pairs=20_000
-        )
+        loc = locality(acc, tiers_around(PAPER_REFERENCE_ACCURACIES[ds], 0.5), radii=(1,), n_random_pairs=20_000)
         assert np.median(loc.get("A", 1).abs_diff) < np.median(loc.random_abs_diff) / 2
         assert loc.get("A", 1).ks_vs_space.pvalue < 1e-6
 

@@ -34,16 +34,20 @@ def _per_dataset(values: list[str] | None, datasets: list[str], flag: str) -> di
         elif len(datasets) == 1:
             out[datasets[0]] = item
         else:
-            raise ValueError(
-                f"{flag} {item!r}: prefix it with the dataset (e.g. cifar10:...) when analysing several"
-            )
+            raise ValueError(f"{flag} {item!r}: prefix it with the dataset (e.g. cifar10:...) when analysing several")
     return out
 
 
 def _run_nb201(args) -> int:
     import numpy as np
 
-    from flatarch.reference_spaces.nb201.benchmark import DATASETS, BenchmarkTable
+    from flatarch.reference_spaces.nb201.benchmark import (
+        DATASETS,
+        TABLE_ENV,
+        BenchmarkTable,
+        canonical_dataset,
+        find_table,
+    )
     from flatarch.reference_spaces.nb201.geometry_report import (
         NB201Report,
         analyse_dataset,
@@ -51,15 +55,14 @@ def _run_nb201(args) -> int:
         write_report,
     )
 
-    datasets = (
-        list(DATASETS) if not args.dataset or "all" in args.dataset else list(dict.fromkeys(args.dataset))
-    )
-    unknown = [d for d in datasets if d not in DATASETS]
-    if unknown:
-        raise ValueError(f"unknown dataset(s) {', '.join(unknown)}; choose from {', '.join(DATASETS)} or all")
+    wanted = args.dataset or ["all"]
+    datasets = list(DATASETS) if "all" in wanted else list(dict.fromkeys(canonical_dataset(d) for d in wanted))
+    table_path = find_table(args.table)
+    if table_path is None:
+        raise ValueError(f"no NAS-Bench-201 table: give --table PATH (CSV, .npz or official file) or set {TABLE_ENV}")
     refs = _per_dataset(args.tier_refs, datasets, "--tier-refs")
     thresholds = _per_dataset(args.tier_thresholds, datasets, "--tier-thresholds")
-    table = BenchmarkTable.load(args.table)
+    table = BenchmarkTable.load(table_path)
     code_of_index = np.asarray(table.code_of_index)
     report = NB201Report()
     start = time.perf_counter()
@@ -95,9 +98,7 @@ def _run_darts(args) -> int:
     genotype = load_genotype(args.genotype)
     cells = ("normal", "reduce") if args.cells == "both" else (args.cells,)
     manifest = write_neighbours(genotype, args.out, tuple(args.radius), args.samples, args.seed, cells)
-    print(
-        f"wrote {len(manifest['neighbours'])} neighbour genotypes under {args.out} (manifest.json lists them)"
-    )
+    print(f"wrote {len(manifest['neighbours'])} neighbour genotypes under {args.out} (manifest.json lists them)")
     if args.target:
         path = write_path(genotype, load_genotype(args.target), args.out, args.max_path_archs)
         print(f"wrote the path tree (distance {path['distance']}) under {args.out}/path")
@@ -131,7 +132,9 @@ def register(subparsers) -> None:
         help="exact analysis of a NAS-Bench-201 accuracy table",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    nb.add_argument("--table", required=True, help="benchmark table (compact CSV)")
+    nb.add_argument(
+        "--table", help="benchmark table: compact CSV, flatarch .npz or official file (default: $FLATARCH_NB201_TABLE)"
+    )
     nb.add_argument(
         "--dataset",
         action="append",
@@ -164,9 +167,7 @@ def register(subparsers) -> None:
         help="path endpoints: the paper's benchmark-index pairs, or picked per tier "
         "(model nearest the tier centre and its closest-accuracy radius-3 neighbour within 1 point)",
     )
-    nb.add_argument(
-        "--random-pairs", type=int, default=100_000, help="random pairs for the difference baseline"
-    )
+    nb.add_argument("--random-pairs", type=int, default=100_000, help="random pairs for the difference baseline")
     nb.add_argument("--seed", type=int, default=0)
     nb.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     nb.add_argument(

@@ -123,6 +123,7 @@ def accuracy_paths(
         ax.plot(xs, means, "-o", color=colour, label=label)
         for x, accs in zip(xs, level_accs):
             ax.scatter(np.full(len(accs), x), accs, s=6, color=colour, alpha=0.35)
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("moves from a (path-tree level)", fontsize=9)
     ax.set_ylabel("test accuracy (%)", fontsize=9)
     ax.set_title(title, fontsize=10)
