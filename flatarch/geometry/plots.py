@@ -56,9 +56,7 @@ def neighbour_histograms(
     """
     tiers = list(dict.fromkeys(t for t, _ in panels))
     radii = sorted({r for _, r in panels})
-    fig, axes = plt.subplots(
-        len(tiers), len(radii), figsize=(3.2 * len(radii), 2.4 * len(tiers)), squeeze=False
-    )
+    fig, axes = plt.subplots(len(tiers), len(radii), figsize=(3.2 * len(radii), 2.4 * len(tiers)), squeeze=False)
     bins = np.linspace(float(np.min(space_acc)), float(np.max(space_acc)), 60)
     for i, tier in enumerate(tiers):
         for j, radius in enumerate(radii):
@@ -117,8 +115,7 @@ def accuracy_paths(
         means = [float(np.mean(x)) for x in level_accs]
         xs = np.arange(len(means))
         label = (
-            f"{name}: B_cell={barrier['normalised_min_cell']:.3f}, "
-            f"B_mean={barrier['normalised_min_level_mean']:.3f}"
+            f"{name}: B_cell={barrier['normalised_min_cell']:.3f}, B_mean={barrier['normalised_min_level_mean']:.3f}"
         )
         ax.plot(xs, means, "-o", color=colour, label=label)
         for x, accs in zip(xs, level_accs):

@@ -111,9 +111,7 @@ def cell_to_matrix(cell: Sequence[tuple[str, int]]) -> np.ndarray:
     """Genotype cell list -> ``[4, 5]`` int matrix (entry = 1 + op index, 0 = no edge)."""
     cell = [tuple(x) for x in cell]
     if len(cell) != 2 * NUM_NODES:
-        raise ValueError(
-            f"a DARTS cell has {2 * NUM_NODES} (op, input) pairs (two per node), got {len(cell)}"
-        )
+        raise ValueError(f"a DARTS cell has {2 * NUM_NODES} (op, input) pairs (two per node), got {len(cell)}")
     mat = np.zeros((NUM_NODES, NUM_NODES + 1), dtype=np.int64)
     for k, (op, src) in enumerate(cell):
         node = k // 2
@@ -137,9 +135,7 @@ def check_matrix(mat: np.ndarray) -> np.ndarray:
         raise ValueError(f"matrix entries are 0 (no edge) or 1 + op index in 1..{len(PRIMITIVES)}")
     for i in range(NUM_NODES):
         if np.count_nonzero(mat[i]) != 2 or np.count_nonzero(mat[i, i + 2 :]):
-            raise ValueError(
-                f"row {i} must have exactly two non-zero entries, at columns < {i + 2}: {mat[i]}"
-            )
+            raise ValueError(f"row {i} must have exactly two non-zero entries, at columns < {i + 2}: {mat[i]}")
     return mat
 
 
@@ -202,8 +198,7 @@ def genotype_from_dict(data: dict) -> Genotype:
     missing = [k for k in ("normal", "reduce") if k not in data]
     if missing:
         raise ValueError(
-            f"genotype JSON lacks {', '.join(missing)}; "
-            "expected keys normal, normal_concat, reduce, reduce_concat"
+            f"genotype JSON lacks {', '.join(missing)}; expected keys normal, normal_concat, reduce, reduce_concat"
         )
     genotype = Genotype(
         normal=[(str(op), int(src)) for op, src in data["normal"]],
@@ -235,9 +230,7 @@ def load_genotype(spec: str) -> Genotype:
 def save_genotype(genotype: Genotype, path: str) -> None:
     """Write ``genotype`` as JSON atomically (one key per line, pairs inline: readable and diffable)."""
     data = genotype_to_dict(genotype)
-    atomic_write_text(
-        path, "{\n" + ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}" for k, v in data.items()) + "\n}\n"
-    )
+    atomic_write_text(path, "{\n" + ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}" for k, v in data.items()) + "\n}\n")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -279,9 +272,7 @@ class DartsSpace:
                     for k in free:  # connection adjustment j -> k
                         e_k = ROW_START[node] + k
                         for new in self.entries:
-                            yield Move(
-                                self._set(arch, c, {e_j: 0, e_k: new}), frozenset({(c, e_j), (c, e_k)})
-                            )
+                            yield Move(self._set(arch, c, {e_j: 0, e_k: new}), frozenset({(c, e_j), (c, e_k)}))
 
     def path_moves(self, arch, target) -> Iterable[Hashable]:
         for c in range(len(CELLS)):

@@ -95,9 +95,7 @@ def neighbour_codes(codes: np.ndarray | int, radius: int) -> np.ndarray:
     for s, edges in enumerate(sites):
         old = digits[:, edges]  # [n, r]
         new = (old[:, None, :] + shifts[None]) % NUM_OPS  # [n, 4**r, r]
-        out[:, s * per_subset : (s + 1) * per_subset] = codes[:, None] + (
-            (new - old[:, None, :]) * POW5[edges]
-        ).sum(-1)
+        out[:, s * per_subset : (s + 1) * per_subset] = codes[:, None] + ((new - old[:, None, :]) * POW5[edges]).sum(-1)
     return out[0] if scalar else out
 
 
@@ -231,8 +229,7 @@ class Locality:
     def ks_rows(self, dataset: str) -> list[KSRow]:
         """Table-8 rows of this analysis."""
         return [
-            KSRow(dataset, c.tier.name, c.tier.low, c.tier.high, c.radius, c.n_refs, c.ks_vs_space)
-            for c in self.cells
+            KSRow(dataset, c.tier.name, c.tier.low, c.tier.high, c.radius, c.n_refs, c.ks_vs_space) for c in self.cells
         ]
 
     def summary(self) -> dict:
@@ -362,9 +359,7 @@ def auto_pair(acc: np.ndarray, reference: float, radius: int = 3, tolerance: flo
     raise ValueError(f"no cell has a radius-{radius} neighbour within {tolerance} points")
 
 
-def paper_pair_codes(
-    index_to_code: Mapping[int, int] | np.ndarray, dataset: str
-) -> dict[str, tuple[int, int]]:
+def paper_pair_codes(index_to_code: Mapping[int, int] | np.ndarray, dataset: str) -> dict[str, tuple[int, int]]:
     """The paper's A/B/C pairs for ``dataset`` converted from benchmark indices to codes."""
     if dataset not in PAPER_PAIRS:
         raise ValueError(f"no paper pairs for {dataset!r}; datasets: {', '.join(PAPER_PAIRS)}")

@@ -108,9 +108,7 @@ def analyse_dataset(
     loc = locality(acc, tiers, radii, n_random_pairs, seed)
     if pairs == "paper":
         if code_of_index is None or dataset not in PAPER_PAIRS:
-            raise ValueError(
-                f"paper pairs need the benchmark's index order and one of {', '.join(PAPER_PAIRS)}"
-            )
+            raise ValueError(f"paper pairs need the benchmark's index order and one of {', '.join(PAPER_PAIRS)}")
         codes = paper_pair_codes(code_of_index, dataset)
     elif pairs == "auto":
         codes = {t.name: auto_pair(acc, (t.low + t.high) / 2, path_radius, path_tolerance) for t in tiers}
@@ -164,15 +162,11 @@ def write_report(
         for ds, g in report.datasets.items()
     }
     atomic_write_json(path_of("barriers.json"), barriers)
-    atomic_write_json(
-        path_of("locality.json"), {ds: g.locality.summary() for ds, g in report.datasets.items()}
-    )
+    atomic_write_json(path_of("locality.json"), {ds: g.locality.summary() for ds, g in report.datasets.items()})
     if make_plots:
         for ds, g in report.datasets.items():
             loc = g.locality
-            panels = {
-                (c.tier.name, c.radius): (c.neighbour_acc, (c.tier.low, c.tier.high)) for c in loc.cells
-            }
+            panels = {(c.tier.name, c.radius): (c.neighbour_acc, (c.tier.low, c.tier.high)) for c in loc.cells}
             plots.neighbour_histograms(
                 path_of(f"neighbours_{ds}.png"), loc.acc, panels, f"{ds}: neighbour accuracies vs whole space"
             )
@@ -184,9 +178,7 @@ def write_report(
                 f"{ds}: |acc(ref) - acc(neighbour)|",
             )
             paths = {name: (p.level_accs, p.barrier.to_dict()) for name, p in g.paths.items()}
-            plots.accuracy_paths(
-                path_of(f"paths_{ds}.png"), paths, f"{ds}: accuracy paths ({g.pair_source} pairs)"
-            )
+            plots.accuracy_paths(path_of(f"paths_{ds}.png"), paths, f"{ds}: accuracy paths ({g.pair_source} pairs)")
     for ds, acc in (cell_stats or {}).items():
         atomic_write_text(path_of(f"cell_stats_{ds}.csv"), cell_stats_csv(acc))
     return written
