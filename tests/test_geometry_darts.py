@@ -254,3 +254,20 @@ def test_cli_darts_reports_bad_genotype(tmp_path, capsys):
     assert rc == 2
     assert "neither a file nor a known name" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "x")
+
+
+def test_cli_darts_impossible_request_writes_nothing(tmp_path, capsys):
+    # radius 1 restricted to one cell has 132 neighbours: 200 cannot be sampled
+    out = tmp_path / "x"
+    args = ["geometry", "darts", "--genotype", "DARTS_V1", "--cells", "normal", "--samples", "200", "--out", str(out)]
+    assert main(args) == 2
+    assert "distinct radius-1 neighbours" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_spaces_satisfy_the_protocol():
+    from flatarch.reference_spaces.nb201.geometry import NB201Space
+
+    from flatarch.geometry import Space
+
+    assert isinstance(DartsSpace(), Space) and isinstance(NB201Space(), Space)

@@ -332,13 +332,14 @@ def write_neighbours(
 
     space = DartsSpace(cells)
     root = genotype_to_arch(genotype)
+    # sample everything first: a request that cannot be met writes nothing
+    sampled = {r: sample_neighbours(space, root, r, samples, seed=seed + r) for r in radii}
     os.makedirs(out_dir, exist_ok=True)
     save_genotype(genotype, os.path.join(out_dir, "root.json"))
     manifest = {"root": genotype_to_dict(genotype), "seed": seed, "cells": list(cells), "neighbours": []}
-    for r in radii:
-        sub = os.path.join(out_dir, f"radius{r}")
-        os.makedirs(sub, exist_ok=True)
-        for i, arch in enumerate(sample_neighbours(space, root, r, samples, seed=seed + r)):
+    for r, archs in sampled.items():
+        os.makedirs(os.path.join(out_dir, f"radius{r}"), exist_ok=True)
+        for i, arch in enumerate(archs):
             name = os.path.join(f"radius{r}", f"neighbour_{i:03d}.json")
             g = arch_to_genotype(arch, genotype.normal_concat, genotype.reduce_concat)
             save_genotype(g, os.path.join(out_dir, name))
