@@ -60,7 +60,7 @@ def test_cli_nb201_writes_every_output(synthetic_table, tmp_path, capsys):
     assert all(0.0 <= float(r["cifar10_ks"]) <= 1.0 for r in rows)
     assert int(rows[0]["cifar10_n"]) == 24 * int(rows[0]["cifar10_n_refs"]) > 0
     barriers = json.load(open(out / "barriers.json"))["cifar10"]
-    assert barriers["pairs"] == "auto"
+    assert barriers["pairs"] == "auto" and barriers["warnings"] == []
     assert set(barriers["paths"]) == {"A", "B", "C"}
     for path in barriers["paths"].values():
         assert path["distance"] == 3
@@ -104,6 +104,16 @@ def test_cli_nb201_threshold_tiers_and_cell_stats(synthetic_table, tmp_path):
     assert len(rows) == NUM_ARCHS and "r1_mean_abs_diff" in rows[0]
     tiers = json.load(open(out / "locality.json"))["cifar100"]["tiers"]
     assert tiers["A"]["low"] == 70.0 and tiers["C"]["high"] < 50.0
+
+
+def test_cli_nb201_warns_when_paper_pairs_do_not_fit_the_table(synthetic_table, tmp_path, capsys):
+    # the synthetic table's rows are in code order, not the benchmark's: the paper's index pairs
+    # land on unrelated cells, which the report must flag
+    out = tmp_path / "geo"
+    args = ["geometry", "nb201", "--table", synthetic_table, "--dataset", "cifar10", "--radii", "1"]
+    assert main(args + ["--no-plots", "--random-pairs", "100", "--out", str(out)]) == 0
+    assert "index order" in capsys.readouterr().err
+    assert json.load(open(out / "barriers.json"))["cifar10"]["warnings"]
 
 
 def test_cli_nb201_errors_are_clear(synthetic_table, tmp_path, capsys, monkeypatch):

@@ -81,6 +81,8 @@ def _run_nb201(args) -> int:
     written = write_report(report, args.out, make_plots=not args.no_plots, cell_stats=cell_stats)
     print(f"analysis of {', '.join(datasets)} (radii {args.radii}) took {analysis_s:.2f} s")
     for ds, g in report.datasets.items():
+        for warning in g.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
         for name, p in g.paths.items():
             b = p.barrier
             print(

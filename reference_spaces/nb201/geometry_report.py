@@ -48,6 +48,7 @@ class DatasetGeometry:
     paths: dict[str, PathResult]
     pair_source: str
     seconds: float
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -115,7 +116,14 @@ def analyse_dataset(
     else:
         raise ValueError(f"pairs must be 'paper' or 'auto', got {pairs!r}")
     paths = {name: path_between(acc, a, b) for name, (a, b) in codes.items()}
-    return DatasetGeometry(dataset, list(tiers), loc, paths, pairs, time.perf_counter() - start)
+    warnings = [
+        f"{dataset} pair {name}: distance {len(p.levels) - 1}, accuracy gap "
+        f"{abs(p.accuracy_path[0] - p.accuracy_path[-1]):.2f} (expected a radius-{path_radius} neighbour "
+        f"within {path_tolerance} points; is the table in the benchmark's index order?)"
+        for name, p in paths.items()
+        if len(p.levels) - 1 != path_radius or abs(p.accuracy_path[0] - p.accuracy_path[-1]) > path_tolerance
+    ]
+    return DatasetGeometry(dataset, list(tiers), loc, paths, pairs, time.perf_counter() - start, warnings)
 
 
 def cell_stats_csv(acc: np.ndarray, radii: Sequence[int] = (1, 2, 3)) -> str:
@@ -158,7 +166,11 @@ def write_report(
     atomic_write_text(path_of("ks_table.csv"), ks_table_csv(rows))
     atomic_write_text(path_of("ks_table.md"), ks_table_markdown(rows))
     barriers = {
-        ds: {"pairs": g.pair_source, "paths": {name: p.to_dict() for name, p in g.paths.items()}}
+        ds: {
+            "pairs": g.pair_source,
+            "warnings": g.warnings,
+            "paths": {name: p.to_dict() for name, p in g.paths.items()},
+        }
         for ds, g in report.datasets.items()
     }
     atomic_write_json(path_of("barriers.json"), barriers)
