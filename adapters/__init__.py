@@ -6,9 +6,11 @@ One import line changes in the user's ``train_search.py``::
     from flatarch.adapters.pc_darts import Architect    # PC-DARTS
     from flatarch.adapters.beta_darts import Architect  # beta-DARTS
 
-and :func:`patch` builds the same object for other code bases. See ``docs/adapters.md``.
+and :func:`patch` builds the same object for other code bases; :func:`add_arguments` puts the
+knobs on a script's argparse parser. See ``docs/adapters.md``.
 """
 
+from .arguments import add_arguments
 from .patch import STYLES, patch
 
-__all__ = ["STYLES", "patch"]
+__all__ = ["STYLES", "add_arguments", "patch"]

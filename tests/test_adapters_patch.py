@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from adapter_checks import OptimizerSpy, make_batch, original_args, reference_direction
 from adapter_models import DartsNetwork, NB201Network
-from flatarch.adapters import STYLES, beta_darts, darts, patch, pc_darts
+from flatarch.adapters import STYLES, add_arguments, beta_darts, darts, patch, pc_darts
 
 import flatarch
 
@@ -109,3 +111,25 @@ def test_errors_name_the_problem():
         patch(model)
     with pytest.raises(TypeError, match="val_loss"):
         patch(DartsNetwork(4, 3, 3, nn.CrossEntropyLoss()), val_loss="loss")
+
+
+def test_add_arguments_defaults_change_nothing_and_options_reach_the_architect():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--arch_learning_rate", type=float, default=3e-4)
+    parser.add_argument("--eps", type=float, default=0.5)  # already there: left alone
+    add_arguments(parser)
+    args = parser.parse_args([])
+    assert args.arch_update is None and args.rho is None and args.eps == 0.5
+    assert not hasattr(args, "beta_decay_weights")
+    args = parser.parse_args(["--arch_update", "usam", "--rho", "0.02", "--hessian", "exact"])
+    torch.manual_seed(0)
+    architect = darts.Architect(DartsNetwork(4, 3, 3, nn.CrossEntropyLoss()), args)
+    assert isinstance(architect.update, flatarch.USAM)
+    assert architect.update.rho == 0.02 and architect.update.hessian == "exact"
+
+    parser = add_arguments(argparse.ArgumentParser(), style="beta-darts")
+    args = parser.parse_args(["--beta_decay_weights", "1", "0.5", "--beta_decay_end", "20"])
+    architect = beta_darts.Architect(DartsNetwork(4, 3, 3, nn.CrossEntropyLoss()), args)
+    assert architect.beta_decay_weights == [1.0, 0.5] and architect.beta_decay_lambda(50) == 10.0
+    with pytest.raises(ValueError, match="style"):
+        add_arguments(argparse.ArgumentParser(), style="gdas")
