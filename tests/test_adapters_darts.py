@@ -233,3 +233,15 @@ def test_cuda_model_stays_on_its_device():
     train_like_original(model, architect, original_args(), device="cuda")
     for a in model.arch_parameters():
         assert a.is_cuda and (a.grad is None or a.grad.is_cuda)
+
+
+def test_no_cuda_calls(monkeypatch):
+    def forbidden(*args, **kwargs):
+        raise AssertionError(".cuda() was called")
+
+    monkeypatch.setattr(torch.Tensor, "cuda", forbidden)
+    monkeypatch.setattr(torch.nn.Module, "cuda", forbidden)
+    model = build(12)
+    architect = Architect(model, original_args(arch_update="a2m", hessian="exact"))
+    architect.step(*make_batch(1), *make_batch(2), 0.025, weight_sgd(model), unrolled=False)
+    assert architect.update.steps == 1
