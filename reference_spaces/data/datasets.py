@@ -62,14 +62,29 @@ class ImageData:
                          self.std, self.crop_padding, self.flip)
 
 
-def _digits(data_dir: str | None, download: bool) -> ImageData:
+def _digits_array() -> np.ndarray:
+    """The digits table ``[1797, 65]`` (64 pixels 0..16, then the label). Read straight from the
+    file scikit-learn ships, locating the package without importing it (the import takes
+    seconds); falls back to ``sklearn.datasets.load_digits``."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        path = os.path.join(root, "datasets", "data", "digits.csv.gz")
+        if os.path.isfile(path):
+            return np.loadtxt(path, delimiter=",", dtype=np.float32)
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
-    x = torch.from_numpy(bunch.images.astype(np.float32) * (255.0 / 16.0)).unsqueeze(1)
+    return np.concatenate([bunch.data, bunch.target[:, None]], axis=1).astype(np.float32)
+
+
+def _digits(data_dir: str | None, download: bool) -> ImageData:
+    table = _digits_array()
+    x = torch.from_numpy(table[:, :64].reshape(-1, 1, 8, 8) * (255.0 / 16.0))
     x = torch.nn.functional.interpolate(x, size=(16, 16), mode="bilinear", align_corners=False)
     images = x.round().clamp(0, 255).to(torch.uint8)
-    labels = torch.from_numpy(bunch.target.astype(np.int64))
+    labels = torch.from_numpy(table[:, 64].astype(np.int64))
     scaled = images.float() / 255.0
     return ImageData("digits", images, labels, 10, (float(scaled.mean()),), (float(scaled.std()),), 2, False)
 

@@ -89,6 +89,8 @@ class _Searcher:
         self.cfg = cfg = cfg.resolved(self.space.defaults)
         self.method = Method.from_name(cfg.method)
         self.device = resolve_device(cfg.device)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
         self.amp = bool(cfg.amp and self.device.type == "cuda")
 
         data = load_dataset(cfg.dataset, cfg.data_dir, cfg.download).subset(cfg.subset)
@@ -119,6 +121,7 @@ class _Searcher:
             self.arch,
             rho=cfg.rho,
             eps=cfg.eps,
+            difference=cfg.difference,
             optimizer=torch.optim.Adam,
             lr=cfg.arch_lr,
             betas=tuple(cfg.arch_betas),
@@ -305,7 +308,8 @@ class _Searcher:
             if cfg.plot and self.history:
                 from .plot import plot_history
 
-                plot_history(self.history, self.path(PLOT_NAME), title=f"{cfg.space} {cfg.method} {cfg.optimizer}")
+                plot_history(self.history, self.path(PLOT_NAME), title=f"{cfg.space} {cfg.method} {cfg.optimizer}",
+                             op_names=getattr(self.space, "op_names", None))
         return result
 
 

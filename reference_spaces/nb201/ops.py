@@ -66,8 +66,10 @@ class MixedOp(nn.Module):
         self.ops = nn.ModuleList(make_op(name, channels, affine) for name in OPS)
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        out = weights[0] * self.ops[0](x)
-        for w, op in zip(weights[1:], self.ops[1:]):
+        # ops[0] is `none`: w_0 * 0 adds nothing to the value or to any gradient, so it is skipped
+        # (w_0 still matters through the softmax normalisation of the others)
+        out = weights[1] * self.ops[1](x)
+        for w, op in zip(weights[2:], self.ops[2:]):
             out = out + w * op(x)
         return out
 

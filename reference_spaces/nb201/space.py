@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from ..space import Method
-from .encoding import sequence_to_arch
+from .encoding import OPS, sequence_to_arch
 from .search_network import NB201SearchNetwork
 
 
@@ -26,6 +26,7 @@ class NB201Space:
     """
 
     name = "nb201"
+    op_names = OPS
     defaults: dict[str, Any] = {"rho": 1e-2, "eps": 1e-2, "channels": 16, "cells_per_stage": 5}
 
     def __init__(self, table: str | None = None):
