@@ -184,3 +184,13 @@ def test_bad_settings():
     if not torch.cuda.is_available():
         with pytest.raises(SearchError, match="no CUDA"):
             search(TINY, device="cuda")
+
+
+def test_search_on_user_tensors():
+    from flatarch.reference_spaces.data import ImageData
+
+    g = torch.Generator().manual_seed(0)
+    data = ImageData("mine", torch.randint(0, 256, (24, 3, 8, 8), dtype=torch.uint8, generator=g),
+                     torch.randint(0, 3, (24,), generator=g), 3, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), 1, True)
+    result = search(TINY, data=data, subset=None)
+    assert result.genotype.count("~") == 6 and result.history[-1]["epoch"] == 1

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..data import DataError
+from ..data import DataError, ImageData
 from .config import SearchConfig, SearchError
 from .loop import SearchResult, search_one
 from .multiseed import PROTOCOL, MultiSeedResult, aggregate, format_summary, search_seeds
@@ -32,14 +32,19 @@ def search(
     *,
     seeds: Sequence[int] | None = None,
     workers: int = 1,
+    data: ImageData | None = None,
     **settings: Any,
 ) -> SearchResult | MultiSeedResult:
     """Run a search. Keyword ``settings`` are :class:`SearchConfig` fields (they override
     ``config``). With ``seeds``, one search per seed (``workers`` parallel processes) and a
-    :class:`MultiSeedResult`; otherwise one search and a :class:`SearchResult`."""
+    :class:`MultiSeedResult`; otherwise one search and a :class:`SearchResult`. ``data``: search on
+    these images (an :class:`~flatarch.reference_spaces.data.ImageData`) instead of loading
+    ``dataset`` (one seed only)."""
     if seeds is not None:
+        if data is not None:
+            raise SearchError("data= works with one seed; run search(data=..., seed=s) per seed")
         return search_seeds(config, seeds=seeds, workers=workers, **settings)
-    return search_one(config, **settings)
+    return search_one(config, data=data, **settings)
 
 
 __all__ = [

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..data import BatchStream, DataError, load_dataset, split_half
+from ..data import BatchStream, DataError, ImageData, load_dataset, split_half
 from ..registry import get_space
 from ..space import Method
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint, write_json, write_json_lines
@@ -81,7 +81,7 @@ def _tqdm(iterable, enabled: bool, **kwargs):
 
 
 class _Searcher:
-    def __init__(self, cfg: SearchConfig):
+    def __init__(self, cfg: SearchConfig, data: ImageData | None = None):
         import flatarch  # the core; imported here so the space modules stay importable without it
 
         self.flatarch = flatarch
@@ -93,7 +93,9 @@ class _Searcher:
             torch.set_num_threads(cfg.threads)
         self.amp = bool(cfg.amp and self.device.type == "cuda")
 
-        data = load_dataset(cfg.dataset, cfg.data_dir, cfg.download).subset(cfg.subset)
+        if data is None:
+            data = load_dataset(cfg.dataset, cfg.data_dir, cfg.download)
+        data = data.subset(cfg.subset)
         if len(data.labels) < 4:
             raise SearchError(f"{cfg.dataset}: {len(data.labels)} images are too few to split and search")
         self.data_name = data.name
@@ -313,15 +315,19 @@ class _Searcher:
         return result
 
 
-def search_one(config: SearchConfig | None = None, **overrides: Any) -> SearchResult:
+def search_one(config: SearchConfig | None = None, *, data: ImageData | None = None, **overrides: Any) -> SearchResult:
     """Run one search (one seed). Keyword arguments override fields of ``config``.
+
+    ``data``: search on these images instead of loading ``config.dataset`` (any
+    :class:`~flatarch.reference_spaces.data.ImageData`, e.g. your own tensors); the
+    dataset name is then only a label.
 
     Raises:
         DataError: the dataset is missing or corrupt.
         SearchError: settings that cannot work (message says what to change).
     """
     cfg = (config or SearchConfig()).replace(**overrides)
-    return _Searcher(cfg).run()
+    return _Searcher(cfg, data).run()
 
 
 __all__ = ["DataError", "SearchError", "SearchResult", "search_one"]
