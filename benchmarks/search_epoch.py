@@ -27,7 +27,6 @@ import time
 
 import torch
 import torch.nn.functional as F
-
 from flatarch.reference_spaces.data import ImageData
 from flatarch.reference_spaces.engine.config import SearchConfig
 from flatarch.reference_spaces.engine.loop import _Searcher

@@ -100,10 +100,14 @@ class PerturbedUpdate(ArchUpdate):
             _, g0_graph, inputs = oracle.evaluate(oracle.alpha, "alpha (graph for the exact Jacobian)",
                                                   create_graph=True)
             e = self._perturb(g0_graph, scale)
-        jacobian_term = torch.autograd.grad(
-            e, inputs, grad_outputs=tuple(g.to(x.dtype) for g, x in zip(g1, e)), allow_unused=True
-        )
-        # A leaf whose gradient does not depend on alpha (a linear loss) has a zero Jacobian.
+        # vjp of e(g(alpha)) with g1. Parts of e that do not depend on alpha (a loss linear in
+        # some leaf, a zero gradient) have a zero Jacobian and no graph: leave them out.
+        linked = [(x, g.to(x.dtype)) for x, g in zip(e, g1) if x.requires_grad]
+        jacobian_term: tuple = (None,) * len(inputs)
+        if linked:
+            jacobian_term = torch.autograd.grad(
+                [x for x, _ in linked], inputs, grad_outputs=[g for _, g in linked], allow_unused=True
+            )
         direction = tuple(
             g.detach() + (torch.zeros_like(g) if j is None else j.detach()) for g, j in zip(g1, jacobian_term)
         )

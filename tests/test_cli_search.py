@@ -67,3 +67,14 @@ def test_missing_data_dir_exits_2_without_traceback(tmp_path, capsys, dataset, e
 def test_resume_needs_out(capsys):
     assert main(["search", "--resume"]) == 2
     assert "--resume needs --out" in capsys.readouterr().err
+
+
+def test_cli_prints_benchmark_accuracy_with_table(nats_bench_csv, tmp_path, capsys):
+    assert main(["search", *TINY, "--table", nats_bench_csv, "--out", str(tmp_path / "r")]) == 0
+    assert re.search(r"benchmark test accuracy: cifar10 \d+\.\d\d\s+cifar100", capsys.readouterr().out)
+
+
+def test_cli_bad_table_exits_2(tmp_path, capsys):
+    assert main(["search", *TINY, "--table", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "nope.csv" in err and "Traceback" not in err

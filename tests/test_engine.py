@@ -194,3 +194,14 @@ def test_search_on_user_tensors():
                      torch.randint(0, 3, (24,), generator=g), 3, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), 1, True)
     result = search(TINY, data=data, subset=None)
     assert result.genotype.count("~") == 6 and result.history[-1]["epoch"] == 1
+
+
+def test_search_reports_benchmark_accuracy_per_epoch(nats_bench_csv, tmp_path):
+    result = search(TINY, epochs=2, space_options={"table": nats_bench_csv}, out=str(tmp_path / "r"))
+    assert set(result.benchmark) == {"cifar10", "cifar100", "imagenet16-120"}
+    from flatarch.reference_spaces.nb201.benchmark import BenchmarkTable
+
+    assert result.benchmark == BenchmarkTable.load(nats_bench_csv).lookup(result.genotype)
+    assert all(set(h["benchmark"]) == set(result.benchmark) for h in result.history)
+    saved = json.load(open(tmp_path / "r" / loop.RESULT_NAME))
+    assert saved["benchmark"] == result.benchmark

@@ -1,5 +1,6 @@
 """The NAS-Bench-201 search network: shapes, parameter count, method options, genotype."""
 
+import pytest
 import torch
 from flatarch.reference_spaces.nb201 import OPS, sequence_to_arch
 from flatarch.reference_spaces.nb201.search_network import NB201SearchNetwork, SearchCell
@@ -108,3 +109,21 @@ def test_evaluate_uses_the_table(monkeypatch):
     assert space.evaluate("x", dataset="digits") == {"cifar10": 1.0, "cifar100": 2.0, "imagenet16-120": 3.0}
     monkeypatch.setattr(space, "table", lambda: None)
     assert space.evaluate("x", dataset="digits") == {}
+
+
+def test_evaluate_with_the_real_table(nats_bench_csv):
+    space = NB201Space(table=nats_bench_csv)
+    best = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+    acc = space.evaluate(best, dataset="cifar10")
+    assert acc == pytest.approx({"cifar10": 94.37, "cifar100": 73.51, "imagenet16-120": 47.31}, abs=0.01)
+    skips = sequence_to_arch((1,) * 6)
+    assert space.evaluate(skips, dataset="cifar10") == pytest.approx(
+        {"cifar10": 54.30, "cifar100": 15.61, "imagenet16-120": 16.32}, abs=0.01)
+
+
+def test_bad_table_path_fails_early(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="--table"):
+        NB201Space(table=str(tmp_path / "missing.csv"))
+    monkeypatch.setenv("FLATARCH_NB201_TABLE", str(tmp_path / "missing.csv"))
+    with pytest.raises(ValueError, match="FLATARCH_NB201_TABLE"):
+        NB201Space()

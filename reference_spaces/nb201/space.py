@@ -9,11 +9,13 @@ the cell's test accuracy on CIFAR-10, CIFAR-100 and ImageNet16-120 when a table 
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
 
 from ..space import Method
+from .benchmark import TABLE_ENV, BenchmarkTable, find_table
 from .encoding import OPS, sequence_to_arch
 from .search_network import NB201SearchNetwork
 
@@ -33,6 +35,8 @@ class NB201Space:
         self.table_path = table
         self._table = None
         self._table_loaded = False
+        if table is not None or os.environ.get(TABLE_ENV, "").strip():
+            self.table()  # a bad path fails now, before a search, not after its first epoch
 
     def build_network(
         self,
@@ -66,16 +70,23 @@ class NB201Space:
     def beta_decay_groups(self, network: NB201SearchNetwork) -> dict[str, torch.Tensor]:
         return {"alpha": network.arch_alpha}
 
-    def table(self):
-        """The benchmark table, loaded once (None when there is none)."""
+    def table(self) -> BenchmarkTable | None:
+        """The benchmark table, loaded once (None when none is given or configured).
+
+        Raises:
+            ValueError: the table path does not exist or is not a readable table (the message
+                names the path and where it came from: ``--table`` or ``$FLATARCH_NB201_TABLE``).
+        """
         if not self._table_loaded:
-            self._table_loaded = True
             try:
-                from .benchmark import BenchmarkTable, find_table
-            except ImportError:  # benchmark module not installed with this build
-                return None
-            path = find_table(self.table_path)
-            self._table = BenchmarkTable.load(path) if path else None
+                path = find_table(self.table_path)
+                self._table = BenchmarkTable.load(path) if path else None
+            except (OSError, ValueError) as exc:
+                raise ValueError(
+                    f"NAS-Bench-201 table: {exc}; pass --table PATH (or set {TABLE_ENV}) to a CSV/npz table "
+                    "such as the one `flatarch nb201 export` writes"
+                ) from None
+            self._table_loaded = True
         return self._table
 
     def evaluate(self, genotype: str, *, dataset: str) -> dict[str, float]:
