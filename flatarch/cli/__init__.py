@@ -12,6 +12,7 @@ import sys
 
 # Sub-command modules, in the order `flatarch --help` lists them.
 _COMMAND_MODULES: list[str] = [
+    "flatarch.cli.nb201",
     "flatarch.cli.train",
 ]
 

@@ -1,0 +1,264 @@
+"""Machinery shared by every update: parameters, the inner optimizer, the step, the state.
+
+Subclasses implement :meth:`ArchUpdate._direction` only: given a
+:class:`~flatarch.evaluation.GradientOracle`, return the direction ``G`` (a tuple of leaves)
+and the :class:`~flatarch.step_info.StepInfo` fields.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import tree
+from .errors import NonFiniteError
+from .evaluation import FoundInf, GradientOracle
+from .step_info import StepInfo
+
+#: DARTS' architecture optimizer: Adam, lr 3e-4, betas (0.5, 0.999), weight decay 1e-3.
+DARTS_ADAM_DEFAULTS: dict[str, Any] = {"lr": 3e-4, "betas": (0.5, 0.999), "weight_decay": 1e-3}
+
+
+def check_rho(rho: float) -> float:
+    rho = float(rho)
+    if not math.isfinite(rho) or rho < 0:
+        raise ValueError(f"rho must be a finite number >= 0, got {rho!r} (the paper searched 1e-5 ... 1e-1)")
+    return rho
+
+
+def check_eps(eps: float) -> float:
+    eps = float(eps)
+    if not math.isfinite(eps) or eps <= 0:
+        raise ValueError(f"eps must be a finite number > 0, got {eps!r} (the paper uses 1e-2)")
+    return eps
+
+
+def check_choice(name: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+    return value
+
+
+class ArchUpdate:
+    """Base class of :class:`FirstOrder`, :class:`SAM`, :class:`USAM` and :class:`A2M`.
+
+    Args:
+        params: the architecture parameters: a tensor or any pytree (list, tuple, dict, ...)
+            of leaf tensors that require grad.
+        optimizer: ``None`` for DARTS' Adam (lr 3e-4, betas (0.5, 0.999), weight decay 1e-3;
+            ``optimizer_kwargs`` override those), a ``torch.optim.Optimizer`` subclass built over
+            the leaves with ``optimizer_kwargs``, or an optimizer already built over exactly
+            these leaves.
+        on_nonfinite: ``"raise"`` (default) raises :class:`~flatarch.NonFiniteError` when a loss
+            or gradient is NaN/Inf; ``"skip"`` skips the step and counts it in ``skipped_steps``.
+            Either way nothing is changed.
+        module: a module whose buffers (BatchNorm running statistics) the extra perturbed passes
+            must leave as the first pass left them. Taken from ``loss_fn.module`` when the loss
+            is a :func:`flatarch.module_loss`.
+        protect_buffers: set ``False`` to let every pass update the buffers.
+        same_randomness: replay the first evaluation's random state in every later one, so
+            dropout masks or sampled paths are the same at every point of the step.
+    """
+
+    #: the name :func:`flatarch.make_update` knows this update by
+    name = "base"
+
+    def __init__(
+        self,
+        params: Any,
+        *,
+        optimizer: type[torch.optim.Optimizer] | torch.optim.Optimizer | None = None,
+        on_nonfinite: str = "raise",
+        module: nn.Module | None = None,
+        protect_buffers: bool = True,
+        same_randomness: bool = True,
+        **optimizer_kwargs: Any,
+    ):
+        leaves, spec, paths = tree.flatten(params)
+        if not leaves:
+            raise ValueError("no architecture parameters: params is empty; pass the alpha tensor(s) to optimise")
+        for path, leaf in zip(paths, leaves):
+            if not isinstance(leaf, torch.Tensor):
+                raise TypeError(f"architecture parameter {path} is a {type(leaf).__name__}, not a torch.Tensor")
+        frozen = [path for path, leaf in zip(paths, leaves) if not leaf.requires_grad]
+        if frozen:
+            raise ValueError(
+                f"architecture parameter(s) {', '.join(frozen)} do not require grad; make them "
+                "nn.Parameter or call .requires_grad_()"
+            )
+        non_leaf = [path for path, leaf in zip(paths, leaves) if not leaf.is_leaf]
+        if non_leaf:
+            raise ValueError(
+                f"architecture parameter(s) {', '.join(non_leaf)} are results of computations, not leaf "
+                "tensors; optimise the tensors they are computed from"
+            )
+        seen: dict[int, str] = {}
+        for path, leaf in zip(paths, leaves):
+            if id(leaf) in seen:
+                raise ValueError(f"the same tensor appears twice in params, at {seen[id(leaf)]} and {path}")
+            seen[id(leaf)] = path
+        self.params = params
+        self.leaves: tuple[torch.Tensor, ...] = tuple(leaves)
+        self._spec = spec
+        self.paths: list[str] = paths
+        self.on_nonfinite = check_choice("on_nonfinite", on_nonfinite, ("raise", "skip"))
+        self.module = module
+        self.protect_buffers = bool(protect_buffers)
+        self.same_randomness = bool(same_randomness)
+        self.optimizer = self._build_optimizer(optimizer, optimizer_kwargs)
+        self.steps = 0
+        self.skipped_steps = 0
+
+    def _build_optimizer(self, optimizer: Any, kwargs: dict[str, Any]) -> torch.optim.Optimizer:
+        if optimizer is None:
+            return torch.optim.Adam(self.leaves, **{**DARTS_ADAM_DEFAULTS, **kwargs})
+        if isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer):
+            return optimizer(self.leaves, **kwargs)
+        if isinstance(optimizer, torch.optim.Optimizer):
+            if kwargs:
+                raise ValueError(
+                    f"optimizer is already built; optimizer keyword arguments {sorted(kwargs)} would be ignored"
+                )
+            owned = {id(p) for group in optimizer.param_groups for p in group["params"]}
+            if owned != {id(p) for p in self.leaves}:
+                raise ValueError(
+                    "the given optimizer must be built over exactly the architecture parameters passed as params"
+                )
+            return optimizer
+        raise TypeError(
+            "optimizer must be None, a torch.optim.Optimizer subclass or instance; "
+            f"got {type(optimizer).__name__}"
+        )
+
+    # -- hyper-parameters, for state_dict and repr ---------------------------------------------
+    def hyperparameters(self) -> dict[str, Any]:
+        return {}
+
+    def __repr__(self) -> str:
+        hp = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
+        shapes = ", ".join(f"{p}:{list(t.shape)}" for p, t in zip(self.paths, self.leaves))
+        return f"{type(self).__name__}({shapes}{', ' if hp else ''}{hp}, optimizer={type(self.optimizer).__name__})"
+
+    # -- the step ------------------------------------------------------------------------------
+    def _direction(self, oracle: GradientOracle) -> tuple[tuple[torch.Tensor, ...], StepInfo]:
+        raise NotImplementedError
+
+    def _compute(
+        self,
+        loss_fn: Callable[..., torch.Tensor],
+        convention: str,
+        returns_grad: bool,
+        grad_scale: Any,
+    ) -> tuple[tuple[torch.Tensor, ...] | None, StepInfo]:
+        oracle = GradientOracle(
+            loss_fn,
+            self.leaves,
+            self._spec,
+            self.paths,
+            convention=convention,
+            returns_grad=returns_grad,
+            grad_scale=grad_scale,
+            module=self.module,
+            protect_buffers=self.protect_buffers,
+            same_randomness=self.same_randomness,
+        )
+        try:
+            with oracle:
+                direction, info = self._direction(oracle)
+        except FoundInf:
+            nan = torch.tensor(float("nan"), device=self.leaves[0].device)
+            return None, StepInfo(nan, nan, nan, oracle.evaluations, skipped=True, found_inf=True)
+        bad = oracle.first_nonfinite() or (None if bool(tree.all_finite(direction)) else "the final direction")
+        if bad is not None:
+            if self.on_nonfinite == "raise" and oracle.scale is None:
+                raise NonFiniteError(
+                    f"{type(self).__name__}: loss or gradient is NaN/Inf at {bad}; nothing was changed. "
+                    "Lower the learning rates or rho, or pass on_nonfinite='skip' to skip such steps"
+                )
+            return None, StepInfo(info.loss, info.perturbed_loss, info.grad_norm, info.evaluations, True, True)
+        return direction, info
+
+    def direction(
+        self,
+        loss_fn: Callable[..., torch.Tensor],
+        *,
+        convention: str = "auto",
+        returns_grad: bool = False,
+        grad_scale: Any = None,
+    ) -> tuple[Any, StepInfo]:
+        """The update direction ``G`` (a pytree like ``params``) without stepping or touching ``.grad``.
+
+        ``None`` in place of ``G`` when the step would be skipped (``info.skipped``).
+        """
+        direction, info = self._compute(loss_fn, convention, returns_grad, grad_scale)
+        return (None if direction is None else tree.unflatten(direction, self._spec)), info
+
+    def step(
+        self,
+        loss_fn: Callable[..., torch.Tensor],
+        *,
+        convention: str = "auto",
+        returns_grad: bool = False,
+        grad_scale: Any = None,
+    ) -> StepInfo:
+        """One architecture step: compute ``G``, store it in ``.grad``, step the inner optimizer.
+
+        Args:
+            loss_fn: ``loss_fn(alpha)`` (functional: gets a pytree like ``params``) or
+                ``loss_fn()`` (closure: reads the live parameters); detected from its signature
+                unless ``convention`` says ``"functional"`` or ``"closure"``.
+            returns_grad: ``loss_fn`` returns ``(loss, grads)``, grads a pytree like ``params``
+                (for losses whose backward you compute yourself, e.g. with an all-reduce).
+            grad_scale: fp16 loss scale: a number or a ``torch.amp.GradScaler`` (its current
+                scale is read, never changed). The loss is multiplied by it before each backward
+                and the gradients divided by it; an overflow in the first gradient skips the step
+                (``info.found_inf``) before any perturbation, whatever ``on_nonfinite`` says.
+
+        ``.grad`` of each parameter is *replaced* by ``G`` (not accumulated into).
+        """
+        direction, info = self._compute(loss_fn, convention, returns_grad, grad_scale)
+        if direction is None:
+            self.skipped_steps += 1
+            return info
+        for leaf, g in zip(self.leaves, direction):
+            leaf.grad = g.detach().to(dtype=leaf.dtype)
+        self.optimizer.step()
+        self.steps += 1
+        return info
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.optimizer.zero_grad(set_to_none=set_to_none)
+
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:
+        """The inner optimizer's parameter groups (learning rate, ...)."""
+        return self.optimizer.param_groups
+
+    # -- state -----------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume exactly: the inner optimizer's state, the step counters and
+        the hyper-parameters (recorded, for the reader). The parameter values themselves are not included:
+        they belong to the model's checkpoint, as with ``torch.optim``."""
+        return {
+            "update": self.name,
+            "hyperparameters": self.hyperparameters(),
+            "optimizer": self.optimizer.state_dict(),
+            "steps": self.steps,
+            "skipped_steps": self.skipped_steps,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        missing = {"update", "optimizer", "steps", "skipped_steps"} - set(state_dict)
+        if missing:
+            raise ValueError(f"not a flatarch update state_dict: missing {sorted(missing)}")
+        if state_dict["update"] != self.name:
+            raise ValueError(
+                f"this state_dict is from a {state_dict['update']!r} update; it cannot be loaded into {self.name!r}"
+            )
+        self.optimizer.load_state_dict(state_dict["optimizer"])
+        self.steps = int(state_dict["steps"])
+        self.skipped_steps = int(state_dict["skipped_steps"])

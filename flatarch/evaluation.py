@@ -1,0 +1,299 @@
+"""Evaluating ``L`` and ``g = grad_alpha L`` at arbitrary points, for one architecture step.
+
+A :class:`GradientOracle` hides the loss conventions from the updates. Every update asks it for
+``(loss, grads)`` at ``alpha`` and at perturbed points; the oracle
+
+* calls the user's loss in one of two conventions:
+
+  - *functional*, ``loss_fn(alpha_tree)``: the point is passed in as fresh leaf tensors, so the
+    user's tensors are never written;
+  - *closure*, ``loss_fn()``: the point is written into the live parameters in place and the
+    original values are restored bit for bit when the step ends, also when the loss raises;
+
+* differentiates with respect to alpha only (``torch.autograd.grad``), so the weights' ``.grad``
+  are never touched and no weight gradients are computed;
+* replays the random state of the first evaluation for every later one (``same_randomness``):
+  a finite difference of two *different* random functions (other dropout masks, other
+  sampled paths) is noise divided by ``eps``;
+* keeps the model buffers (BatchNorm running statistics) as the first pass left them
+  (``protect_buffers``), so an update with four evaluations leaves the model exactly as
+  first-order DARTS with one would;
+* scales the loss by a ``GradScaler``-style factor before differentiating and unscales the
+  gradients (fp16 mixed precision);
+* checks what the loss returns and names the offending leaf when a gradient is missing.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import tree
+
+Convention = str  # "functional" | "closure"
+
+
+class FoundInf(Exception):
+    """Internal: a scaled (fp16) step overflowed; the step is skipped, not raised."""
+
+
+def detect_convention(loss_fn: Callable[..., Any]) -> Convention:
+    """``closure`` when ``loss_fn`` can be called with no argument, else ``functional``."""
+    try:
+        signature = inspect.signature(loss_fn)
+    except (TypeError, ValueError):  # builtins and some C callables have no signature
+        return "functional"
+    positional = [
+        p
+        for p in signature.parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+    ]
+    required = [p for p in positional if p.kind != p.VAR_POSITIONAL and p.default is p.empty]
+    if required or any(p.kind == p.VAR_POSITIONAL for p in positional):
+        return "functional"
+    return "functional" if positional else "closure"
+
+
+def resolve_grad_scale(grad_scale: Any) -> float | torch.Tensor | None:
+    """A number, a tensor, or an object with ``get_scale()`` (``torch.amp.GradScaler``)."""
+    if grad_scale is None:
+        return None
+    if hasattr(grad_scale, "get_scale"):
+        if hasattr(grad_scale, "is_enabled") and not grad_scale.is_enabled():
+            return None
+        return float(grad_scale.get_scale())
+    if isinstance(grad_scale, torch.Tensor):
+        return grad_scale.detach()
+    scale = float(grad_scale)
+    if not scale > 0 or scale != scale:
+        raise ValueError(f"grad_scale must be a positive number, got {grad_scale!r}")
+    return scale
+
+
+class _RandomState:
+    """CPU and CUDA generator states for the devices the parameters live on."""
+
+    def __init__(self, devices: Sequence[torch.device]):
+        self.cuda_devices = sorted({d.index or 0 for d in devices if d.type == "cuda"})
+        self.cpu = torch.get_rng_state()
+        self.cuda = [torch.cuda.get_rng_state(i) for i in self.cuda_devices]
+
+    def restore(self) -> None:
+        torch.set_rng_state(self.cpu)
+        for i, state in zip(self.cuda_devices, self.cuda):
+            torch.cuda.set_rng_state(state, i)
+
+
+class GradientOracle:
+    """Loss and alpha-gradient evaluations for one step. Use as a context manager.
+
+    Args:
+        loss_fn: the user's loss (see module docstring for the conventions).
+        params: the live architecture leaves, in flattened order.
+        spec, paths: the pytree spec and a readable name per leaf (for error messages).
+        convention: ``"auto"``, ``"functional"`` or ``"closure"``.
+        returns_grad: ``loss_fn`` returns ``(loss, grads)`` itself, grads shaped like the params.
+        grad_scale: loss scale for fp16 (number, tensor or ``GradScaler``).
+        module: an ``nn.Module`` whose buffers the extra passes must not change.
+        protect_buffers, same_randomness: see the module docstring.
+    """
+
+    def __init__(
+        self,
+        loss_fn: Callable[..., Any],
+        params: Sequence[torch.Tensor],
+        spec: Any,
+        paths: Sequence[str],
+        *,
+        convention: Convention = "auto",
+        returns_grad: bool = False,
+        grad_scale: Any = None,
+        module: nn.Module | None = None,
+        protect_buffers: bool = True,
+        same_randomness: bool = True,
+    ):
+        if not callable(loss_fn):
+            raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
+        if convention == "auto":
+            convention = detect_convention(loss_fn)
+        if convention not in ("functional", "closure"):
+            raise ValueError(f"convention must be 'auto', 'functional' or 'closure', got {convention!r}")
+        self.loss_fn = loss_fn
+        self.params = tuple(params)
+        self.spec = spec
+        self.paths = list(paths)
+        self.convention = convention
+        self.returns_grad = returns_grad
+        self.scale = resolve_grad_scale(grad_scale)
+        self.module = module if module is not None else getattr(loss_fn, "module", None)
+        if self.module is not None and not isinstance(self.module, nn.Module):
+            self.module = None
+        self.protect_buffers = protect_buffers
+        self.same_randomness = same_randomness
+        #: the point ``alpha`` itself; updates pass it back to mean "at the current params"
+        self.alpha: tuple[torch.Tensor, ...] = tuple(p.detach() for p in self.params)
+        self.evaluations = 0
+        self.labels: list[str] = []
+        self.finite_flags: list[torch.Tensor] = []
+        self._originals: tuple[torch.Tensor, ...] | None = None
+        self._live_is_alpha = True
+        self._rng_before: _RandomState | None = None
+        self._rng_after: _RandomState | None = None
+        self._buffers_before: list[torch.Tensor] | None = None
+        self._buffers_after: list[torch.Tensor] | None = None
+
+    # -- context ---------------------------------------------------------------------------
+    def __enter__(self) -> GradientOracle:
+        if self.convention == "closure":
+            self._originals = tuple(p.detach().clone() for p in self.params)
+        if self.protect_buffers and self.module is not None:
+            self._buffers_before = [b.detach().clone() for b in self._buffers()]
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        succeeded = exc_type is None or exc_type is FoundInf
+        if self._originals is not None and not self._live_is_alpha:
+            self._write(self._originals)
+            self._live_is_alpha = True
+        if self._rng_after is not None:
+            # Later evaluations replayed the first one's randomness; continue from where the
+            # first left the generators, as a single-evaluation update would.
+            self._rng_after.restore()
+        if self._buffers_before is not None:
+            target = self._buffers_after if (succeeded and self._buffers_after is not None) else self._buffers_before
+            with torch.no_grad():
+                for buffer, saved in zip(self._buffers(), target):
+                    buffer.copy_(saved)
+
+    def _buffers(self) -> list[torch.Tensor]:
+        return [b for b in self.module.buffers() if b is not None]
+
+    def _write(self, values: Sequence[torch.Tensor]) -> None:
+        with torch.no_grad():
+            for p, v in zip(self.params, values):
+                p.copy_(v)
+
+    # -- evaluation ------------------------------------------------------------------------
+    def evaluate(
+        self, point: Sequence[torch.Tensor], label: str, *, create_graph: bool = False
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+        """``(loss, grads, inputs)`` at ``point``; ``inputs`` are the tensors the gradient was
+        taken with respect to (differentiate through them when ``create_graph``)."""
+        first = self.evaluations == 0
+        if first:
+            if self.same_randomness:
+                self._rng_before = _RandomState([p.device for p in self.params])
+        elif self._rng_before is not None:
+            self._rng_before.restore()
+
+        if self.convention == "functional":
+            inputs = tuple(x.detach().requires_grad_(True) for x in point)
+            call = lambda: self.loss_fn(tree.unflatten(inputs, self.spec))  # noqa: E731
+        else:
+            at_alpha = point is self.alpha
+            if at_alpha and not self._live_is_alpha:
+                self._write(self._originals)
+            elif not at_alpha:
+                self._write(point)
+            self._live_is_alpha = at_alpha
+            inputs = self.params
+            call = self.loss_fn
+
+        if self.returns_grad:
+            if create_graph:
+                raise ValueError("hessian='exact' differentiates through the loss; it cannot be used with "
+                                 "returns_grad=True (a loss_fn that computes its own gradients)")
+            loss, grads = self._split_loss_and_grads(call())
+        else:
+            loss = self._check_loss(call())
+            grads = self._grad(loss, inputs, create_graph)
+
+        self.evaluations += 1
+        self.labels.append(label)
+        self.finite_flags.append(torch.isfinite(loss.detach()).all() & tree.all_finite(grads))
+        if first:
+            if self.same_randomness:
+                self._rng_after = _RandomState([p.device for p in self.params])
+            if self._buffers_before is not None:
+                self._buffers_after = [b.detach().clone() for b in self._buffers()]
+            if self.scale is not None and not bool(self.finite_flags[-1]):
+                # fp16: check before any perturbation is built from an overflowed gradient.
+                raise FoundInf
+        loss = loss.detach()
+        if loss.dtype in (torch.float16, torch.bfloat16):
+            loss = loss.float()
+        return loss, grads, inputs
+
+    def _check_loss(self, loss: Any) -> torch.Tensor:
+        if not isinstance(loss, torch.Tensor):
+            hint = " (did you call .item()?)" if isinstance(loss, (int, float)) else ""
+            raise TypeError(f"loss_fn must return a scalar torch.Tensor, got {type(loss).__name__}{hint}")
+        if loss.numel() != 1:
+            raise ValueError(
+                f"loss_fn must return a scalar tensor, got shape {list(loss.shape)}; reduce it first "
+                "(e.g. loss.mean())"
+            )
+        if not loss.requires_grad:
+            raise ValueError(
+                "the loss does not depend on any architecture parameter (it has no gradient path to "
+                f"{', '.join(self.paths)}); "
+                + (
+                    "a functional loss_fn must compute the loss from the alpha it is given"
+                    if self.convention == "functional"
+                    else "a closure must read the live architecture tensors"
+                )
+            )
+        return loss.reshape(())
+
+    def _grad(
+        self, loss: torch.Tensor, inputs: Sequence[torch.Tensor], create_graph: bool
+    ) -> tuple[torch.Tensor, ...]:
+        scaled = loss if self.scale is None else loss * self.scale
+        grads = torch.autograd.grad(scaled, inputs, allow_unused=True, create_graph=create_graph)
+        missing = [path for path, g in zip(self.paths, grads) if g is None]
+        if missing:
+            raise ValueError(
+                f"architecture parameter(s) {', '.join(missing)} have no gradient path from the loss; "
+                "remove them from the optimizer's parameters or make the loss use them"
+            )
+        if self.scale is not None:
+            grads = tuple(g / self.scale for g in grads)
+        return tuple(grads)
+
+    def _split_loss_and_grads(self, out: Any) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        if not (isinstance(out, tuple) and len(out) == 2):
+            raise TypeError("with returns_grad=True, loss_fn must return a (loss, grads) pair")
+        loss, grads = out
+        if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+            raise ValueError("with returns_grad=True, the first element must be a scalar loss tensor")
+        leaves, spec, _ = tree.flatten(grads)
+        if spec != self.spec:
+            raise ValueError(
+                f"loss_fn returned gradients of another structure than the architecture parameters: "
+                f"expected {self.spec}, got {spec}"
+            )
+        for path, g, p in zip(self.paths, leaves, self.params):
+            if not isinstance(g, torch.Tensor) or g.shape != p.shape:
+                got = list(g.shape) if isinstance(g, torch.Tensor) else type(g).__name__
+                raise ValueError(
+                    f"gradient for {path} returned by loss_fn has shape {got}, expected {list(p.shape)}"
+                )
+        grads = tuple(g.detach().to(dtype=p.dtype, device=p.device) for g, p in zip(leaves, self.params))
+        if self.scale is not None:
+            grads = tuple(g / self.scale for g in grads)
+        return loss.detach().reshape(()), grads
+
+    # -- after the direction is computed ---------------------------------------------------
+    def first_nonfinite(self) -> str | None:
+        """The label of the first evaluation with a non-finite loss or gradient (one sync)."""
+        if not self.finite_flags:
+            return None
+        flags = torch.stack([f.to(self.finite_flags[0].device) for f in self.finite_flags]).cpu()
+        for label, ok in zip(self.labels, flags.tolist()):
+            if not ok:
+                return label
+        return None
