@@ -24,8 +24,15 @@ def test_space_contract():
     assert SPACE.defaults["rho"] == 1e-1 and SPACE.defaults["eps"] == 1e-2
     assert isinstance(tiny("darts"), SearchNetwork)
     assert SPACE.evaluate(DARTS_V2, dataset="cifar10") == {}
-    with pytest.raises(ValueError, match="unknown DARTS network options"):
-        DartsSpace().build_network(num_classes=10, in_channels=3, method=Method(), channels=3)
+    with pytest.raises(ValueError, match="unknown DARTS network option"):
+        DartsSpace().build_network(num_classes=10, in_channels=3, method=Method(), width=3)
+    with pytest.raises(ValueError, match="cells_per_stage"):
+        DartsSpace().build_network(num_classes=10, in_channels=3, method=Method(), cells_per_stage=5)
+    # the engine's generic options: None means the space default
+    net = DartsSpace().build_network(num_classes=10, in_channels=1, method=Method(), channels=4, layers=None,
+                                     cells_per_stage=None)
+    assert len(net.cells) == 8 and net.stem[0].in_channels == 1 and net.stem[0].out_channels == 12
+    assert DartsSpace(beta_normal=2.0).beta_decay_weights == {"normal": 2.0, "reduce": 1.0}
 
 
 @pytest.mark.parametrize("name", OPS)

@@ -12,20 +12,42 @@ from .search_network import DartsSearchNetwork
 
 
 class DartsSpace:
-    """8 ops, 14 edges, normal and reduction cells. Build options: ``C`` (16), ``layers`` (8),
-    ``steps`` (4), ``multiplier`` (4), ``stem_multiplier`` (3)."""
+    """8 ops, 14 edges, normal and reduction cells.
+
+    Network options (``build_network``): ``channels`` (alias ``C``, default 16), ``layers``
+    (alias ``cells``, default 8), ``steps`` (4), ``multiplier`` (4), ``stem_multiplier`` (3);
+    ``None`` means the default. Space options: ``beta_normal`` and ``beta_reduce``, the weights
+    of the beta-DARTS regulariser on the normal and reduction alphas (A2M paper appendix C.5:
+    ``w_n L_beta(alpha_n) + w_r L_beta(alpha_r)``; default 1 and 1).
+    """
 
     name = "darts"
-    #: SPEC section 3 (paper table 4): A2M rho 1e-1, eps 1e-2 on the DARTS space.
-    defaults: dict[str, Any] = {"rho": 1e-1, "eps": 1e-2, "C": 16, "layers": 8}
+    #: SPEC section 3 (paper table 4): A2M rho 1e-1, eps 1e-2; C = 16, 8 cells.
+    defaults: dict[str, Any] = {"rho": 1e-1, "eps": 1e-2, "channels": 16, "layers": 8}
 
-    def build_network(self, *, num_classes: int, in_channels: int, method: Method, **options: Any) -> DartsSearchNetwork:
-        allowed = {"C", "layers", "steps", "multiplier", "stem_multiplier", "alpha_init_scale"}
-        unknown = set(options) - allowed
-        if unknown:
-            raise ValueError(f"unknown DARTS network options {sorted(unknown)}; allowed: {sorted(allowed)}")
-        opts = {"C": self.defaults["C"], "layers": self.defaults["layers"], **options}
-        return DartsSearchNetwork(num_classes=num_classes, in_channels=in_channels, method=method, **opts)
+    def __init__(self, beta_normal: float = 1.0, beta_reduce: float = 1.0):
+        self.beta_decay_weights = {"normal": float(beta_normal), "reduce": float(beta_reduce)}
+
+    def build_network(self, *, num_classes: int, in_channels: int, method: Method,
+                      **options: Any) -> DartsSearchNetwork:
+        aliases = {"C": "channels", "cells": "layers"}
+        opts: dict[str, Any] = {}
+        for key, value in options.items():
+            key = aliases.get(key, key)
+            if key == "cells_per_stage":
+                if value is not None:
+                    raise ValueError("the DARTS space has no cells_per_stage: give layers (8 = reductions "
+                                     "after cells 2 and 5), e.g. --layers 8")
+                continue
+            if key not in {"channels", "layers", "steps", "multiplier", "stem_multiplier", "alpha_init_scale"}:
+                raise ValueError(f"unknown DARTS network option {key!r}; allowed: channels, layers, steps, "
+                                 "multiplier, stem_multiplier, alpha_init_scale")
+            if value is not None:
+                opts[key] = value
+        C = opts.pop("channels", self.defaults["channels"])
+        layers = opts.pop("layers", self.defaults["layers"])
+        return DartsSearchNetwork(num_classes=num_classes, in_channels=in_channels, C=C, layers=layers,
+                                  method=method, **opts)
 
     def genotype(self, network: DartsSearchNetwork) -> Genotype:
         return network.genotype()
@@ -39,6 +61,12 @@ class DartsSpace:
     def evaluate(self, genotype: Genotype, *, dataset: str) -> dict[str, float]:
         # No benchmark table covers the DARTS space: accuracies come from `flatarch train`.
         return {}
+
+    def plot_genotype(self, genotype: Genotype, path: str, title: str | None = None) -> None:
+        """PNG picture of the normal and reduction cells."""
+        from .plots import plot_genotype
+
+        plot_genotype(genotype, path, title=title)
 
 
 SPACE = DartsSpace()
