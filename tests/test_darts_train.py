@@ -91,6 +91,29 @@ def test_amp_on_cpu_is_a_clear_error():
         train(model(), *loaders_for(data(n=8)), TrainConfig(epochs=1, amp=True), log=None)
 
 
+def test_train_transform_and_tensor_dataset():
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
+    tf = loaders.train_transform((0.5, 0.5, 0.5), (0.25, 0.25, 0.25), 16, 2, True, cutout=8)
+    ds = loaders.ImageTensorDataset(images, torch.arange(4), tf)
+    x, y = ds[1]
+    assert x.shape == (3, 16, 16) and x.dtype == torch.float32 and y == 1
+    assert (x == 0).all(0).sum() >= 16  # the cutout square (at least a clipped quarter of 8x8)
+    with pytest.raises(ValueError, match="uint8"):
+        loaders.ImageTensorDataset(images.float(), torch.arange(4))
+
+
+def test_imagenet16_test_split_reader(tmp_path):
+    import pickle
+
+    data = torch.randint(0, 256, (5, 768), dtype=torch.uint8).numpy()
+    with open(tmp_path / "val_data", "wb") as f:
+        pickle.dump({"data": data, "labels": [1, 120, 121, 7, 1000]}, f)
+    images, labels = loaders.imagenet16_test(str(tmp_path))
+    assert images.shape == (3, 3, 16, 16) and labels.tolist() == [0, 119, 6]
+    assert torch.equal(images[0].flatten(), torch.from_numpy(data[0]))
+
+
 def test_cutout_zeroes_a_square():
     torch.manual_seed(0)
     img = torch.ones(3, 32, 32)
@@ -101,7 +124,7 @@ def test_cutout_zeroes_a_square():
 
 def test_cli_train_end_to_end(tmp_path, monkeypatch, capsys):
     ds = data(n=16, size=32)
-    monkeypatch.setattr(loaders, "datasets_for", lambda cfg: (ds, ds))
+    monkeypatch.setattr(loaders, "datasets_for", lambda cfg: (ds, ds, 10))
     out = tmp_path / "run"
     rc = cli_main(["train", "--genotype", "PC_DARTS", "--dataset", "cifar10", "--epochs", "1",
                    "--init-channels", "4", "--layers", "3", "--batch-size", "8", "--workers", "0",

@@ -31,7 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(DARTS_V1, DARTS_V2, PC_DARTS, PC_DARTS_IMAGENET)")
     p.add_argument("--dataset", default="cifar10", choices=["cifar10", "cifar100", "imagenet16-120"],
                    help="dataset to train and test on")
-    p.add_argument("--data-dir", default="data", help="folder holding the dataset")
+    p.add_argument("--data-dir", default="data", help="folder holding the dataset (CIFAR: the torchvision "
+                   "folders; ImageNet16-120: train_data_batch_1..10 and val_data)")
     p.add_argument("--download", action="store_true", help="download CIFAR if missing")
     p.add_argument("--out", default=os.path.join("runs", "train"),
                    help="output folder: checkpoint.pt, report.json, learning_curve.png, genotype.json")
@@ -68,8 +69,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
+        from flatarch.reference_spaces.data import DataError
+    except ImportError:  # the shared data module is not installed: loading reports ValueError
+        DataError = ValueError
+    try:
         return _run(args)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, DataError) as exc:
         print(f"flatarch train: error: {exc}", file=sys.stderr)
         return 2
 
@@ -79,7 +84,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from flatarch.reference_spaces.darts import genotype as G
     from flatarch.reference_spaces.darts import loaders
-    from flatarch.reference_spaces.darts.evaluation_network import DATASETS, EvaluationNetwork, count_parameters
+    from flatarch.reference_spaces.darts.evaluation_network import EvaluationNetwork, count_parameters
     from flatarch.reference_spaces.darts.train import TrainConfig, init_distributed, train
 
     if args.threads:
@@ -93,13 +98,14 @@ def _run(args: argparse.Namespace) -> int:
         amp=args.amp if args.amp is not None else device.type == "cuda",
         channels_last=args.channels_last, stop_train_loss=args.stop_train_loss, eval_every=args.eval_every,
     )
-    num_classes, input_size = DATASETS[args.dataset]
+    load_cfg = loaders.LoaderConfig(dataset=args.dataset, data_dir=args.data_dir, batch_size=args.batch_size,
+                                    cutout=args.cutout, workers=args.workers, download=args.download)
+    train_set, test_set, num_classes = loaders.datasets_for(load_cfg)
+    input_size = int(train_set[0][0].shape[-1])
     torch.manual_seed(args.seed)  # identical initial weights in every process
     model = EvaluationNetwork(genotype, num_classes=num_classes, C=args.init_channels, layers=args.layers,
                               auxiliary=args.auxiliary_weight > 0, input_size=input_size)
-    train_loader, test_loader = loaders.make_loaders(loaders.LoaderConfig(
-        dataset=args.dataset, data_dir=args.data_dir, batch_size=args.batch_size, cutout=args.cutout,
-        workers=args.workers, download=args.download))
+    train_loader, test_loader = loaders.make_loaders(load_cfg, train_set, test_set)
     if rank == 0:
         os.makedirs(args.out, exist_ok=True)
         G.save(genotype, os.path.join(args.out, "genotype.json"))

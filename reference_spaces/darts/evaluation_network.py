@@ -111,7 +111,3 @@ def count_parameters(model: nn.Module, include_auxiliary: bool = False) -> int:
     """Parameter count; by default without the auxiliary head, as the DARTS paper counts."""
     return sum(p.numel() for name, p in model.named_parameters()
                if include_auxiliary or not name.startswith("auxiliary_head."))
-
-
-#: dataset -> (num_classes, input_size)
-DATASETS = {"cifar10": (10, 32), "cifar100": (100, 32), "imagenet16-120": (120, 16)}

@@ -1,25 +1,27 @@
-"""Data loaders for training a genotype from scratch (DARTS evaluation protocol).
+"""Data for training a genotype from scratch (DARTS evaluation protocol).
 
-Training images: random crop with 4-pixel padding (2 on 16x16 inputs), horizontal flip,
-normalisation, then Cutout (one ``length x length`` square zeroed at a uniformly random centre,
-clipped at the border). Test images: normalisation only. Under ``torch.distributed`` each
-process reads its own shard through a ``DistributedSampler``.
+The training set comes from the shared data module (:func:`flatarch.reference_spaces.data.load_dataset`,
+uint8 images in memory); the test set is read here (CIFAR through torchvision, ImageNet16-120 from
+its ``val_data`` pickle). Training images: random crop with zero padding (4 pixels on CIFAR, 2 on
+ImageNet16-120), horizontal flip, normalisation, then Cutout (one ``length x length`` square
+zeroed at a uniformly random centre, clipped at the border). Test images: normalisation only.
+Under ``torch.distributed`` each process reads its own shard through a ``DistributedSampler``.
 """
 
 from __future__ import annotations
 
+import os
+import pickle
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-#: per-channel mean and std (on the [0, 1] scale) of each training set
-_STATS = {
-    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
-    "imagenet16-120": ((0.4811, 0.4575, 0.4078), (0.2471, 0.2400, 0.2563)),
-}
+#: the datasets a genotype can be trained on
+DATASETS = ("cifar10", "cifar100", "imagenet16-120")
 
 
 class Cutout:
@@ -45,70 +47,116 @@ class Cutout:
         return img
 
 
+class ImageTensorDataset(Dataset):
+    """``uint8 [N, C, H, W]`` images and labels; item ``i`` is ``(transform(images[i] / 255), label)``."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform: Callable | None = None):
+        if images.dtype != torch.uint8 or images.ndim != 4 or len(images) != len(labels):
+            raise ValueError(f"expected uint8 [N, C, H, W] images with N labels, got {images.dtype} "
+                             f"{tuple(images.shape)} and {len(labels)} labels")
+        self.images, self.labels, self.transform = images, labels.long(), transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        x = self.images[i].float().div_(255.0)
+        if self.transform is not None:
+            x = self.transform(x)
+        return x, int(self.labels[i])
+
+
 @dataclass
 class LoaderConfig:
     dataset: str = "cifar10"
-    data_dir: str = "data"
+    data_dir: str | None = None
     batch_size: int = 96
     cutout: int = 16
     workers: int = 2
     download: bool = False
 
 
-def transforms_for(dataset: str, cutout: int):
-    """``(train_transform, test_transform)`` of the DARTS evaluation protocol."""
+def train_transform(mean, std, size: int, padding: int, flip: bool, cutout: int):
     from torchvision import transforms as T
 
-    if dataset not in _STATS:
-        raise ValueError(f"unknown dataset {dataset!r}; choose one of: {', '.join(_STATS)}")
-    mean, std = _STATS[dataset]
-    size = 16 if dataset == "imagenet16-120" else 32
-    train = T.Compose([T.RandomCrop(size, padding=size // 8), T.RandomHorizontalFlip(), T.ToTensor(),
-                       T.Normalize(mean, std), Cutout(cutout)])
-    test = T.Compose([T.ToTensor(), T.Normalize(mean, std)])
-    return train, test
+    steps = [T.RandomCrop(size, padding=padding)]
+    if flip:
+        steps.append(T.RandomHorizontalFlip())
+    steps += [T.Normalize(mean, std), Cutout(cutout)]
+    return T.Compose(steps)
 
 
-def datasets_for(cfg: LoaderConfig) -> tuple[Dataset, Dataset]:
-    """Full training set and test set of ``cfg.dataset`` with the evaluation transforms."""
-    train_tf, test_tf = transforms_for(cfg.dataset, cfg.cutout)
-    if cfg.dataset in ("cifar10", "cifar100"):
-        from torchvision import datasets
+def _cifar_test(name: str, data_dir: str | None, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    from torchvision import datasets
 
-        cls = datasets.CIFAR10 if cfg.dataset == "cifar10" else datasets.CIFAR100
-        try:
-            return (cls(cfg.data_dir, train=True, transform=train_tf, download=cfg.download),
-                    cls(cfg.data_dir, train=False, transform=test_tf, download=cfg.download))
-        except RuntimeError as exc:
-            raise FileNotFoundError(
-                f"{cfg.dataset} not found under {cfg.data_dir!r} ({exc}); pass --data-dir pointing at it, "
-                "or --download to fetch it"
-            ) from exc
-    return _imagenet16(cfg, train_tf, test_tf)
+    from ..data import DataError
 
-
-def _imagenet16(cfg: LoaderConfig, train_tf, test_tf) -> tuple[Dataset, Dataset]:
+    cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
+    root = data_dir or "data"
     try:
-        from flatarch.reference_spaces import data as shared_data  # the shared data module
-    except ImportError as exc:
-        raise ValueError(
-            "ImageNet16-120 is read by flatarch.reference_spaces.data, which this installation lacks"
-        ) from exc
-    return shared_data.imagenet16_datasets(cfg.data_dir, train_transform=train_tf, test_transform=test_tf)
+        ds = cls(root, train=False, download=download)
+    except Exception as exc:  # torchvision raises RuntimeError; a damaged pickle anything
+        raise DataError(f"{name}: test set not found or corrupted under {os.path.abspath(root)} "
+                        f"({type(exc).__name__}: {exc}); pass --download, or --data-dir pointing at it") from None
+    images = torch.from_numpy(np.ascontiguousarray(ds.data)).permute(0, 3, 1, 2).contiguous()
+    return images, torch.tensor(ds.targets, dtype=torch.int64)
+
+
+def imagenet16_test(data_dir: str | None, classes: int = 120) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ImageNet16 validation pickle ``val_data`` (dict with ``data`` ``[n, 768]`` uint8,
+    channel-major, and 1-based ``labels``), restricted to labels ``<= classes`` (then 0-based)."""
+    from ..data import DataError
+
+    root = data_dir or "data"
+    candidates = [os.path.join(root, "val_data"), os.path.join(root, "ImageNet16", "val_data")]
+    path = next((c for c in candidates if os.path.isfile(c)), None)
+    if path is None:
+        raise DataError(f"imagenet16-120: test batch val_data not found at {' or '.join(map(os.path.abspath, candidates))}; "
+                        "pass --data-dir to the folder holding the ImageNet16 pickle batches")
+    try:
+        with open(path, "rb") as f:
+            entry = pickle.load(f, encoding="latin1")
+        data = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 16, 16)
+        labels = np.asarray(entry["labels"], dtype=np.int64)
+        if len(data) != len(labels):
+            raise ValueError(f"{len(data)} images but {len(labels)} labels")
+    except Exception as exc:
+        raise DataError(f"imagenet16-120: corrupt test batch {os.path.abspath(path)} ({type(exc).__name__}: {exc}); "
+                        "expected a pickled dict with 'data' [n, 768] uint8 and 1-based 'labels'") from None
+    keep = (labels >= 1) & (labels <= classes)
+    return torch.from_numpy(data[keep].copy()), torch.from_numpy(labels[keep] - 1)
+
+
+def datasets_for(cfg: LoaderConfig) -> tuple[Dataset, Dataset, int]:
+    """``(train set with augmentation, test set, number of classes)`` of ``cfg.dataset``."""
+    from torchvision import transforms as T
+
+    from ..data import load_dataset
+
+    if cfg.dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {cfg.dataset!r}; choose one of: {', '.join(DATASETS)}")
+    data = load_dataset(cfg.dataset, cfg.data_dir, cfg.download)
+    if cfg.dataset == "imagenet16-120":
+        test_images, test_labels = imagenet16_test(cfg.data_dir)
+    else:
+        test_images, test_labels = _cifar_test(cfg.dataset, cfg.data_dir, cfg.download)
+    train_tf = train_transform(data.mean, data.std, data.image_size, data.crop_padding, data.flip, cfg.cutout)
+    test_tf = T.Normalize(data.mean, data.std)
+    return (ImageTensorDataset(data.images, data.labels, train_tf),
+            ImageTensorDataset(test_images, test_labels, test_tf), data.num_classes)
 
 
 def make_loaders(cfg: LoaderConfig, train_set: Dataset | None = None,
                  test_set: Dataset | None = None) -> tuple[DataLoader, DataLoader]:
     """Shuffled training loader and ordered test loader (sharded per process when distributed)."""
     if train_set is None or test_set is None:
-        train_set, test_set = datasets_for(cfg)
+        train_set, test_set, _ = datasets_for(cfg)
     distributed = dist.is_available() and dist.is_initialized()
     train_sampler = DistributedSampler(train_set, shuffle=True) if distributed else None
     test_sampler = DistributedSampler(test_set, shuffle=False) if distributed else None
     pin = torch.cuda.is_available()
     train = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=train_sampler is None, sampler=train_sampler,
-                       num_workers=cfg.workers, pin_memory=pin, drop_last=False,
-                       persistent_workers=False)
+                       num_workers=cfg.workers, pin_memory=pin)
     test = DataLoader(test_set, batch_size=cfg.batch_size, shuffle=False, sampler=test_sampler,
                       num_workers=cfg.workers, pin_memory=pin)
     return train, test
