@@ -16,7 +16,6 @@ import time
 
 import torch
 import torch.nn.functional as F
-
 from flatarch.reference_spaces.darts import genotype as G
 from flatarch.reference_spaces.darts.evaluation_network import EvaluationNetwork, count_parameters
 

@@ -4,7 +4,6 @@ import json
 
 import pytest
 import torch
-
 from flatarch.reference_spaces.darts import genotype as G
 from flatarch.reference_spaces.darts.known import DARTS_V1, DARTS_V2, KNOWN_GENOTYPES, PC_DARTS
 

@@ -2,14 +2,13 @@
 
 import pytest
 import torch
-from torch.func import functional_call
-
 from flatarch.reference_spaces.darts import genotype as G
 from flatarch.reference_spaces.darts.evaluation_network import EvaluationNetwork, count_parameters
 from flatarch.reference_spaces.darts.known import DARTS_V2, PC_DARTS
 from flatarch.reference_spaces.darts.ops import OPS, FactorizedReduce, channel_shuffle
 from flatarch.reference_spaces.darts.space import SPACE, DartsSpace
 from flatarch.reference_spaces.space import Method, SearchNetwork, SearchSpace
+from torch.func import functional_call
 
 METHODS = ["darts", "pcdarts", "betadarts", "sdarts-rs", "darts-minus"]
 

@@ -7,13 +7,13 @@ import os
 import pytest
 import torch
 import torch.multiprocessing as mp
-from torch.utils.data import DataLoader, TensorDataset
-
-from flatarch.cli import main as cli_main
 from flatarch.reference_spaces.darts import loaders
 from flatarch.reference_spaces.darts.evaluation_network import EvaluationNetwork
 from flatarch.reference_spaces.darts.known import DARTS_V2
 from flatarch.reference_spaces.darts.train import TrainConfig, train
+from torch.utils.data import DataLoader, TensorDataset
+
+from flatarch.cli import main as cli_main
 
 
 def data(n=24, size=16, classes=10, seed=0):

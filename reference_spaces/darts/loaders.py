@@ -111,7 +111,8 @@ def imagenet16_test(data_dir: str | None, classes: int = 120) -> tuple[torch.Ten
     candidates = [os.path.join(root, "val_data"), os.path.join(root, "ImageNet16", "val_data")]
     path = next((c for c in candidates if os.path.isfile(c)), None)
     if path is None:
-        raise DataError(f"imagenet16-120: test batch val_data not found at {' or '.join(map(os.path.abspath, candidates))}; "
+        where = " or ".join(os.path.abspath(c) for c in candidates)
+        raise DataError(f"imagenet16-120: test batch val_data not found at {where}; "
                         "pass --data-dir to the folder holding the ImageNet16 pickle batches")
     try:
         with open(path, "rb") as f:
