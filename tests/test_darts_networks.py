@@ -32,6 +32,10 @@ def test_space_contract():
                                      cells_per_stage=None)
     assert len(net.cells) == 8 and net.stem[0].in_channels == 1 and net.stem[0].out_channels == 12
     assert DartsSpace(beta_normal=2.0).beta_decay_weights == {"normal": 2.0, "reduce": 1.0}
+    small = DartsSpace(layers=3).build_network(num_classes=10, in_channels=3, method=Method(), channels=4)
+    assert len(small.cells) == 3 and DartsSpace.defaults["layers"] == 8
+    with pytest.raises(ValueError, match="at least 3"):
+        DartsSpace(layers=2)
 
 
 @pytest.mark.parametrize("name", OPS)

@@ -16,16 +16,20 @@ class DartsSpace:
 
     Network options (``build_network``): ``channels`` (alias ``C``, default 16), ``layers``
     (alias ``cells``, default 8), ``steps`` (4), ``multiplier`` (4), ``stem_multiplier`` (3);
-    ``None`` means the default. Space options: ``beta_normal`` and ``beta_reduce``, the weights
-    of the beta-DARTS regulariser on the normal and reduction alphas (A2M paper appendix C.5:
-    ``w_n L_beta(alpha_n) + w_r L_beta(alpha_r)``; default 1 and 1).
+    ``None`` means the default. Space options (constructor): ``layers`` (the default number of
+    cells, 8), ``beta_normal`` and ``beta_reduce``, the weights of the beta-DARTS regulariser on the
+    normal and reduction alphas (A2M paper appendix C.5: ``w_n L_beta(alpha_n) + w_r L_beta(alpha_r)``;
+    default 1 and 1).
     """
 
     name = "darts"
     #: SPEC section 3 (paper table 4): A2M rho 1e-1, eps 1e-2; C = 16, 8 cells.
     defaults: dict[str, Any] = {"rho": 1e-1, "eps": 1e-2, "channels": 16, "layers": 8}
 
-    def __init__(self, beta_normal: float = 1.0, beta_reduce: float = 1.0):
+    def __init__(self, layers: int = 8, beta_normal: float = 1.0, beta_reduce: float = 1.0):
+        if int(layers) < 3:
+            raise ValueError(f"the DARTS search network needs at least 3 cells (two reductions), got layers={layers}")
+        self.defaults = {**DartsSpace.defaults, "layers": int(layers)}
         self.beta_decay_weights = {"normal": float(beta_normal), "reduce": float(beta_reduce)}
 
     def build_network(self, *, num_classes: int, in_channels: int, method: Method,
