@@ -171,3 +171,12 @@ def test_darts_v2_parameter_count():
     assert 3.2e6 <= n <= 3.5e6
     assert n == 3_349_342  # the count of the original implementation
     assert n_aux > n
+
+
+def test_pcdarts_backward_with_channels_last_input():
+    # Regression: slicing channels of a channels-last activation crashed the CPU backward
+    # (segfault in torch 2.14); the partial-channel slices are made contiguous.
+    net = SPACE.build_network(num_classes=10, in_channels=1, method=Method.from_name("pcdarts"), channels=8, layers=3)
+    x = torch.randn(4, 16, 16, 1).permute(0, 3, 1, 2)  # NHWC strides, as on-device augmentation can produce
+    net(x).sum().backward(inputs=net.weight_parameters())
+    assert all(p.grad is not None for p in net.weight_parameters() if p.requires_grad)

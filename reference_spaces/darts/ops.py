@@ -78,8 +78,12 @@ class FactorizedReduce(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(x)
-        # Pad before shifting so odd resolutions still give matching halves.
-        shifted = nn.functional.pad(x, (0, 1, 0, 1))[:, :, 1:, 1:]
+        shifted = x[:, :, 1:, 1:]
+        if x.shape[-1] % 2 or x.shape[-2] % 2:
+            # odd resolution: pad so that both halves have ceil(H/2) x ceil(W/2) pixels. (Only then:
+            # on a channel slice of a channels-last tensor, pad + strided 1x1 conv crashes the CPU
+            # backward of torch 2.14.)
+            shifted = nn.functional.pad(x.contiguous(), (0, 1, 0, 1))[:, :, 1:, 1:]
         return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))
 
 

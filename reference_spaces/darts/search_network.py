@@ -49,7 +49,8 @@ class MixedOp(nn.Module):
     def forward(self, x: torch.Tensor, weights: torch.Tensor, aux_weight: float = 0.0) -> torch.Tensor:
         if self.k > 1:
             c_part = x.shape[1] // self.k
-            active, bypass = x[:, :c_part], x[:, c_part:]
+            # contiguous: channel slices of a channels-last tensor crash the CPU backward (torch 2.14)
+            active, bypass = x[:, :c_part].contiguous(), x[:, c_part:].contiguous()
             mixed = sum(w * op(active) for w, op in zip(weights, self.ops))
             if self.bypass_pool is not None:
                 bypass = self.bypass_pool(bypass)
