@@ -100,7 +100,7 @@ def test_exact_modes_equal_autograd_of_their_objectives(seed, rho):
                                                                                     hessian="exact")):
         torch.testing.assert_close(opt.direction(model.loss)[0], usam, rtol=1e-9, atol=1e-12)
         live = opt.leaves[0]
-        torch.testing.assert_close(opt.direction(lambda: model.loss(live))[0], usam, rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(opt.direction(lambda live=live: model.loss(live))[0], usam, rtol=1e-9, atol=1e-12)
 
     def sam_objective(a):
         g = grad(model.loss)(a)

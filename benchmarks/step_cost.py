@@ -1,0 +1,142 @@
+"""Cost of one architecture step, per update, measured side by side in one run.
+
+Prints each update's step time as a ratio to first-order DARTS, and A2M's ratio to its floor:
+the time of 4 bare alpha-gradient evaluations (3 for forward differences), i.e. the passes
+themselves and nothing else. Targets: A2M within 5% of its floor; exact mode within 1.5x of fd.
+
+The model is the NAS-Bench-201 search network (C=16, batch 64) when the reference space is
+installed, else a mixed-op stand-in of that shape. Usage::
+
+    python benchmarks/step_cost.py [--device cpu|cuda] [--repeats 10] [--batch 64] [--cells 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from torch import nn
+
+import flatarch
+
+
+class MixedOpStandIn(nn.Module):
+    """A stack of 6-edge mixed-op cells (conv3x3, conv1x1, avg-pool, skip, zero) like NB201's."""
+
+    def __init__(self, C: int = 16, cells: int = 5, classes: int = 10):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, C, 3, padding=1, bias=False), nn.BatchNorm2d(C))
+        self.alpha = nn.Parameter(1e-3 * torch.randn(6, 5))
+        self.cells = nn.ModuleList(
+            nn.ModuleList(
+                nn.ModuleList([
+                    nn.Sequential(nn.ReLU(), nn.Conv2d(C, C, 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(C, affine=False)),
+                    nn.Sequential(nn.ReLU(), nn.Conv2d(C, C, 1, bias=False), nn.BatchNorm2d(C, affine=False)),
+                    nn.AvgPool2d(3, 1, 1, count_include_pad=False),
+                ])
+                for _ in range(6)
+            )
+            for _ in range(cells)
+        )
+        self.head = nn.Linear(C, classes)
+
+    def forward(self, x):
+        x = self.stem(x)
+        w = torch.softmax(self.alpha, -1)
+        for cell in self.cells:
+            nodes = [x]
+            edge = 0
+            for target in range(1, 4):
+                total = 0
+                for source in range(target):
+                    conv3, conv1, pool = cell[edge]
+                    h = nodes[source]
+                    total = total + w[edge, 1] * h + w[edge, 2] * conv1(h) + w[edge, 3] * conv3(h) \
+                        + w[edge, 4] * pool(h)
+                    edge += 1
+                nodes.append(total)
+            x = nodes[-1]
+        return self.head(x.mean((2, 3)))
+
+
+def build_model(device, cells):
+    try:
+        from flatarch.reference_spaces.nb201.benchmark_model import build_benchmark_network  # type: ignore
+
+        return build_benchmark_network(C=16, cells=cells).to(device), "NAS-Bench-201 search network"
+    except ImportError:
+        return MixedOpStandIn(cells=cells).to(device), "mixed-op stand-in (NB201 shape)"
+
+
+def timed_round_robin(fns: dict, repeats: int, device) -> dict:
+    """Median time of each function, measured in interleaved rounds so that load from other
+    processes on a shared machine hits every candidate alike."""
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    for fn in fns.values():  # warm-up (allocator, autograd graph caches, cuDNN autotune)
+        fn()
+    samples = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            sync()
+            start = time.perf_counter()
+            fn()
+            sync()
+            samples[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in samples.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--cells", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+    model, label = build_model(device, args.cells)
+    names = [n for n, _ in model.named_parameters() if "alpha" in n.split(".")[-1]]
+    x = torch.randn(args.batch, 3, 32, 32, device=device)
+    y = torch.randint(0, 10, (args.batch,), device=device)
+    loss = flatarch.module_loss(model, (x, y), names)
+
+    def bare_gradient():
+        alpha = {k: v.detach().requires_grad_(True) for k, v in loss.arch_params.items()}
+        torch.autograd.grad(loss(alpha), list(alpha.values()))
+
+    configs = {
+        "first-order": dict(name="first-order"),
+        "sam": dict(name="sam"),
+        "usam": dict(name="usam"),
+        "a2m (central fd)": dict(name="a2m"),
+        "a2m (forward fd)": dict(name="a2m", difference="forward"),
+        "a2m (exact)": dict(name="a2m", hessian="exact"),
+    }
+    fns = {"bare gradient": bare_gradient}
+    for label_, cfg in configs.items():
+        cfg = dict(cfg)
+        opt = flatarch.make_update(cfg.pop("name"), loss.arch_params, **cfg)
+        fns[label_] = lambda opt=opt: opt.step(loss)
+    results = timed_round_robin(fns, args.repeats, device)
+    t_grad = results.pop("bare gradient")
+    base = results["first-order"]
+    print(f"step cost on {label}, batch {args.batch}, device {device}, torch threads {torch.get_num_threads()}")
+    print(f"one bare alpha gradient: {t_grad * 1e3:.1f} ms")
+    for label_, t in results.items():
+        print(f"{label_:>18}: {t * 1e3:8.1f} ms  {t / base:5.2f}x first-order")
+    print(f"A2M central / floor (4 bare gradients): {results['a2m (central fd)'] / (4 * t_grad):.3f}  (target <= 1.05)")
+    print(f"A2M forward / floor (3 bare gradients): {results['a2m (forward fd)'] / (3 * t_grad):.3f}  (target <= 1.05)")
+    print(f"A2M exact / central fd: {results['a2m (exact)'] / results['a2m (central fd)']:.3f}  (target <= 1.5)")
+
+
+if __name__ == "__main__":
+    main()
