@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -66,11 +67,17 @@ class DartsSpace:
         # No benchmark table covers the DARTS space: accuracies come from `flatarch train`.
         return {}
 
-    def plot_genotype(self, genotype: Genotype, path: str, title: str | None = None) -> None:
-        """PNG picture of the normal and reduction cells."""
+    def save_genotype(self, genotype: Genotype, out_dir: str, title: str | None = None) -> list[str]:
+        """Write ``genotype.json`` (atomic) and ``genotype.png`` (normal and reduction cells) into
+        ``out_dir``; returns their paths."""
+        from .genotype import save
         from .plots import plot_genotype
 
-        plot_genotype(genotype, path, title=title)
+        os.makedirs(out_dir, exist_ok=True)
+        json_path, png_path = os.path.join(out_dir, "genotype.json"), os.path.join(out_dir, "genotype.png")
+        save(genotype, json_path)
+        plot_genotype(genotype, png_path, title=title)
+        return [json_path, png_path]
 
 
 SPACE = DartsSpace()
