@@ -61,7 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=2, help="data-loading worker processes")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     p.add_argument("--stop-train-loss", type=float, default=None,
-                   help="stop after the first epoch whose mean training loss is <= this "
+                   help="stop after the first epoch whose mean training objective (cross-entropy + weighted "
+                        "auxiliary loss, as the original DARTS script logs it) is <= this "
                         "(the paper's neighbourhood study: 0.43 on CIFAR-10, 1.0 on CIFAR-100)")
     p.add_argument("--eval-every", type=int, default=1, help="test-set evaluation every N epochs (and at the end)")
     p.set_defaults(func=run)

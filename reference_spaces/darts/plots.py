@@ -25,6 +25,9 @@ def plot_learning_curve(history: list[dict[str, float]], path: str | os.PathLike
     epochs = [h["epoch"] for h in history]
     tested = [h for h in history if "test_acc" in h]
     ax_loss.plot(epochs, [h["train_loss"] for h in history], label="train")
+    if all("train_objective" in h for h in history):
+        ax_loss.plot(epochs, [h["train_objective"] for h in history], "--", color="C0", alpha=0.6,
+                     label="train objective (+ auxiliary)")
     ax_acc.plot(epochs, [h["train_acc"] for h in history], label="train")
     if tested:
         ax_loss.plot([h["epoch"] for h in tested], [h["test_loss"] for h in tested], "o-", ms=3, label="test")

@@ -1,6 +1,6 @@
 """Training a genotype from scratch (DARTS evaluation protocol, paper table 5).
 
-Per step: ``loss = CE(logits, y) + w_aux * CE(aux_logits, y)``, gradients clipped to norm 5,
+Per step: ``objective = CE(logits, y) + w_aux * CE(aux_logits, y)``, gradients clipped to norm 5,
 SGD with momentum and weight decay; the learning rate follows a cosine from ``lr`` to ``lr_min``
 over ``epochs`` (one scheduler step per epoch) and the drop-path probability rises linearly,
 ``p_e = drop_path_prob * e / epochs``.
@@ -56,7 +56,8 @@ class TrainConfig:
     amp: bool | None = None
     #: channels-last memory format; None = on exactly when on CUDA
     channels_last: bool | None = None
-    #: stop after the first epoch whose mean training loss is <= this (None = never)
+    #: stop after the first epoch whose mean training objective (cross-entropy plus the weighted
+    #: auxiliary loss, the "train loss" the original DARTS script logs) is <= this (None = never)
     stop_train_loss: float | None = None
     #: evaluate on the test set every this many epochs (and always after the last one)
     eval_every: int = 1
@@ -147,7 +148,7 @@ def train(model: nn.Module, train_loader: Iterable, test_loader: Iterable, confi
     amp = config.amp if config.amp is not None else device.type == "cuda"
     channels_last = config.channels_last if config.channels_last is not None else device.type == "cuda"
     if amp and device.type != "cuda":
-        raise ValueError("mixed precision (amp) needs a CUDA device; pass amp=False on CPU")
+        raise ValueError("mixed precision (amp) needs a CUDA device; use --amp off (amp=False) on CPU")
     say = log if (log is not None and rank == 0) else (lambda _msg: None)
 
     model.to(device)
@@ -192,7 +193,7 @@ def train(model: nn.Module, train_loader: Iterable, test_loader: Iterable, confi
         t0 = time.perf_counter()
         net.train()
         # running sums stay on the device: no host sync per step
-        sums = torch.zeros(2, dtype=torch.float64, device=device)
+        sums = torch.zeros(3, dtype=torch.float64, device=device)
         seen = 0
         for x, y in train_loader:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -211,20 +212,21 @@ def train(model: nn.Module, train_loader: Iterable, test_loader: Iterable, confi
                 nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             scaler.step(optimizer)
             scaler.update()
-            sums += torch.stack([loss.detach().double() * y.numel(), (logits.argmax(1) == y).sum().double()])
+            sums += torch.stack([loss.detach().double() * y.numel(), (logits.argmax(1) == y).sum().double(),
+                                 total_loss.detach().double() * y.numel()])
             seen += y.numel()
         scheduler.step()
-        loss_sum, correct, total = _sum_over_processes(sums.tolist() + [float(seen)], device)
+        loss_sum, correct, objective_sum, total = _sum_over_processes(sums.tolist() + [float(seen)], device)
         if total == 0:
             raise ValueError("the training loader yielded no samples")
         if not math.isfinite(loss_sum):
             raise FloatingPointError(f"non-finite training loss in epoch {epoch + 1}; lower --lr or check the data")
-        train_loss, train_acc = loss_sum / total, 100.0 * correct / total
+        train_loss, train_acc, objective = loss_sum / total, 100.0 * correct / total, objective_sum / total
         epoch += 1
-        stop = config.stop_train_loss is not None and train_loss <= config.stop_train_loss
+        stop = config.stop_train_loss is not None and objective <= config.stop_train_loss
         last = stop or epoch >= config.epochs
         record = {"epoch": epoch, "lr": lr, "drop_path_prob": model.drop_path_prob,
-                  "train_loss": train_loss, "train_acc": train_acc,
+                  "train_loss": train_loss, "train_objective": objective, "train_acc": train_acc,
                   "seconds": time.perf_counter() - t0}
         if last or epoch % config.eval_every == 0:
             record["test_loss"], record["test_acc"] = evaluate(model, test_loader, device, amp, channels_last)
@@ -238,7 +240,7 @@ def train(model: nn.Module, train_loader: Iterable, test_loader: Iterable, confi
                      "config": dataclasses.asdict(config), "extra": extra_state or {}}
             atomic_write(ckpt_path, lambda f, s=state: torch.save(s, f), binary=True)
         if stop:
-            say(f"training loss {train_loss:.4f} <= {config.stop_train_loss}: stopping after epoch {epoch}")
+            say(f"training objective {objective:.4f} <= {config.stop_train_loss}: stopping after epoch {epoch}")
         done = last
 
     result.epochs_run = epoch
