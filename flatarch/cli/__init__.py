@@ -12,8 +12,10 @@ import sys
 
 # Sub-command modules, in the order `flatarch --help` lists them.
 _COMMAND_MODULES: list[str] = [
+    "flatarch.cli.search",
     "flatarch.cli.nb201",
     "flatarch.cli.train",
+    "flatarch.cli.geometry",
 ]
 
 

@@ -1,0 +1,106 @@
+"""The search's data split and batch streams.
+
+The whole training set lives on the search device as uint8; each batch is gathered,
+augmented and normalised there (no worker processes, no per-image Python), so data loading
+costs next to nothing beside the network passes.
+
+Determinism and resume: the order and augmentation of epoch ``e`` of a stream depend only on
+``(seed, stream_id, e)`` through a CPU ``torch.Generator`` seeded from them; nothing has to be
+saved to continue an interrupted search at an epoch boundary, and CPU and GPU runs see the
+same batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+
+from .datasets import ImageData
+
+
+def split_half(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """DARTS' split: the first half of the training set for weights, the second for alphas."""
+    half = n // 2
+    return torch.arange(half), torch.arange(half, n)
+
+
+class BatchStream:
+    """Shuffled mini-batches of ``data[indices]``.
+
+    Args:
+        data: the dataset in memory.
+        indices: which images this stream draws from.
+        batch_size: images per batch; an epoch has ``max(1, len(indices) // batch_size)``
+            batches (a last partial batch is dropped: BatchNorm statistics of a handful of images
+            are noise, and equal batch shapes keep timings steady).
+        augment: random crop with ``data.crop_padding`` zero padding and (where ``data.flip``)
+            horizontal flips; normalisation by ``data.mean``/``data.std`` always.
+        seed, stream_id: what the epoch generators are seeded from.
+        device: where batches are produced.
+    """
+
+    def __init__(
+        self,
+        data: ImageData,
+        indices: torch.Tensor,
+        batch_size: int,
+        augment: bool,
+        seed: int,
+        stream_id: int,
+        device: torch.device | str = "cpu",
+    ):
+        if len(indices) == 0:
+            raise ValueError("a batch stream needs at least one image")
+        self.device = torch.device(device)
+        self.images = data.images[indices].to(self.device)
+        self.labels = data.labels[indices].to(self.device)
+        self.batch_size = min(batch_size, len(indices))
+        self.augment = augment
+        self.pad = data.crop_padding
+        self.flip = data.flip
+        self.seed = int(seed)
+        self.stream_id = int(stream_id)
+        shape = (1, -1, 1, 1)
+        self.mean = torch.tensor(data.mean, device=self.device).view(shape)
+        self.std = torch.tensor(data.std, device=self.device).view(shape)
+
+    def __len__(self) -> int:
+        return max(1, len(self.labels) // self.batch_size)
+
+    def _generator(self, epoch: int) -> torch.Generator:
+        g = torch.Generator()
+        # distinct, reproducible streams per (seed, stream, epoch)
+        g.manual_seed((self.seed * 1_000_003 + self.stream_id * 10_007 + epoch) % (2**63))
+        return g
+
+    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The batches of epoch ``epoch`` (0-based), always the same for the same arguments."""
+        g = self._generator(epoch)
+        order = torch.randperm(len(self.labels), generator=g)
+        for b in range(len(self)):
+            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+            n = len(idx)
+            if self.augment:
+                offsets = torch.randint(0, 2 * self.pad + 1, (n, 2), generator=g) if self.pad else None
+                flips = torch.rand(n, generator=g) < 0.5 if self.flip else None
+            idx = idx.to(self.device)
+            x = self.images[idx].float().div_(255.0)
+            if self.augment:
+                x = self._augment(x, offsets, flips)
+            yield (x - self.mean) / self.std, self.labels[idx]
+
+    def _augment(self, x: torch.Tensor, offsets: torch.Tensor | None, flips: torch.Tensor | None):
+        n, _, h, w = x.shape
+        if offsets is not None:
+            p = self.pad
+            padded = F.pad(x, (p, p, p, p))
+            offsets = offsets.to(self.device)
+            rows = (offsets[:, 0:1] + torch.arange(h, device=self.device))[:, :, None]  # [n, h, 1]
+            cols = (offsets[:, 1:2] + torch.arange(w, device=self.device))[:, None, :]  # [n, 1, w]
+            batch = torch.arange(n, device=self.device)[:, None, None]
+            x = padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
+        if flips is not None:
+            x = torch.where(flips.to(self.device)[:, None, None, None], x.flip(3), x)
+        return x.contiguous()

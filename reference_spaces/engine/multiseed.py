@@ -1,0 +1,107 @@
+"""Several seeds of one search, one after another or in parallel processes, and their summary.
+
+Protocol (as in the paper's tables): every seed's *final* genotype is evaluated and the table
+reports the **mean ± standard deviation over all seeds** (population std, ``ddof=0``); no seed is
+ever selected as "the best".
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .checkpoint import write_json
+from .config import SearchConfig, SearchError
+from .loop import SearchResult, search_one
+
+PROTOCOL = "mean ± std over all seeds (population std), final genotype of every seed; no best-seed selection"
+SUMMARY_NAME = "summary.json"
+
+
+@dataclass
+class MultiSeedResult:
+    seeds: list[int]
+    results: list[SearchResult]
+    #: ``{metric: {"mean", "std", "values"}}``: benchmark accuracies per dataset (where the space
+    #: knows them) and the search's own final validation accuracy
+    summary: dict[str, dict[str, Any]]
+    protocol: str = PROTOCOL
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "protocol": self.protocol,
+            "seeds": self.seeds,
+            "summary": self.summary,
+            "genotypes": [r.genotype_json for r in self.results],
+        }
+
+
+def aggregate(results: Sequence[SearchResult]) -> dict[str, dict[str, Any]]:
+    """Mean and population std over seeds of every benchmark accuracy present in all results,
+    and of the final search validation accuracy."""
+    metrics: dict[str, list[float]] = {}
+    keys = set.intersection(*(set(r.benchmark) for r in results)) if results else set()
+    for key in sorted(keys):
+        metrics[key] = [float(r.benchmark[key]) for r in results]
+    metrics["search_val_acc"] = [float(r.history[-1]["val_acc"]) for r in results if r.history]
+    return {
+        k: {"mean": float(np.mean(v)), "std": float(np.std(v)), "values": v} for k, v in metrics.items() if v
+    }
+
+
+def _seed_config(config: SearchConfig, seed: int, parallel: bool) -> SearchConfig:
+    out = os.path.join(config.out, f"seed-{seed}") if config.out else None
+    return config.replace(seed=seed, out=out, progress=config.progress and not parallel)
+
+
+def _run_in_worker(config: SearchConfig) -> SearchResult:
+    import torch
+
+    torch.set_num_threads(1)  # N workers share the machine's cores; no oversubscription
+    return search_one(config)
+
+
+def search_seeds(
+    config: SearchConfig | None = None, seeds: Sequence[int] = (0,), workers: int = 1, **overrides: Any
+) -> MultiSeedResult:
+    """Run the search once per seed (``out/seed-<s>`` each) and summarise.
+
+    ``workers > 1`` runs that many seeds at once in separate processes (spawned, one torch
+    thread each); results come back in seed order either way.
+    """
+    config = (config or SearchConfig()).replace(**overrides)
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise SearchError("--seeds needs at least one seed")
+    if len(set(seeds)) != len(seeds):
+        raise SearchError(f"--seeds has repeated seeds: {seeds}")
+    if workers < 1:
+        raise SearchError(f"--workers must be at least 1, got {workers}")
+    parallel = workers > 1 and len(seeds) > 1
+    configs = [_seed_config(config, s, parallel) for s in seeds]
+    if parallel:
+        import multiprocessing
+
+        with ProcessPoolExecutor(min(workers, len(seeds)), mp_context=multiprocessing.get_context("spawn")) as pool:
+            results = list(pool.map(_run_in_worker, configs))
+    else:
+        results = [search_one(c) for c in configs]
+    multi = MultiSeedResult(seeds, results, aggregate(results))
+    if config.out:
+        write_json(multi.to_json(), os.path.join(config.out, SUMMARY_NAME))
+    return multi
+
+
+def format_summary(multi: MultiSeedResult) -> str:
+    """A plain-text table: one row per metric, mean ± std over the seeds, then the protocol."""
+    lines = [f"{'metric':<16} {'mean ± std':>16}  per seed ({', '.join(map(str, multi.seeds))})"]
+    for key, s in multi.summary.items():
+        values = ", ".join(f"{v:.2f}" for v in s["values"])
+        lines.append(f"{key:<16} {s['mean']:>8.2f} ± {s['std']:<5.2f}  {values}")
+    lines.append(f"protocol: {multi.protocol}")
+    return "\n".join(lines)

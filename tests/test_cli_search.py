@@ -1,0 +1,80 @@
+"""``flatarch search`` command line."""
+
+import json
+import os
+import re
+
+import pytest
+
+from flatarch.cli import build_parser, main
+
+TINY = ["--subset", "48", "--batch-size", "8", "--channels", "4", "--cells", "1", "--epochs", "1",
+        "--no-progress", "--no-plot", "--optimizer", "first-order"]
+
+
+def _search_help():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    return sub.choices["search"]
+
+
+def test_help_explains_every_flag_with_its_default():
+    p = _search_help()
+    for action in p._actions:
+        if action.dest == "help":
+            continue
+        assert action.help, f"{action.option_strings} has no help"
+        assert "default" in action.help, f"{action.option_strings} does not state its default"
+    text = p.format_help()
+    for flag in ("--space", "--method", "--optimizer", "--rho", "--eps", "--epochs", "--batch-size", "--seed",
+                 "--seeds", "--workers", "--dataset", "--data-dir", "--download", "--out", "--resume", "--device",
+                 "--table", "--amp", "--val-augment"):
+        assert flag in text
+
+
+def test_tiny_search_prints_genotype_and_table(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert main(["search", *TINY, "--out", out]) == 0
+    text = capsys.readouterr().out
+    genotype = re.search(r"genotype: (\S+)", text).group(1)
+    assert genotype.count("~") == 6
+    assert "val acc" in text and "ms per iteration" in text
+    assert json.load(open(os.path.join(out, "result.json")))["genotype"] == genotype
+    # same folder again without --resume: refused, nothing overwritten
+    before = os.path.getmtime(os.path.join(out, "result.json"))
+    assert main(["search", *TINY, "--out", out]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert os.path.getmtime(os.path.join(out, "result.json")) == before
+
+
+def test_seeds_print_mean_and_std(tmp_path, capsys):
+    assert main(["search", *TINY, "--seeds", "1", "2", "--out", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert "seed 1:" in text and "seed 2:" in text and "mean ± std" in text and "no best-seed selection" in text
+
+
+@pytest.mark.parametrize("dataset,expect", [("cifar10", "cifar-10-batches-py"),
+                                            ("imagenet16-120", "train_data_batch_1")])
+def test_missing_data_dir_exits_2_without_traceback(tmp_path, capsys, dataset, expect):
+    code = main(["search", "--dataset", dataset, "--data-dir", str(tmp_path / "nothing"), "--no-progress",
+                 "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert expect in err and "--data-dir" in err and "Traceback" not in err
+    assert not os.path.exists(tmp_path / "run")
+
+
+def test_resume_needs_out(capsys):
+    assert main(["search", "--resume"]) == 2
+    assert "--resume needs --out" in capsys.readouterr().err
+
+
+def test_cli_prints_benchmark_accuracy_with_table(nats_bench_csv, tmp_path, capsys):
+    assert main(["search", *TINY, "--table", nats_bench_csv, "--out", str(tmp_path / "r")]) == 0
+    assert re.search(r"benchmark test accuracy: cifar10 \d+\.\d\d\s+cifar100", capsys.readouterr().out)
+
+
+def test_cli_bad_table_exits_2(tmp_path, capsys):
+    assert main(["search", *TINY, "--table", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "nope.csv" in err and "Traceback" not in err

@@ -1,0 +1,129 @@
+"""The NAS-Bench-201 search network: shapes, parameter count, method options, genotype."""
+
+import pytest
+import torch
+from flatarch.reference_spaces.nb201 import OPS, sequence_to_arch
+from flatarch.reference_spaces.nb201.search_network import NB201SearchNetwork, SearchCell
+from flatarch.reference_spaces.nb201.space import NB201Space
+from flatarch.reference_spaces.registry import available_spaces, get_space
+from flatarch.reference_spaces.space import Method, SearchSpace
+
+
+def expected_weight_count(C: int, N: int, classes: int, in_ch: int = 3) -> int:
+    """Counted from the architecture definition (SPEC section 5), independently of the code:
+
+    stem conv 3x3 in->C + BN(C) affine; per search cell 6 edges x (conv1x1 + conv3x3, BN without
+    affine) = 6 * 10 c^2; reduction c->2c: conv3x3 c->2c + BN, conv3x3 2c->2c + BN, shortcut
+    conv1x1 c->2c; final BN(4C) affine; linear 4C->classes with bias.
+    """
+    total = 9 * in_ch * C + 2 * C
+    for stage, c in enumerate((C, 2 * C, 4 * C)):
+        total += N * 6 * (c * c + 9 * c * c)
+        if stage < 2:
+            d = 2 * c
+            total += 9 * c * d + 2 * d + 9 * d * d + 2 * d + c * d
+    total += 2 * 4 * C + 4 * C * classes + classes
+    return total
+
+
+def test_parameter_count_matches_nb201_search_network():
+    net = NB201SearchNetwork(num_classes=10, in_channels=3, channels=16, cells_per_stage=5)
+    weights = sum(p.numel() for p in net.weight_parameters())
+    # The NAS-Bench-201 DARTS search network (C=16, N=5, CIFAR-10) has 1,686,106 weights
+    # (about 1.69 M) plus 6 x 5 = 30 alphas.
+    assert weights == expected_weight_count(16, 5, 10) == 1_686_106
+    assert sum(p.numel() for p in net.arch_parameters().values()) == 30
+    assert sum(p.numel() for p in net.parameters()) == 1_686_136
+    assert len([m for m in net.cells if isinstance(m, SearchCell)]) == 15
+
+
+def test_output_shapes_and_parameter_split():
+    for in_ch, size, classes in [(3, 32, 10), (3, 16, 120), (1, 16, 10)]:
+        net = NB201SearchNetwork(num_classes=classes, in_channels=in_ch, channels=4, cells_per_stage=1)
+        out = net(torch.randn(2, in_ch, size, size))
+        assert out.shape == (2, classes)
+        arch = {id(p) for p in net.arch_parameters().values()}
+        weights = {id(p) for p in net.weight_parameters()}
+        assert not arch & weights and arch | weights == {id(p) for p in net.parameters()}
+        assert expected_weight_count(4, 1, classes, in_ch) == sum(p.numel() for p in net.weight_parameters())
+
+
+def test_every_alpha_gets_a_gradient():
+    net = NB201SearchNetwork(channels=4, cells_per_stage=1, edge_normalization=True, partial_channels=2)
+    net(torch.randn(2, 3, 8, 8)).sum().backward()
+    assert net.arch_alpha.grad.abs().sum() > 0
+    # node 1 has a single incoming edge: its softmax is 1 whatever its beta
+    assert net.arch_beta.grad[0] == 0 and net.arch_beta.grad[1:].abs().sum() > 0
+
+
+def test_partial_channels_and_edge_weights():
+    net = NB201SearchNetwork(channels=8, cells_per_stage=1, partial_channels=4, edge_normalization=True)
+    assert set(net.arch_parameters()) == {"arch_alpha", "arch_beta"}
+    conv = net.cells[0].edges[0].ops[3][1]
+    assert conv.in_channels == 2 and conv.out_channels == 2  # 1/K of C = 8
+    w = net.edge_weights()
+    assert torch.allclose(w[0], torch.tensor(1.0)) and torch.allclose(w[1:3].sum(), torch.tensor(1.0))
+    assert torch.allclose(w[3:].sum(), torch.tensor(1.0))
+    assert net(torch.randn(2, 3, 8, 8)).shape == (2, 10)
+
+
+def test_darts_minus_skip_changes_output_and_decays():
+    torch.manual_seed(0)
+    net = NB201SearchNetwork(channels=4, cells_per_stage=1, auxiliary_skip=True).eval()
+    x = torch.randn(2, 3, 8, 8)
+    assert net.aux_skip_weight == 1.0
+    with_skip = net(x)
+    net.set_progress(0.25)
+    assert net.aux_skip_weight == 0.75
+    net.set_progress(1.0)
+    assert net.aux_skip_weight == 0.0
+    assert not torch.allclose(with_skip, net(x))
+    plain = NB201SearchNetwork(channels=4, cells_per_stage=1)
+    plain.set_progress(0.5)
+    assert plain.aux_skip_weight == 0.0
+
+
+def test_genotype_is_argmax_per_edge():
+    space = get_space("nb201")
+    assert isinstance(space, SearchSpace) and "nb201" in available_spaces()
+    assert space.defaults["rho"] == 1e-2 and space.defaults["eps"] == 1e-2
+    net = space.build_network(num_classes=10, in_channels=3, method=Method.from_name("pcdarts"), channels=8,
+                              cells_per_stage=1)
+    seq = (3, 3, 3, 1, 3, 0)
+    with torch.no_grad():
+        net.arch_alpha.zero_()
+        for e, op in enumerate(seq):
+            net.arch_alpha[e, op] = 1.0
+    assert space.genotype(net) == sequence_to_arch(seq)
+    assert space.beta_decay_groups(net)["alpha"] is net.arch_alpha
+    assert space.op_names == OPS
+
+
+def test_evaluate_uses_the_table(monkeypatch):
+    class FakeTable:
+        def lookup(self, arch):
+            return {"cifar10": 1.0, "cifar100": 2.0, "imagenet16-120": 3.0}
+
+    space = NB201Space()
+    monkeypatch.setattr(space, "table", lambda: FakeTable())
+    assert space.evaluate("x", dataset="digits") == {"cifar10": 1.0, "cifar100": 2.0, "imagenet16-120": 3.0}
+    monkeypatch.setattr(space, "table", lambda: None)
+    assert space.evaluate("x", dataset="digits") == {}
+
+
+def test_evaluate_with_the_real_table(nats_bench_csv):
+    space = NB201Space(table=nats_bench_csv)
+    best = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+    acc = space.evaluate(best, dataset="cifar10")
+    assert acc == pytest.approx({"cifar10": 94.37, "cifar100": 73.51, "imagenet16-120": 47.31}, abs=0.01)
+    skips = sequence_to_arch((1,) * 6)
+    assert space.evaluate(skips, dataset="cifar10") == pytest.approx(
+        {"cifar10": 54.30, "cifar100": 15.61, "imagenet16-120": 16.32}, abs=0.01)
+
+
+def test_bad_table_path_fails_early(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="--table"):
+        NB201Space(table=str(tmp_path / "missing.csv"))
+    monkeypatch.setenv("FLATARCH_NB201_TABLE", str(tmp_path / "missing.csv"))
+    with pytest.raises(ValueError, match="FLATARCH_NB201_TABLE"):
+        NB201Space()
