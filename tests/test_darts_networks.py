@@ -25,15 +25,19 @@ def test_space_contract():
     assert SPACE.evaluate(DARTS_V2, dataset="cifar10") == {}
     with pytest.raises(ValueError, match="unknown DARTS network option"):
         DartsSpace().build_network(num_classes=10, in_channels=3, method=Method(), width=3)
-    with pytest.raises(ValueError, match="cells_per_stage"):
-        DartsSpace().build_network(num_classes=10, in_channels=3, method=Method(), cells_per_stage=5)
-    # the engine's generic options: None means the space default
-    net = DartsSpace().build_network(num_classes=10, in_channels=1, method=Method(), channels=4, layers=None,
-                                     cells_per_stage=None)
+    # the engine's generic options: None means the space default; N normal cells per stage -> 3N + 2 cells
+    net = DartsSpace().build_network(num_classes=10, in_channels=1, method=Method(), channels=4, cells_per_stage=None)
     assert len(net.cells) == 8 and net.stem[0].in_channels == 1 and net.stem[0].out_channels == 12
+    net = DartsSpace().build_network(num_classes=10, in_channels=3, method=Method(), channels=4, cells_per_stage=1)
+    assert [c.reduction for c in net.cells] == [False, True, False, True, False]
+    with pytest.raises(ValueError, match="cells_per_stage"):
+        DartsSpace().build_network(num_classes=10, in_channels=3, method=Method(), cells_per_stage=0)
     assert DartsSpace(beta_normal=2.0).beta_decay_weights == {"normal": 2.0, "reduce": 1.0}
-    small = DartsSpace(layers=3).build_network(num_classes=10, in_channels=3, method=Method(), channels=4)
-    assert len(small.cells) == 3 and DartsSpace.defaults["layers"] == 8
+    # an explicit layers (constructor or call) wins over cells_per_stage
+    small = DartsSpace(layers=3).build_network(num_classes=10, in_channels=3, method=Method(), channels=4,
+                                               cells_per_stage=2)
+    assert len(small.cells) == 3
+    assert len(SPACE.build_network(num_classes=10, in_channels=3, method=Method(), channels=4, layers=4).cells) == 4
     with pytest.raises(ValueError, match="at least 3"):
         DartsSpace(layers=2)
 
