@@ -4,8 +4,7 @@ Prints each update's step time as a ratio to first-order DARTS, and A2M's ratio 
 the time of 4 bare alpha-gradient evaluations (3 for forward differences), i.e. the passes
 themselves and nothing else. Targets: A2M within 5% of its floor; exact mode within 1.5x of fd.
 
-The model is the NAS-Bench-201 search network (C=16, batch 64) when the reference space is
-installed, else a mixed-op stand-in of that shape. Usage::
+The model is the NAS-Bench-201 search network (C=16, batch 64). Usage::
 
     python benchmarks/step_cost.py [--device cpu|cuda] [--repeats 10] [--batch 64] [--cells 5]
 """
@@ -17,58 +16,17 @@ import statistics
 import time
 
 import torch
-from torch import nn
 
 import flatarch
 
 
-class MixedOpStandIn(nn.Module):
-    """A stack of 6-edge mixed-op cells (conv3x3, conv1x1, avg-pool, skip, zero) like NB201's."""
+def build_model(device, cells_per_stage):
+    from flatarch.reference_spaces.nb201.space import NB201Space
+    from flatarch.reference_spaces.space import Method
 
-    def __init__(self, C: int = 16, cells: int = 5, classes: int = 10):
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, C, 3, padding=1, bias=False), nn.BatchNorm2d(C))
-        self.alpha = nn.Parameter(1e-3 * torch.randn(6, 5))
-        self.cells = nn.ModuleList(
-            nn.ModuleList(
-                nn.ModuleList([
-                    nn.Sequential(nn.ReLU(), nn.Conv2d(C, C, 3, padding=1, bias=False),
-                                  nn.BatchNorm2d(C, affine=False)),
-                    nn.Sequential(nn.ReLU(), nn.Conv2d(C, C, 1, bias=False), nn.BatchNorm2d(C, affine=False)),
-                    nn.AvgPool2d(3, 1, 1, count_include_pad=False),
-                ])
-                for _ in range(6)
-            )
-            for _ in range(cells)
-        )
-        self.head = nn.Linear(C, classes)
-
-    def forward(self, x):
-        x = self.stem(x)
-        w = torch.softmax(self.alpha, -1)
-        for cell in self.cells:
-            nodes = [x]
-            edge = 0
-            for target in range(1, 4):
-                total = 0
-                for source in range(target):
-                    conv3, conv1, pool = cell[edge]
-                    h = nodes[source]
-                    total = total + w[edge, 1] * h + w[edge, 2] * conv1(h) + w[edge, 3] * conv3(h) \
-                        + w[edge, 4] * pool(h)
-                    edge += 1
-                nodes.append(total)
-            x = nodes[-1]
-        return self.head(x.mean((2, 3)))
-
-
-def build_model(device, cells):
-    try:
-        from flatarch.reference_spaces.nb201.benchmark_model import build_benchmark_network  # type: ignore
-
-        return build_benchmark_network(C=16, cells=cells).to(device), "NAS-Bench-201 search network"
-    except ImportError:
-        return MixedOpStandIn(cells=cells).to(device), "mixed-op stand-in (NB201 shape)"
+    net = NB201Space().build_network(num_classes=10, in_channels=3, method=Method.from_name("darts"),
+                                     channels=16, cells_per_stage=cells_per_stage)
+    return net.to(device), f"NAS-Bench-201 search network (C=16, {cells_per_stage} cells/stage)"
 
 
 def timed_round_robin(fns: dict, repeats: int, device) -> dict:
@@ -97,14 +55,14 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--cells", type=int, default=5)
+    parser.add_argument("--cells", type=int, default=5, help="search cells per stage")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device = torch.device(args.device)
     model, label = build_model(device, args.cells)
-    names = [n for n, _ in model.named_parameters() if "alpha" in n.split(".")[-1]]
+    names = list(model.arch_parameters())
     x = torch.randn(args.batch, 3, 32, 32, device=device)
     y = torch.randint(0, 10, (args.batch,), device=device)
     loss = flatarch.module_loss(model, (x, y), names)

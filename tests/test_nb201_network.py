@@ -113,9 +113,10 @@ def test_evaluate_uses_the_table(monkeypatch):
 
 def test_evaluate_with_the_real_table(nats_bench_csv):
     space = NB201Space(table=nats_bench_csv)
+    # SPEC's "optimal cell" is the CIFAR-100 optimum; the three optima are three different cells
     best = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
     acc = space.evaluate(best, dataset="cifar10")
-    assert acc == pytest.approx({"cifar10": 94.37, "cifar100": 73.51, "imagenet16-120": 47.31}, abs=0.01)
+    assert acc == pytest.approx({"cifar10": 94.36, "cifar100": 73.51, "imagenet16-120": 46.34}, abs=0.01)
     skips = sequence_to_arch((1,) * 6)
     assert space.evaluate(skips, dataset="cifar10") == pytest.approx(
         {"cifar10": 54.30, "cifar100": 15.61, "imagenet16-120": 16.32}, abs=0.01)
