@@ -139,6 +139,44 @@ def test_cli_train_end_to_end(tmp_path, monkeypatch, capsys):
     assert rc == 0 and "resumed" in capsys.readouterr().out
 
 
+def _fake_imagenet16(folder, per_batch=4, val=6):
+    import pickle
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for i in range(1, 11):
+        with open(folder / f"train_data_batch_{i}", "wb") as f:
+            pickle.dump({"data": rng.integers(0, 256, (per_batch, 768), dtype=np.uint8),
+                         "labels": list(rng.integers(1, 121, per_batch))}, f)
+    with open(folder / "val_data", "wb") as f:
+        pickle.dump({"data": rng.integers(0, 256, (val, 768), dtype=np.uint8),
+                     "labels": list(rng.integers(1, 121, val))}, f)
+
+
+def test_cli_train_imagenet16_from_its_pickles(tmp_path, capsys):
+    data = tmp_path / "ImageNet16"
+    data.mkdir()
+    _fake_imagenet16(data)
+    out = tmp_path / "run"
+    rc = cli_main(["train", "--genotype", "DARTS_V1", "--dataset", "imagenet16-120", "--data-dir", str(tmp_path),
+                   "--epochs", "1", "--init-channels", "4", "--layers", "3", "--batch-size", "8", "--workers", "0",
+                   "--out", str(out), "--device", "cpu"])
+    assert rc == 0, capsys.readouterr().err
+    report = json.loads((out / "report.json").read_text())
+    assert report["extra"]["dataset"] == "imagenet16-120" and report["epochs_run"] == 1
+    # 120 classes, 16x16 inputs: the classifier and auxiliary head are sized for them
+    state = torch.load(out / "checkpoint.pt", weights_only=False)["model"]
+    assert state["classifier.weight"].shape[0] == 120 and state["auxiliary_head.classifier.weight"].shape[0] == 120
+
+
+def test_cli_reports_missing_data(tmp_path, capsys):
+    rc = cli_main(["train", "--genotype", "DARTS_V2", "--dataset", "imagenet16-120", "--data-dir", str(tmp_path),
+                   "--out", str(tmp_path / "o")])
+    assert rc == 2 and "train_data_batch_1" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
 def test_cli_reports_bad_input(capsys):
     assert cli_main(["train", "--genotype", "NOPE"]) == 2
     assert "known names" in capsys.readouterr().err

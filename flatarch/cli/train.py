@@ -69,10 +69,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        from flatarch.reference_spaces.data import DataError
-    except ImportError:  # the shared data module is not installed: loading reports ValueError
-        DataError = ValueError
+    from flatarch.reference_spaces.data import DataError
+
     try:
         return _run(args)
     except (ValueError, FileNotFoundError, DataError) as exc:
