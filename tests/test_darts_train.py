@@ -80,6 +80,15 @@ def test_resume_refuses_a_different_epoch_count(tmp_path):
         train(model(), *loaders_for(ds), TrainConfig(epochs=5), out_dir=str(tmp_path), log=None)
 
 
+def test_resume_refuses_another_genotype(tmp_path):
+    ds = data(n=8)
+    train(model(), *loaders_for(ds), TrainConfig(epochs=1), out_dir=str(tmp_path), log=None,
+          extra_state={"genotype": "A"})
+    with pytest.raises(ValueError, match="genotype"):
+        train(model(), *loaders_for(ds), TrainConfig(epochs=1), out_dir=str(tmp_path), log=None,
+              extra_state={"genotype": "B"})
+
+
 def test_stop_at_training_loss_threshold():
     ds = data(n=8)
     res = train(model(), *loaders_for(ds), TrainConfig(epochs=50, stop_train_loss=100.0), log=None)

@@ -169,6 +169,13 @@ def train(model: nn.Module, train_loader: Iterable, test_loader: Iterable, confi
                 f"{ckpt_path} was written for {state['config']['epochs']} epochs, not {config.epochs}: "
                 "pass the same --epochs to resume, or another output directory (or --no-resume) to start over"
             )
+        saved_extra = state.get("extra") or {}
+        changed = sorted(k for k in (extra_state or {}) if k in saved_extra and saved_extra[k] != extra_state[k])
+        if changed:
+            raise ValueError(
+                f"{ckpt_path} belongs to another run ({', '.join(changed)} differ): choose another output "
+                "directory, or pass --no-resume to overwrite it"
+            )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
