@@ -1,6 +1,8 @@
 """Genotype derivation (SPEC section 6) on hand-built alphas, and the JSON / literal formats."""
 
 import json
+import os
+import stat
 
 import pytest
 import torch
@@ -158,6 +160,15 @@ def test_known_names():
     assert KNOWN_GENOTYPES["DARTS"] == DARTS_V2
     with pytest.raises(ValueError, match="known names"):
         G.load("NOT_A_GENOTYPE")
+
+
+def test_saved_files_get_ordinary_permissions(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        G.save(DARTS_V2, tmp_path / "g.json")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(os.stat(tmp_path / "g.json").st_mode) == 0o644
 
 
 def test_save_is_atomic_on_failure(tmp_path):
