@@ -81,44 +81,25 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import torch
 
-    from flatarch.reference_spaces.darts import genotype as G
-    from flatarch.reference_spaces.darts import loaders
-    from flatarch.reference_spaces.darts.evaluation_network import EvaluationNetwork, count_parameters
-    from flatarch.reference_spaces.darts.train import TrainConfig, init_distributed, train
+    from flatarch.reference_spaces.darts.train import CURVE_NAME, REPORT_NAME, TrainConfig, train_genotype
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    genotype = G.load(args.genotype)
-    device, rank, world = init_distributed(args.device)
     config = TrainConfig(
         epochs=args.epochs, lr=args.lr, lr_min=args.lr_min, momentum=args.momentum,
         weight_decay=args.weight_decay, grad_clip=args.grad_clip, auxiliary_weight=args.auxiliary_weight,
-        drop_path_prob=args.drop_path_prob, seed=args.seed,
-        amp=args.amp if args.amp is not None else device.type == "cuda",
-        channels_last=args.channels_last, stop_train_loss=args.stop_train_loss, eval_every=args.eval_every,
+        drop_path_prob=args.drop_path_prob, seed=args.seed, amp=args.amp, channels_last=args.channels_last,
+        stop_train_loss=args.stop_train_loss, eval_every=args.eval_every,
     )
-    load_cfg = loaders.LoaderConfig(dataset=args.dataset, data_dir=args.data_dir, batch_size=args.batch_size,
-                                    cutout=args.cutout, workers=args.workers, download=args.download)
-    train_set, test_set, num_classes = loaders.datasets_for(load_cfg)
-    input_size = int(train_set[0][0].shape[-1])
-    torch.manual_seed(args.seed)  # identical initial weights in every process
-    model = EvaluationNetwork(genotype, num_classes=num_classes, C=args.init_channels, layers=args.layers,
-                              auxiliary=args.auxiliary_weight > 0, input_size=input_size)
-    train_loader, test_loader = loaders.make_loaders(load_cfg, train_set, test_set)
-    if rank == 0:
-        os.makedirs(args.out, exist_ok=True)
-        G.save(genotype, os.path.join(args.out, "genotype.json"))
-        print(f"genotype: {G.to_literal(genotype)}")
-        print(f"parameters: {count_parameters(model):,} (without auxiliary head), device {device}, "
-              f"processes {world}, torch threads {torch.get_num_threads()}")
-    extra = {"genotype": G.to_json(genotype), "dataset": args.dataset,
-             "parameters": count_parameters(model), "init_channels": args.init_channels, "layers": args.layers}
-    result = train(model, train_loader, test_loader, config, device=device, out_dir=args.out,
-                   resume=not args.no_resume, extra_state=extra)
-    if rank == 0:
-        print(f"final test accuracy: {result.final_test_acc:.2f}% after {result.epochs_run} epochs"
-              f"{' (stopped early at the training-loss threshold)' if result.stopped_early else ''}; "
-              f"report {os.path.join(args.out, 'report.json')}, curve {os.path.join(args.out, 'learning_curve.png')}")
+    result = train_genotype(
+        args.genotype, args.dataset, config=config, data_dir=args.data_dir, download=args.download,
+        batch_size=args.batch_size, cutout=args.cutout, workers=args.workers, init_channels=args.init_channels,
+        layers=args.layers, device=args.device, out_dir=args.out, resume=not args.no_resume,
+    )
+    if not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:
+        early = " (stopped early at the training-objective threshold)" if result.stopped_early else ""
+        print(f"final test accuracy: {result.final_test_acc:.2f}% after {result.epochs_run} epochs{early}; "
+              f"report {os.path.join(args.out, REPORT_NAME)}, curve {os.path.join(args.out, CURVE_NAME)}")
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
     return 0

@@ -289,3 +289,49 @@ def init_distributed(device: str = "auto") -> tuple[torch.device, int, int]:
         torch.cuda.set_device(local)
         return torch.device("cuda", local), rank, world
     return torch.device("cpu"), rank, world
+
+
+def train_genotype(genotype: Any, dataset: str = "cifar10", *, config: TrainConfig | None = None,
+                   data_dir: str | None = None, download: bool = False, batch_size: int = 96, cutout: int = 16,
+                   workers: int = 2, init_channels: int = 36, layers: int = 20, device: str = "auto",
+                   out_dir: str | None = None, resume: bool = True,
+                   log: Callable[[str], None] | None = print) -> TrainResult:
+    """Train ``genotype`` (a :class:`Genotype`, a known name like ``"DARTS_V2"``, or a genotype
+    file) from scratch on ``dataset`` (``cifar10``, ``cifar100``, ``imagenet16-120``) with the
+    paper's evaluation protocol; what :command:`flatarch train` runs. Joins the ``torchrun``
+    process group when there is one (see :func:`init_distributed`). The initial weights depend
+    on ``config.seed`` only. Writes ``genotype.json`` besides :func:`train`'s files into ``out_dir``.
+
+    Raises:
+        ValueError: unknown genotype or dataset, or a checkpoint of another run in ``out_dir``.
+        flatarch.reference_spaces.data.DataError: the dataset is missing or corrupt.
+    """
+    from . import genotype as G
+    from . import loaders
+    from .evaluation_network import EvaluationNetwork, count_parameters
+
+    config = config or TrainConfig()
+    if not isinstance(genotype, G.Genotype):
+        genotype = G.load(genotype)
+    genotype = G.validate(genotype)
+    dev, rank, world = init_distributed(device)
+    say = log if (log is not None and rank == 0) else (lambda _msg: None)
+    load_cfg = loaders.LoaderConfig(dataset=dataset, data_dir=data_dir, batch_size=batch_size, cutout=cutout,
+                                    workers=workers, download=download)
+    train_set, test_set, num_classes = loaders.datasets_for(load_cfg)
+    input_size = int(train_set[0][0].shape[-1])
+    torch.manual_seed(config.seed)  # identical initial weights in every process
+    model = EvaluationNetwork(genotype, num_classes=num_classes, C=init_channels, layers=layers,
+                              auxiliary=config.auxiliary_weight > 0, input_size=input_size)
+    train_loader, test_loader = loaders.make_loaders(load_cfg, train_set, test_set)
+    n_params = count_parameters(model)
+    if out_dir and rank == 0:
+        os.makedirs(out_dir, exist_ok=True)
+        G.save(genotype, os.path.join(out_dir, "genotype.json"))
+    say(f"genotype: {G.to_literal(genotype)}")
+    say(f"parameters: {n_params:,} (without auxiliary head); device {dev}, processes {world}, "
+        f"torch threads {torch.get_num_threads()}")
+    extra = {"genotype": G.to_json(genotype), "dataset": dataset, "parameters": n_params,
+             "init_channels": init_channels, "layers": layers}
+    return train(model, train_loader, test_loader, config, device=dev, out_dir=out_dir, resume=resume, log=log,
+                 extra_state=extra)
