@@ -17,6 +17,7 @@ from .space import SearchSpace
 
 _BUILTIN: dict[str, str] = {
     "nb201": "flatarch.reference_spaces.nb201.space:NB201Space",
+    "darts": "flatarch.reference_spaces.darts.space:DartsSpace",
 }
 _REGISTERED: dict[str, Callable[..., SearchSpace]] = {}
 

@@ -14,6 +14,7 @@ import sys
 _COMMAND_MODULES: list[str] = [
     "flatarch.cli.search",
     "flatarch.cli.nb201",
+    "flatarch.cli.train",
     "flatarch.cli.geometry",
 ]
 

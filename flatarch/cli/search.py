@@ -22,7 +22,7 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser(
         "search",
-        help="run an architecture search on a reference space (NAS-Bench-201, ...)",
+        help="run an architecture search on a reference space (NAS-Bench-201, DARTS)",
         description=(
             "Bi-level differentiable architecture search: per iteration one architecture step "
             "(the chosen update) on a validation batch, then one SGD weight step on a training batch. "
@@ -77,13 +77,18 @@ def register(subparsers) -> None:
       help="augment the validation half too (default: off for darts, on for the other methods, as in the "
            "paper's appendix C.4)")
     a("--channels", type=int, default=None, help="initial channels C (default: 16; 8 on digits)")
-    a("--cells", type=int, default=None, help="search cells per stage N (default: 5; 1 on digits)")
+    a("--cells", type=int, default=None,
+      help="search cells per stage N (default: 5; 1 on digits); darts: normal cells between reductions, "
+           "3N + 2 cells in all (default: 2, the paper's 8 cells; 1 on digits)")
     a("--lr", type=float, default=0.025, help="weight SGD learning rate, cosine-annealed (default: 0.025)")
     a("--lr-min", type=float, default=0.001, help="final weight learning rate (default: 0.001)")
     a("--arch-lr", type=float, default=3e-4, help="learning rate of the alpha Adam (default: 3e-4)")
     a("--table", default=None,
       help="NAS-Bench-201 benchmark table for the found cells' test accuracies (default: the "
            "FLATARCH_NB201_TABLE environment variable; none: no lookup)")
+    a("--beta-weights", type=float, nargs=2, default=None, metavar=("W_NORMAL", "W_REDUCE"),
+      help="darts space, --method betadarts: weights of the beta-decay regulariser on the normal and "
+           "reduction alphas (paper appendix C.5) (default: 1 1)")
     a("--no-progress", action="store_true", help="no progress bars (default: bars on)")
     a("--no-plot", action="store_true", help="do not write OUT/search.png (default: write it)")
     p.set_defaults(func=run)
@@ -92,6 +97,18 @@ def register(subparsers) -> None:
 def _default_out(args) -> str:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return os.path.join("runs", f"{args.space}-{args.method}-{args.optimizer}-{args.dataset}-{stamp}")
+
+
+def _space_options(args) -> dict:
+    if args.beta_weights is not None and args.space != "darts":
+        raise ValueError("--beta-weights applies to --space darts only")
+    if args.space == "darts":
+        if args.table:
+            raise ValueError("--table is a NAS-Bench-201 benchmark table; the darts space has none")
+        if args.beta_weights is None:
+            return {}
+        return {"beta_normal": args.beta_weights[0], "beta_reduce": args.beta_weights[1]}
+    return {"table": args.table} if args.table else {}
 
 
 def _config(args):
@@ -106,7 +123,7 @@ def _config(args):
         out=args.out or _default_out(args), resume=args.resume, device=args.device, amp=args.amp,
         threads=args.threads,
         val_augment=args.val_augment, channels=args.channels, cells_per_stage=args.cells, lr=args.lr,
-        lr_min=args.lr_min, arch_lr=args.arch_lr, space_options={"table": args.table} if args.table else {},
+        lr_min=args.lr_min, arch_lr=args.arch_lr, space_options=_space_options(args),
         progress=not args.no_progress, plot=not args.no_plot,
     )
 
@@ -125,7 +142,8 @@ def _print_single(result) -> None:
         print("benchmark test accuracy: no table (pass --table or set FLATARCH_NB201_TABLE)")
     print(f"time: {result.seconds:.1f} s, {result.seconds_per_iteration * 1000:.0f} ms per iteration")
     if result.out:
-        print(f"files: {result.out}/ (search.jsonl, checkpoint.pt, result.json, search.png)")
+        extra = ", genotype.json, genotype.png" if os.path.exists(os.path.join(result.out, "genotype.json")) else ""
+        print(f"files: {result.out}/ (search.jsonl, checkpoint.pt, result.json, search.png{extra})")
 
 
 def run(args) -> int:

@@ -1,13 +1,32 @@
-"""The DARTS genotype, in the original repositories' format.
+"""The DARTS genotype, in the original repositories' format, and its derivation from alphas.
 
 ``Genotype(normal=[(op, input), ...], normal_concat=[2, 3, 4, 5], reduce=[...], reduce_concat=[...])``:
 two ``(op, input)`` pairs per intermediate node, in node order; inputs 0 and 1 are the two
 previous cells, input ``k >= 2`` is intermediate node ``k - 2``.
+
+Derivation (SPEC section 6). Edge ``e`` of a cell enters node ``i`` from predecessor ``j``; rows of
+alpha are ordered node by node, predecessors ascending (node 0 owns rows 0-1, node 1 rows 2-4, ...).
+With ``w_e = softmax(alpha_e)`` (and, for PC-DARTS, ``w_e <- w_e * softmax_{e in in(i)}(beta)_e``)::
+
+    score(e) = max_{o != none} w_e[o],       op(e) = argmax_{o != none} w_e[o]
+
+and node ``i`` keeps its two highest-scoring incoming edges. Each incoming edge comes from a
+different predecessor, so the two kept inputs are always distinct. Ties go to the lower
+predecessor index and to the lower op index (deterministic, input order independent).
 """
 
 from __future__ import annotations
 
+import ast
+import json
+import os
 from collections import namedtuple
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from .atomic import atomic_write
 
 #: The 8 candidate ops, in alpha column order.
 PRIMITIVES: tuple[str, ...] = (
@@ -22,3 +41,218 @@ PRIMITIVES: tuple[str, ...] = (
 )
 
 Genotype = namedtuple("Genotype", "normal normal_concat reduce reduce_concat")
+
+#: Intermediate nodes per cell and the number of edges they give (2 + 3 + 4 + 5).
+STEPS = 4
+
+
+def num_edges(steps: int = STEPS) -> int:
+    """Edges of a cell with ``steps`` intermediate nodes: ``sum_{i<steps} (i + 2)``."""
+    return sum(i + 2 for i in range(steps))
+
+
+def edge_index(node: int, pred: int) -> int:
+    """Row of the alpha matrix for the edge ``pred -> node`` (node counted from 0 among the
+    intermediate nodes, ``pred`` in ``0 .. node + 1``)."""
+    if not 0 <= pred < node + 2:
+        raise ValueError(f"node {node} has predecessors 0..{node + 1}, got {pred}")
+    return sum(i + 2 for i in range(node)) + pred
+
+
+def edge_normalized_betas(betas: torch.Tensor, steps: int = STEPS) -> torch.Tensor:
+    """PC-DARTS edge normalisation: softmax of ``betas`` over the incoming edges of each node."""
+    betas = torch.as_tensor(betas)
+    if betas.shape != (num_edges(steps),):
+        raise ValueError(f"betas must have shape ({num_edges(steps)},), got {tuple(betas.shape)}")
+    parts, start = [], 0
+    for i in range(steps):
+        parts.append(torch.softmax(betas[start : start + i + 2], dim=-1))
+        start += i + 2
+    return torch.cat(parts)
+
+
+def derive_cell(alphas: torch.Tensor, betas: torch.Tensor | None = None,
+                steps: int = STEPS) -> list[tuple[str, int]]:
+    """The ``[(op, input), ...]`` list of one cell from its alpha matrix (``edges x 8``) and,
+    for PC-DARTS, its betas (``edges``); see the module docstring for the rule."""
+    alphas = torch.as_tensor(alphas).detach().float().cpu()
+    if alphas.shape != (num_edges(steps), len(PRIMITIVES)):
+        raise ValueError(
+            f"alphas must have shape ({num_edges(steps)}, {len(PRIMITIVES)}), got {tuple(alphas.shape)}"
+        )
+    weights = torch.softmax(alphas, dim=-1)
+    if betas is not None:
+        weights = weights * edge_normalized_betas(torch.as_tensor(betas).detach().float().cpu(), steps)[:, None]
+    none = PRIMITIVES.index("none")
+    gene: list[tuple[str, int]] = []
+    for node in range(steps):
+        candidates = []
+        for pred in range(node + 2):
+            row = weights[edge_index(node, pred)].tolist()
+            best_op = max((o for o in range(len(PRIMITIVES)) if o != none), key=lambda o: (row[o], -o))
+            candidates.append((row[best_op], pred, best_op))
+        # highest score first; equal scores: lower predecessor first
+        candidates.sort(key=lambda c: (-c[0], c[1]))
+        for _, pred, op in sorted(candidates[:2], key=lambda c: c[1]):
+            gene.append((PRIMITIVES[op], pred))
+    return gene
+
+
+def derive_genotype(alphas_normal: torch.Tensor, alphas_reduce: torch.Tensor,
+                    betas_normal: torch.Tensor | None = None, betas_reduce: torch.Tensor | None = None,
+                    steps: int = STEPS) -> Genotype:
+    """The genotype of a search network's alphas (and PC-DARTS betas); concat = all intermediate nodes."""
+    concat = list(range(2, 2 + steps))
+    return Genotype(
+        normal=derive_cell(alphas_normal, betas_normal, steps), normal_concat=concat,
+        reduce=derive_cell(alphas_reduce, betas_reduce, steps), reduce_concat=list(concat),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# validation and serialisation
+
+
+def validate(genotype: Genotype) -> Genotype:
+    """Check and normalise a genotype (tuples of ``(str, int)``, concat as a list); raises
+    ``ValueError`` naming the problem."""
+    out = {}
+    for cell in ("normal", "reduce"):
+        pairs = getattr(genotype, cell)
+        concat = list(getattr(genotype, f"{cell}_concat"))
+        if len(pairs) % 2 or not pairs:
+            raise ValueError(f"{cell}: need two (op, input) pairs per node, got {len(pairs)} pairs")
+        steps = len(pairs) // 2
+        norm = []
+        for k, pair in enumerate(pairs):
+            if len(pair) != 2:
+                raise ValueError(f"{cell}[{k}]: expected (op, input), got {pair!r}")
+            op, inp = pair
+            if op not in PRIMITIVES or op == "none":
+                raise ValueError(
+                    f"{cell}[{k}]: unknown op {op!r}; allowed: {', '.join(p for p in PRIMITIVES if p != 'none')}"
+                )
+            if isinstance(inp, bool) or not isinstance(inp, int) or not 0 <= inp < k // 2 + 2:
+                raise ValueError(f"{cell}[{k}]: input {inp!r} must be an int in 0..{k // 2 + 1} for node {k // 2}")
+            norm.append((op, inp))
+        if not concat or any(not isinstance(c, int) or not 0 <= c < steps + 2 for c in concat):
+            raise ValueError(f"{cell}_concat: {concat!r} must list node indices in 0..{steps + 1}")
+        out[cell], out[f"{cell}_concat"] = norm, concat
+    if len(out["normal"]) != len(out["reduce"]):
+        raise ValueError("normal and reduce cells must have the same number of nodes")
+    return Genotype(**out)
+
+
+def to_json(genotype: Genotype) -> dict[str, Any]:
+    """A JSON-ready dict ``{"normal": [[op, input], ...], "normal_concat": [...], ...}``."""
+    g = validate(genotype)
+    return {
+        "normal": [[op, i] for op, i in g.normal], "normal_concat": list(g.normal_concat),
+        "reduce": [[op, i] for op, i in g.reduce], "reduce_concat": list(g.reduce_concat),
+    }
+
+
+def from_json(data: dict[str, Any]) -> Genotype:
+    """Inverse of :func:`to_json` (accepts lists or tuples for the pairs)."""
+    missing = [k for k in Genotype._fields if k not in data]
+    if missing:
+        raise ValueError(f"genotype JSON lacks {', '.join(missing)}; expected keys {', '.join(Genotype._fields)}")
+    return validate(Genotype(
+        normal=[tuple(p) for p in data["normal"]], normal_concat=list(data["normal_concat"]),
+        reduce=[tuple(p) for p in data["reduce"]], reduce_concat=list(data["reduce_concat"]),
+    ))
+
+
+def _concat_literal(concat: Sequence[int]) -> str:
+    c = list(concat)
+    if c and c == list(range(c[0], c[-1] + 1)):
+        return f"range({c[0]}, {c[-1] + 1})"
+    return repr(c)
+
+
+def to_literal(genotype: Genotype) -> str:
+    """The original repositories' Python literal, e.g.
+    ``Genotype(normal=[('sep_conv_3x3', 0), ...], normal_concat=range(2, 6), ...)``."""
+    g = validate(genotype)
+    return (
+        f"Genotype(normal={[tuple(p) for p in g.normal]!r}, normal_concat={_concat_literal(g.normal_concat)}, "
+        f"reduce={[tuple(p) for p in g.reduce]!r}, reduce_concat={_concat_literal(g.reduce_concat)})"
+    )
+
+
+def _literal_concat(node: ast.AST) -> list[int]:
+    # range(a, b) or range(b) is the only call allowed; everything else must be a plain literal.
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "range" \
+            and not node.keywords and 1 <= len(node.args) <= 2:
+        bounds = [ast.literal_eval(a) for a in node.args]
+        return list(range(*bounds))
+    value = ast.literal_eval(node)
+    return list(value)
+
+
+def from_literal(text: str) -> Genotype:
+    """Parse ``Genotype(normal=[...], normal_concat=..., reduce=[...], reduce_concat=...)`` (also
+    ``NAME = Genotype(...)``) with :mod:`ast` only -- nothing is executed."""
+    try:
+        tree = ast.parse(text.strip(), mode="exec")
+    except SyntaxError as exc:
+        raise ValueError(f"not a Python Genotype(...) literal: {exc}") from exc
+    if len(tree.body) != 1 or not isinstance(tree.body[0], (ast.Expr, ast.Assign)):
+        raise ValueError("expected a single Genotype(...) expression")
+    call = tree.body[0].value
+    if not (isinstance(call, ast.Call) and isinstance(call.func, (ast.Name, ast.Attribute))
+            and (getattr(call.func, "id", None) or getattr(call.func, "attr", None)) == "Genotype"):
+        raise ValueError("expected Genotype(normal=..., normal_concat=..., reduce=..., reduce_concat=...)")
+    fields: dict[str, ast.AST] = dict(zip(Genotype._fields, call.args))
+    for kw in call.keywords:
+        if kw.arg not in Genotype._fields:
+            raise ValueError(f"unknown Genotype field {kw.arg!r}")
+        fields[kw.arg] = kw.value
+    missing = [f for f in Genotype._fields if f not in fields]
+    if missing:
+        raise ValueError(f"Genotype literal lacks {', '.join(missing)}")
+    try:
+        return validate(Genotype(
+            normal=[tuple(p) for p in ast.literal_eval(fields["normal"])],
+            normal_concat=_literal_concat(fields["normal_concat"]),
+            reduce=[tuple(p) for p in ast.literal_eval(fields["reduce"])],
+            reduce_concat=_literal_concat(fields["reduce_concat"]),
+        ))
+    except (ValueError, TypeError, SyntaxError) as exc:
+        raise ValueError(f"invalid Genotype literal: {exc}") from exc
+
+
+def save(genotype: Genotype, path: str | os.PathLike) -> None:
+    """Write the genotype as JSON (atomically: a partial file never replaces an existing one)."""
+    data = to_json(genotype)
+
+    def write(f) -> None:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+
+    atomic_write(path, write)
+
+
+def load(spec: str | os.PathLike) -> Genotype:
+    """A genotype from a well-known name (``DARTS_V2``), a JSON file, a file holding the Python
+    literal, or the literal itself."""
+    from .known import KNOWN_GENOTYPES
+
+    text = os.fspath(spec)
+    if text.upper().replace("-", "_") in KNOWN_GENOTYPES:
+        return KNOWN_GENOTYPES[text.upper().replace("-", "_")]
+    if os.path.isfile(text):
+        with open(text) as f:
+            content = f.read()
+        stripped = content.lstrip()
+        if stripped.startswith("{"):
+            try:
+                return from_json(json.loads(content))
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{text}: invalid JSON ({exc})") from exc
+        return from_literal(content)
+    if "Genotype(" in text:
+        return from_literal(text)
+    raise ValueError(
+        f"{text!r} is neither a genotype file nor a known name; known names: {', '.join(KNOWN_GENOTYPES)}"
+    )

@@ -217,7 +217,9 @@ class _Searcher:
                 stats["val_loss"] += loss.detach()
                 stats["val_correct"] += (logits.detach().argmax(1) == y).sum()
             if beta_weight:
-                loss = loss + beta_weight * flatarch.regularizers.beta_decay(space.beta_decay_groups(module))
+                # per-cell-type weights where the space has them (DARTS: normal / reduce, paper C.5)
+                loss = loss + beta_weight * flatarch.regularizers.beta_decay(
+                    space.beta_decay_groups(module), getattr(space, "beta_decay_weights", None))
             return loss
 
         return flatarch.module_loss(self.net, batch, self.arch_names, compute=compute)
@@ -307,6 +309,9 @@ class _Searcher:
         )
         if cfg.out:
             write_json(result.to_json(), self.path(RESULT_NAME))
+            save_genotype = getattr(self.space, "save_genotype", None)  # DARTS: genotype.json + cell picture
+            if save_genotype is not None:
+                save_genotype(genotype, cfg.out, title=f"{cfg.space} {cfg.method} {cfg.optimizer} seed {cfg.seed}")
             if cfg.plot and self.history:
                 from .plot import plot_history
 

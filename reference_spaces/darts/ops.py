@@ -1,0 +1,130 @@
+"""The candidate operations of the DARTS space and their building blocks.
+
+Every op maps ``C`` channels to ``C`` channels; with ``stride=2`` it halves height and width.
+``affine=False`` (search network) leaves BatchNorm without learnable scale and shift, as in the
+original search, so the softmax weights alone scale each op's output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from .genotype import PRIMITIVES
+
+
+class ReLUConvBN(nn.Sequential):
+    """ReLU -> Conv(k, stride, padding) -> BN."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int, affine: bool = True):
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, bias=False),
+            nn.BatchNorm2d(c_out, affine=affine),
+        )
+
+
+class DilConv(nn.Sequential):
+    """ReLU -> depthwise Conv(k, dilation d) -> pointwise 1x1 Conv -> BN."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int, dilation: int,
+                 affine: bool = True):
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(c_in, c_in, kernel, stride=stride, padding=padding, dilation=dilation, groups=c_in,
+                      bias=False),
+            nn.Conv2d(c_in, c_out, 1, bias=False),
+            nn.BatchNorm2d(c_out, affine=affine),
+        )
+
+
+class SepConv(nn.Sequential):
+    """Two stacked separable convolutions (the first carries the stride), as in DARTS."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int, affine: bool = True):
+        super().__init__(
+            DilConv(c_in, c_in, kernel, stride, padding, 1, affine=affine),
+            DilConv(c_in, c_out, kernel, 1, padding, 1, affine=affine),
+        )
+
+
+class Zero(nn.Module):
+    """The ``none`` op: zeros of the output shape (kept in the graph so the search can weight it)."""
+
+    def __init__(self, stride: int):
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == 1:
+            return x.mul(0.0)
+        return x[:, :, :: self.stride, :: self.stride].mul(0.0)
+
+
+class FactorizedReduce(nn.Module):
+    """Halve the resolution without losing pixels: two 1x1 stride-2 convolutions, the second on
+    the input shifted by one pixel, concatenated (``c_out`` must be even)."""
+
+    def __init__(self, c_in: int, c_out: int, affine: bool = True):
+        super().__init__()
+        if c_out % 2:
+            raise ValueError(f"FactorizedReduce needs an even number of output channels, got {c_out}")
+        self.relu = nn.ReLU(inplace=False)
+        self.conv_1 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
+        self.conv_2 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
+        self.bn = nn.BatchNorm2d(c_out, affine=affine)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(x)
+        shifted = x[:, :, 1:, 1:]
+        if x.shape[-1] % 2 or x.shape[-2] % 2:
+            # odd resolution: pad so that both halves have ceil(H/2) x ceil(W/2) pixels. (Only then:
+            # on a channel slice of a channels-last tensor, pad + strided 1x1 conv crashes the CPU
+            # backward of torch 2.14.)
+            shifted = nn.functional.pad(x.contiguous(), (0, 1, 0, 1))[:, :, 1:, 1:]
+        return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))
+
+
+def _pool(kind: str) -> Callable[[int, int, bool], nn.Module]:
+    def make(c: int, stride: int, affine: bool) -> nn.Module:
+        if kind == "max":
+            return nn.MaxPool2d(3, stride=stride, padding=1)
+        return nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False)
+
+    return make
+
+
+def _skip(c: int, stride: int, affine: bool) -> nn.Module:
+    return nn.Identity() if stride == 1 else FactorizedReduce(c, c, affine=affine)
+
+
+#: op name -> constructor ``(C, stride, affine) -> nn.Module``; keys in :data:`PRIMITIVES` order.
+OPS: dict[str, Callable[[int, int, bool], nn.Module]] = {
+    "none": lambda c, stride, affine: Zero(stride),
+    "max_pool_3x3": _pool("max"),
+    "avg_pool_3x3": _pool("avg"),
+    "skip_connect": _skip,
+    "sep_conv_3x3": lambda c, stride, affine: SepConv(c, c, 3, stride, 1, affine=affine),
+    "sep_conv_5x5": lambda c, stride, affine: SepConv(c, c, 5, stride, 2, affine=affine),
+    "dil_conv_3x3": lambda c, stride, affine: DilConv(c, c, 3, stride, 2, 2, affine=affine),
+    "dil_conv_5x5": lambda c, stride, affine: DilConv(c, c, 5, stride, 4, 2, affine=affine),
+}
+assert tuple(OPS) == PRIMITIVES
+
+
+def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
+    """Drop whole samples of a branch with probability ``p`` and scale survivors by ``1/(1-p)``
+    (expected value unchanged)."""
+    if drop_prob <= 0.0:
+        return x
+    keep = 1.0 - drop_prob
+    mask = torch.empty(x.size(0), 1, 1, 1, device=x.device, dtype=x.dtype).bernoulli_(keep)
+    return x / keep * mask
+
+
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """Interleave ``groups`` channel groups (PC-DARTS mixes the processed and bypassed parts)."""
+    n, c, h, w = x.shape
+    return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)

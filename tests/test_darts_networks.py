@@ -1,0 +1,186 @@
+"""Shapes and method mechanics of the DARTS search network; the evaluation network's size."""
+
+import pytest
+import torch
+from flatarch.reference_spaces.darts import genotype as G
+from flatarch.reference_spaces.darts.evaluation_network import EvaluationNetwork, count_parameters
+from flatarch.reference_spaces.darts.known import DARTS_V2, PC_DARTS
+from flatarch.reference_spaces.darts.ops import OPS, FactorizedReduce, channel_shuffle
+from flatarch.reference_spaces.darts.space import SPACE, DartsSpace
+from flatarch.reference_spaces.space import Method, SearchNetwork, SearchSpace
+from torch.func import functional_call
+
+METHODS = ["darts", "pcdarts", "betadarts", "sdarts-rs", "darts-minus"]
+
+
+def tiny(method: str, **kw):
+    torch.manual_seed(0)
+    return SPACE.build_network(num_classes=5, in_channels=3, method=Method.from_name(method), C=8, layers=3, **kw)
+
+
+def test_space_contract():
+    assert isinstance(SPACE, SearchSpace) and SPACE.name == "darts"
+    assert SPACE.defaults["rho"] == 1e-1 and SPACE.defaults["eps"] == 1e-2
+    assert isinstance(tiny("darts"), SearchNetwork)
+    assert SPACE.evaluate(DARTS_V2, dataset="cifar10") == {}
+    with pytest.raises(ValueError, match="unknown DARTS network option"):
+        DartsSpace().build_network(num_classes=10, in_channels=3, method=Method(), width=3)
+    # the engine's generic options: None means the space default; N normal cells per stage -> 3N + 2 cells
+    net = DartsSpace().build_network(num_classes=10, in_channels=1, method=Method(), channels=4, cells_per_stage=None)
+    assert len(net.cells) == 8 and net.stem[0].in_channels == 1 and net.stem[0].out_channels == 12
+    net = DartsSpace().build_network(num_classes=10, in_channels=3, method=Method(), channels=4, cells_per_stage=1)
+    assert [c.reduction for c in net.cells] == [False, True, False, True, False]
+    with pytest.raises(ValueError, match="cells_per_stage"):
+        DartsSpace().build_network(num_classes=10, in_channels=3, method=Method(), cells_per_stage=0)
+    assert DartsSpace(beta_normal=2.0).beta_decay_weights == {"normal": 2.0, "reduce": 1.0}
+    # an explicit layers (constructor or call) wins over cells_per_stage
+    small = DartsSpace(layers=3).build_network(num_classes=10, in_channels=3, method=Method(), channels=4,
+                                               cells_per_stage=2)
+    assert len(small.cells) == 3
+    assert len(SPACE.build_network(num_classes=10, in_channels=3, method=Method(), channels=4, layers=4).cells) == 4
+    with pytest.raises(ValueError, match="at least 3"):
+        DartsSpace(layers=2)
+
+
+@pytest.mark.parametrize("name", OPS)
+@pytest.mark.parametrize("stride", [1, 2])
+def test_every_op_keeps_channels_and_scales_resolution(name, stride):
+    op = OPS[name](4, stride, False)
+    y = op(torch.randn(2, 4, 8, 8))
+    assert y.shape == (2, 4, 8 // stride, 8 // stride)
+
+
+def test_factorized_reduce_odd_resolution():
+    assert FactorizedReduce(4, 6)(torch.randn(1, 4, 7, 7)).shape == (1, 6, 4, 4)
+
+
+def test_channel_shuffle_interleaves_groups():
+    x = torch.arange(8.0).view(1, 8, 1, 1)
+    assert channel_shuffle(x, 4).flatten().tolist() == [0, 2, 4, 6, 1, 3, 5, 7]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_search_network_shapes_and_parameters(method):
+    net = tiny(method)
+    out = net(torch.randn(2, 3, 16, 16))
+    assert out.shape == (2, 5)
+    arch = net.arch_parameters()
+    assert arch["alphas_normal"].shape == (14, 8) and arch["alphas_reduce"].shape == (14, 8)
+    assert ("betas_normal" in arch) == (method == "pcdarts")
+    names = dict(net.named_parameters())
+    for name, p in arch.items():
+        assert names[name] is p  # addressable by attribute path (module_loss)
+    ids = {id(p) for p in arch.values()}
+    assert not any(id(p) in ids for p in net.weight_parameters())
+    assert len(net.weight_parameters()) + len(arch) == len(list(net.parameters()))
+    groups = SPACE.beta_decay_groups(net)
+    assert set(groups) == {"normal", "reduce"} and groups["normal"] is net.alphas_normal
+    assert [c.reduction for c in net.cells] == [False, True, True]
+
+
+def test_default_network_is_the_papers():
+    net = SPACE.build_network(num_classes=10, in_channels=3, method=Method())
+    assert len(net.cells) == 8
+    assert [i for i, c in enumerate(net.cells) if c.reduction] == [2, 5]
+    assert net.stem[0].out_channels == 48 and net.classifier.in_features == 4 * 64
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_alpha_gradients_and_functional_swap(method):
+    net = tiny(method).eval()
+    x = torch.randn(2, 3, 16, 16)
+    arch = net.arch_parameters()
+    net(x).sum().backward()
+    for name, p in arch.items():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    swapped = {k: torch.randn_like(v) for k, v in arch.items()}
+    with torch.no_grad():
+        y0 = net(x)
+        y1 = functional_call(net, swapped, (x,))
+    assert not torch.allclose(y0, y1)
+    # the live tensors are untouched by the swap
+    assert torch.equal(net(x).detach(), y0)
+
+
+def test_pcdarts_partial_channels_and_genotype_uses_betas():
+    net = tiny("pcdarts")
+    conv = net.cells[0].edges[0].ops[4][0][1]  # sep_conv_3x3 -> first DilConv -> depthwise conv
+    assert conv.in_channels == 8 // 4
+    with torch.no_grad():
+        net.alphas_normal.zero_()
+        net.alphas_normal[G.edge_index(1, 0), 4] = 3.0
+        net.alphas_normal[G.edge_index(1, 1), 5] = 2.5
+        net.alphas_normal[G.edge_index(1, 2), 6] = 2.0
+        net.betas_normal.zero_()
+        net.betas_normal[G.edge_index(1, 0)] = -3.0
+    g = SPACE.genotype(net)
+    assert g.normal[2:4] == [("sep_conv_5x5", 1), ("dil_conv_3x3", 2)]
+    assert SPACE.genotype_to_json(g)["normal"][2] == ["sep_conv_5x5", 1]
+
+
+def test_darts_minus_auxiliary_skip_decays():
+    net = tiny("darts-minus").eval()
+    x = torch.randn(2, 3, 16, 16)
+    assert net.auxiliary_skip_weight == 1.0
+    with torch.no_grad():
+        y_start = net(x)
+        net.set_progress(0.5)
+        assert net.auxiliary_skip_weight == 0.5
+        y_mid = net(x)
+        net.set_progress(1.0)
+        y_end = net(x)
+    assert not torch.allclose(y_start, y_mid) and not torch.allclose(y_mid, y_end)
+    plain = tiny("darts")
+    plain.set_progress(0.5)  # no-op without the auxiliary skip
+    assert plain.auxiliary_skip_weight == 0.0
+    with pytest.raises(ValueError):
+        net.set_progress(1.5)
+
+
+@pytest.mark.parametrize("dataset,classes,size", [("cifar10", 10, 32), ("imagenet16-120", 120, 16)])
+def test_evaluation_network_shapes(dataset, classes, size):
+    torch.manual_seed(0)
+    net = EvaluationNetwork(PC_DARTS, num_classes=classes, C=8, layers=5, input_size=size)
+    net.train()
+    net.drop_path_prob = 0.2
+    logits, aux = net(torch.randn(2, 3, size, size))
+    assert logits.shape == (2, classes) and aux.shape == (2, classes)
+    net.eval()
+    logits, aux = net(torch.randn(2, 3, size, size))
+    assert logits.shape == (2, classes) and aux is None
+
+
+def test_drop_path_only_in_training():
+    torch.manual_seed(0)
+    net = EvaluationNetwork(DARTS_V2, C=8, layers=3, auxiliary=False)
+    x = torch.randn(4, 3, 32, 32)
+    net.drop_path_prob = 0.5
+    net.eval()
+    with torch.no_grad():
+        assert torch.equal(net(x)[0], net(x)[0])
+        net.train()
+        torch.manual_seed(1)
+        a = net(x)[0]
+        torch.manual_seed(2)
+        b = net(x)[0]
+    assert not torch.allclose(a, b)
+
+
+def test_darts_v2_parameter_count():
+    net = EvaluationNetwork(DARTS_V2, num_classes=10, C=36, layers=20, auxiliary=True)
+    n = count_parameters(net)
+    n_aux = count_parameters(net, include_auxiliary=True)
+    print(f"DARTS_V2 CIFAR-10 evaluation network: {n:,} parameters without the auxiliary head "
+          f"({n_aux:,} with it); the DARTS paper reports 3.3M")
+    assert 3.2e6 <= n <= 3.5e6
+    assert n == 3_349_342  # the count of the original implementation
+    assert n_aux > n
+
+
+def test_pcdarts_backward_with_channels_last_input():
+    # Regression: slicing channels of a channels-last activation crashed the CPU backward
+    # (segfault in torch 2.14); the partial-channel slices are made contiguous.
+    net = SPACE.build_network(num_classes=10, in_channels=1, method=Method.from_name("pcdarts"), channels=8, layers=3)
+    x = torch.randn(4, 16, 16, 1).permute(0, 3, 1, 2)  # NHWC strides, as on-device augmentation can produce
+    net(x).sum().backward(inputs=net.weight_parameters())
+    assert all(p.grad is not None for p in net.weight_parameters() if p.requires_grad)

@@ -1,0 +1,93 @@
+"""1-epoch CPU searches on the DARTS space through the shared engine, at tiny size (C=8, 3 cells,
+a few digits images): every method with every architecture update."""
+
+import json
+
+import pytest
+import torch
+from flatarch.reference_spaces.darts import genotype as G
+from flatarch.reference_spaces.darts.space import DartsSpace
+from flatarch.reference_spaces.space import Method
+
+METHODS = ["darts", "pcdarts", "betadarts", "sdarts-rs", "darts-minus"]
+UPDATES = ["first-order", "sam", "usam", "a2m"]
+# each method once and each update at least once in the default run; the full matrix with -m slow
+QUICK = [("darts", "a2m"), ("pcdarts", "sam"), ("betadarts", "usam"), ("sdarts-rs", "first-order"),
+         ("darts-minus", "a2m")]
+FULL = [pytest.param(m, u, marks=pytest.mark.slow) for m in METHODS for u in UPDATES if (m, u) not in QUICK]
+
+
+def tiny_search(method, update, **kw):
+    from flatarch.reference_spaces.engine.loop import search_one
+
+    args = dict(space="darts", method=method, optimizer=update, epochs=1, batch_size=4, subset=16, max_batches=1,
+                channels=8, space_options={"layers": 3}, progress=False, device="cpu", seed=0)
+    args.update(kw)
+    return search_one(**args)
+
+
+@pytest.mark.parametrize("method,update", QUICK + FULL)
+def test_one_epoch_search(method, update):
+    torch.manual_seed(0)
+    before = DartsSpace(layers=3).build_network(num_classes=10, in_channels=1, method=Method.from_name(method),
+                                                channels=8)
+    result = tiny_search(method, update)
+    g = G.from_json(result.genotype_json)
+    assert len(g.normal) == 8 and len(g.reduce) == 8 and g.normal_concat == [2, 3, 4, 5]
+    alphas = result.history[-1]["alphas"]
+    assert set(alphas) >= {"alphas_normal", "alphas_reduce"}
+    assert ("betas_normal" in alphas) == (method == "pcdarts")
+    # the alpha step moved the architecture away from its initial values
+    moved = torch.tensor(alphas["alphas_normal"]) - before.alphas_normal.detach()
+    assert moved.abs().max() > 1e-6
+    assert result.benchmark == {}
+
+
+def test_search_writes_genotype_json_and_picture(tmp_path):
+    out = tmp_path / "run"
+    result = tiny_search("darts", "first-order", out=str(out))
+    assert G.load(str(out / "genotype.json")) == G.from_json(result.genotype_json)
+    assert (out / "genotype.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((out / "result.json").read_text())["genotype"] == result.genotype_json
+
+
+def test_space_is_registered():
+    from flatarch.reference_spaces.registry import available_spaces, get_space
+
+    assert "darts" in available_spaces()
+    space = get_space("darts", layers=5, beta_normal=0.5)
+    assert space.defaults["rho"] == 0.1 and space.layers == 5
+    assert space.beta_decay_weights == {"normal": 0.5, "reduce": 1.0}
+
+
+def test_betadarts_uses_the_normal_and_reduce_weights(monkeypatch):
+    import flatarch
+
+    seen = []
+    original = flatarch.regularizers.beta_decay
+
+    def spy(alphas, weights=None):
+        seen.append((sorted(alphas), weights))
+        return original(alphas, weights)
+
+    monkeypatch.setattr(flatarch.regularizers, "beta_decay", spy)
+    # lambda(epoch 0) = 0: the regulariser enters from the second epoch on
+    tiny_search("betadarts", "first-order", epochs=2, space_options={"layers": 3, "beta_normal": 2.0,
+                                                                     "beta_reduce": 0.5})
+    assert seen and seen[-1] == (["normal", "reduce"], {"normal": 2.0, "reduce": 0.5})
+
+
+def test_cli_search_darts(tmp_path, capsys):
+    from flatarch.cli import main
+
+    out = tmp_path / "s"
+    rc = main(["search", "--space", "darts", "--method", "pcdarts", "--optimizer", "a2m", "--epochs", "1",
+               "--subset", "8", "--batch-size", "4", "--channels", "8", "--cells", "1", "--no-progress",
+               "--no-plot", "--device", "cpu", "--beta-weights", "1", "1", "--out", str(out)])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert "genotype.png" in text
+    g = G.load(str(out / "genotype.json"))
+    assert len(g.normal) == 8
+    assert main(["search", "--space", "nb201", "--beta-weights", "1", "1", "--out", str(tmp_path / "x")]) == 2
+    assert "darts only" in capsys.readouterr().err

@@ -1,0 +1,226 @@
+"""Training from scratch: a few steps with auxiliary head and drop path, exact resume, early stop
+at a training-loss threshold, the CLI, and DDP on CPU (gloo, 2 processes)."""
+
+import json
+import os
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from flatarch.reference_spaces.darts import loaders
+from flatarch.reference_spaces.darts.evaluation_network import EvaluationNetwork
+from flatarch.reference_spaces.darts.known import DARTS_V2
+from flatarch.reference_spaces.darts.train import TrainConfig, train
+from torch.utils.data import DataLoader, TensorDataset
+
+from flatarch.cli import main as cli_main
+
+
+def data(n=24, size=16, classes=10, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return TensorDataset(torch.randn(n, 3, size, size, generator=g), torch.randint(0, classes, (n,), generator=g))
+
+
+def loaders_for(ds, batch=8):
+    return DataLoader(ds, batch_size=batch, shuffle=True), DataLoader(ds, batch_size=batch)
+
+
+def model(seed=0, **kw):
+    torch.manual_seed(seed)
+    return EvaluationNetwork(DARTS_V2, num_classes=10, C=4, layers=3, input_size=16, **kw)
+
+
+def test_a_few_steps_with_auxiliary_head_and_drop_path(tmp_path):
+    net = model()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    aux_before = net.auxiliary_head.classifier.weight.clone()
+    tl, te = loaders_for(data())
+    cfg = TrainConfig(epochs=2, drop_path_prob=0.3, auxiliary_weight=0.4, lr=0.05)
+    res = train(net, tl, te, cfg, out_dir=str(tmp_path), log=None)
+    assert res.epochs_run == 2 and len(res.history) == 2
+    assert [h["drop_path_prob"] for h in res.history] == [0.0, pytest.approx(0.15)]
+    assert res.history[1]["lr"] < res.history[0]["lr"]  # cosine schedule
+    assert 0.0 <= res.final_test_acc <= 100.0
+    assert not torch.equal(net.auxiliary_head.classifier.weight, aux_before)  # the auxiliary loss trains it
+    changed = [k for k, v in net.state_dict().items() if v.dtype.is_floating_point and not torch.equal(v, before[k])]
+    assert len(changed) > 10
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["final_test_acc"] == res.final_test_acc and len(report["history"]) == 2
+    assert (tmp_path / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "checkpoint.pt").exists()
+
+
+def test_resume_gives_identical_weights(tmp_path):
+    ds = data()
+    cfg = TrainConfig(epochs=3, drop_path_prob=0.2)
+    straight = model()
+    train(straight, *loaders_for(ds), cfg, out_dir=str(tmp_path / "a"), log=None)
+
+    interrupted = model()
+    cfg_short = TrainConfig(epochs=3, drop_path_prob=0.2, stop_train_loss=1e9)  # stops after epoch 1
+    res = train(interrupted, *loaders_for(ds), cfg_short, out_dir=str(tmp_path / "b"), log=None)
+    assert res.epochs_run == 1 and res.stopped_early
+    # simulate the crash: the checkpoint says "not stopped", as after an interrupted epoch 2
+    ckpt = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)
+    ckpt["stopped_early"] = False
+    torch.save(ckpt, tmp_path / "b" / "checkpoint.pt")
+    # a fresh process would rebuild the model with another initialisation: the checkpoint must win
+    resumed = model(seed=123)
+    torch.manual_seed(999)  # and the global RNG state must not matter
+    res = train(resumed, *loaders_for(ds), cfg, out_dir=str(tmp_path / "b"), log=None)
+    assert res.resumed_from_epoch == 1 and res.epochs_run == 3
+    for (k, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(a, b), k
+
+
+def test_resume_refuses_a_different_epoch_count(tmp_path):
+    ds = data(n=8)
+    train(model(), *loaders_for(ds), TrainConfig(epochs=1), out_dir=str(tmp_path), log=None)
+    with pytest.raises(ValueError, match="epochs"):
+        train(model(), *loaders_for(ds), TrainConfig(epochs=5), out_dir=str(tmp_path), log=None)
+
+
+def test_resume_refuses_another_genotype(tmp_path):
+    ds = data(n=8)
+    train(model(), *loaders_for(ds), TrainConfig(epochs=1), out_dir=str(tmp_path), log=None,
+          extra_state={"genotype": "A"})
+    with pytest.raises(ValueError, match="genotype"):
+        train(model(), *loaders_for(ds), TrainConfig(epochs=1), out_dir=str(tmp_path), log=None,
+              extra_state={"genotype": "B"})
+
+
+def test_stop_at_training_loss_threshold():
+    ds = data(n=8)
+    res = train(model(), *loaders_for(ds), TrainConfig(epochs=50, stop_train_loss=100.0), log=None)
+    assert res.stopped_early and res.epochs_run == 1 and "test_acc" in res.history[-1]
+
+
+def test_amp_on_cpu_is_a_clear_error():
+    with pytest.raises(ValueError, match="CUDA"):
+        train(model(), *loaders_for(data(n=8)), TrainConfig(epochs=1, amp=True), log=None)
+
+
+def test_train_transform_and_tensor_dataset():
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
+    tf = loaders.train_transform((0.5, 0.5, 0.5), (0.25, 0.25, 0.25), 16, 2, True, cutout=8)
+    ds = loaders.ImageTensorDataset(images, torch.arange(4), tf)
+    x, y = ds[1]
+    assert x.shape == (3, 16, 16) and x.dtype == torch.float32 and y == 1
+    assert (x == 0).all(0).sum() >= 16  # the cutout square (at least a clipped quarter of 8x8)
+    with pytest.raises(ValueError, match="uint8"):
+        loaders.ImageTensorDataset(images.float(), torch.arange(4))
+
+
+def test_imagenet16_test_split_reader(tmp_path):
+    import pickle
+
+    data = torch.randint(0, 256, (5, 768), dtype=torch.uint8).numpy()
+    with open(tmp_path / "val_data", "wb") as f:
+        pickle.dump({"data": data, "labels": [1, 120, 121, 7, 1000]}, f)
+    images, labels = loaders.imagenet16_test(str(tmp_path))
+    assert images.shape == (3, 3, 16, 16) and labels.tolist() == [0, 119, 6]
+    assert torch.equal(images[0].flatten(), torch.from_numpy(data[0]))
+
+
+def test_cutout_zeroes_a_square():
+    torch.manual_seed(0)
+    img = torch.ones(3, 32, 32)
+    out = loaders.Cutout(16)(img)
+    zeros = (out == 0).all(0).sum().item()
+    assert 64 <= zeros <= 256 and img.min() == 1.0  # clipped at the border at worst; input untouched
+
+
+def test_cli_train_end_to_end(tmp_path, monkeypatch, capsys):
+    ds = data(n=16, size=32)
+    monkeypatch.setattr(loaders, "datasets_for", lambda cfg: (ds, ds, 10))
+    out = tmp_path / "run"
+    rc = cli_main(["train", "--genotype", "PC_DARTS", "--dataset", "cifar10", "--epochs", "1",
+                   "--init-channels", "4", "--layers", "3", "--batch-size", "8", "--workers", "0",
+                   "--out", str(out), "--device", "cpu"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "final test accuracy" in text and "parameters" in text
+    assert {"report.json", "learning_curve.png", "checkpoint.pt", "genotype.json"} <= set(os.listdir(out))
+    # a second call resumes a finished run instead of training again
+    rc = cli_main(["train", "--genotype", str(out / "genotype.json"), "--epochs", "1", "--init-channels", "4",
+                   "--layers", "3", "--batch-size", "8", "--workers", "0", "--out", str(out), "--device", "cpu"])
+    assert rc == 0 and "resumed" in capsys.readouterr().out
+
+
+def _fake_imagenet16(folder, per_batch=4, val=6):
+    import pickle
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for i in range(1, 11):
+        with open(folder / f"train_data_batch_{i}", "wb") as f:
+            pickle.dump({"data": rng.integers(0, 256, (per_batch, 768), dtype=np.uint8),
+                         "labels": list(rng.integers(1, 121, per_batch))}, f)
+    with open(folder / "val_data", "wb") as f:
+        pickle.dump({"data": rng.integers(0, 256, (val, 768), dtype=np.uint8),
+                     "labels": list(rng.integers(1, 121, val))}, f)
+
+
+def test_cli_train_imagenet16_from_its_pickles(tmp_path, capsys):
+    data = tmp_path / "ImageNet16"
+    data.mkdir()
+    _fake_imagenet16(data)
+    out = tmp_path / "run"
+    rc = cli_main(["train", "--genotype", "DARTS_V1", "--dataset", "imagenet16-120", "--data-dir", str(tmp_path),
+                   "--epochs", "1", "--init-channels", "4", "--layers", "3", "--batch-size", "8", "--workers", "0",
+                   "--out", str(out), "--device", "cpu"])
+    assert rc == 0, capsys.readouterr().err
+    report = json.loads((out / "report.json").read_text())
+    assert report["extra"]["dataset"] == "imagenet16-120" and report["epochs_run"] == 1
+    # 120 classes, 16x16 inputs: the classifier and auxiliary head are sized for them
+    state = torch.load(out / "checkpoint.pt", weights_only=False)["model"]
+    assert state["classifier.weight"].shape[0] == 120 and state["auxiliary_head.classifier.weight"].shape[0] == 120
+
+
+def test_cli_reports_missing_data(tmp_path, capsys):
+    rc = cli_main(["train", "--genotype", "DARTS_V2", "--dataset", "imagenet16-120", "--data-dir", str(tmp_path),
+                   "--out", str(tmp_path / "o")])
+    assert rc == 2 and "train_data_batch_1" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_reports_bad_input(capsys):
+    assert cli_main(["train", "--genotype", "NOPE"]) == 2
+    assert "known names" in capsys.readouterr().err
+
+
+def _ddp_worker(rank, world, init_file, out_dir):
+    import torch.distributed as dist
+    from torch.utils.data import DistributedSampler
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    ds = data(n=16)
+    tl = DataLoader(ds, batch_size=4, sampler=DistributedSampler(ds, shuffle=True))
+    te = DataLoader(ds, batch_size=4, sampler=DistributedSampler(ds, shuffle=False))
+    net = model()
+    res = train(net, tl, te, TrainConfig(epochs=2, drop_path_prob=0.2), out_dir=out_dir, log=None)
+    torch.save({"state": net.state_dict(), "acc": res.final_test_acc}, os.path.join(out_dir, f"rank{rank}.pt"))
+    dist.destroy_process_group()
+
+
+def test_ddp_two_processes_on_cpu(tmp_path):
+    # DDP's constructor imports torch._dynamo (~5 s); importing it once here and forking the workers
+    # keeps this test short (spawned workers would each pay the import and the interpreter start).
+    import torch._dynamo  # noqa: F401
+
+    mp.start_processes(_ddp_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True,
+                       start_method="fork")
+    r0 = torch.load(tmp_path / "rank0.pt", weights_only=False)
+    r1 = torch.load(tmp_path / "rank1.pt", weights_only=False)
+    for k, v in r0["state"].items():
+        if k.endswith(("running_mean", "running_var", "num_batches_tracked")):
+            continue  # BN statistics are per process (DDP broadcasts them from rank 0 before each forward)
+        assert torch.equal(v, r1["state"][k]), k
+    assert r0["acc"] == r1["acc"]  # metrics are reduced over both processes
+    assert (tmp_path / "report.json").exists() and (tmp_path / "checkpoint.pt").exists()
+    single = model()
+    initial = single.state_dict()
+    assert not torch.equal(initial["classifier.weight"], r0["state"]["classifier.weight"])
