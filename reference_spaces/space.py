@@ -5,6 +5,25 @@ SPEC section 3 for any space that implements :class:`SearchSpace`; the method va
 (DARTS, PC-DARTS, beta-DARTS, SDARTS-RS, DARTS-) are described by :class:`Method` and applied
 partly by the engine (regulariser, random smoothing, auxiliary-skip schedule) and partly by the
 space's network (partial channels, edge normalisation, the auxiliary skip itself).
+
+How the engine uses a space (additions since the first version are marked *added*; all are
+backward compatible):
+
+* spaces are found by name through :mod:`flatarch.reference_spaces.registry` (*added*):
+  ``get_space(name, **options)`` builds one (``options`` are the space constructor's keyword
+  arguments, e.g. ``table=`` for nb201, passed from ``SearchConfig.space_options``); a built-in
+  space adds one ``"name": "module:Class"`` line to ``registry._BUILTIN``, other code calls
+  ``register_space(name, factory)``;
+* ``defaults`` may also hold ``"channels"`` and ``"cells_per_stage"`` (*added*): the engine passes
+  them to ``build_network`` as keywords when the user gives none;
+* ``build_network`` receives ``channels=`` and ``cells_per_stage=`` keywords (None: the space's
+  default) (*added*);
+* an optional ``op_names`` attribute (*added*) labels the ops in the engine's alpha plot;
+* ``evaluate`` is called after every epoch and at the end, so it must be cheap (or return ``{}``);
+  a space that needs an external file (a benchmark table) should check it in its constructor, so
+  a bad path fails before the search and not after its first epoch (*added* as guidance);
+* the network is put on the device with ``.to(device)``, trained in ``train()`` mode throughout,
+  and its ``state_dict`` (which holds the alphas) is what checkpoints store.
 """
 
 from __future__ import annotations

@@ -149,6 +149,7 @@ def _print_single(result) -> None:
 def run(args) -> int:
     from flatarch.reference_spaces.engine import DataError, SearchError, format_summary, search
 
+    config = None
     try:
         config = _config(args)
         if args.seeds:
@@ -165,6 +166,7 @@ def run(args) -> int:
         print(f"flatarch search: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"\ninterrupted; continue with: flatarch search ... --out {config.out} --resume", file=sys.stderr)
+        where = f" --out {config.out}" if config is not None else ""
+        print(f"\ninterrupted; continue with the same command plus{where} --resume", file=sys.stderr)
         return 130
     return 0

@@ -202,9 +202,8 @@ class _Searcher:
     def arch_loss(self, batch, epoch: int, stats: dict[str, torch.Tensor]):
         """The functional validation loss handed to the ArchOptimizer."""
         flatarch, space, method = self.flatarch, self.space, self.method
-        beta_weight = (
-            flatarch.regularizers.beta_decay_weight(epoch, epochs=self.cfg.epochs) if method.beta_decay else 0.0
-        )
+        # beta-DARTS' own schedule, lambda = 50 * epoch / 100 (0 -> 24.5 over a 50-epoch search)
+        beta_weight = flatarch.regularizers.beta_decay_weight(epoch) if method.beta_decay else 0.0
         first = [True]
 
         def compute(module, batch):

@@ -40,7 +40,7 @@ def plot_history(history: list[dict[str, Any]], path: str, title: str = "", op_n
         for o in range(w.shape[1]):
             ax.plot(epochs, w[:, o], label=op_names[o] if op_names else f"op {o}")
         ax.set_title(label, fontsize=9)
-        ax.set_ylim(0, 1)
+        # autoscaled: early in a search (Adam lr 3e-4) the weights move by hundredths around 1/ops
     for ax in list(axes[:-1].flat)[len(series):]:
         ax.axis("off")
     if series:
