@@ -25,6 +25,16 @@ from .usam import USAM
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    # flatarch.search (the reference-space search engine) is imported on first use, so that
+    # `import flatarch` stays the small core: no datasets, plotting or space code is loaded.
+    if name == "search":
+        from .reference_spaces.engine import search
+
+        return search
+    raise AttributeError(f"module 'flatarch' has no attribute {name!r}")
+
 __all__ = [
     "A2M",
     "DARTS_ADAM_DEFAULTS",
@@ -40,4 +50,5 @@ __all__ = [
     "make_update",
     "module_loss",
     "regularizers",
+    "search",
 ]

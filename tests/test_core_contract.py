@@ -323,3 +323,11 @@ def test_step_info_fields():
     assert info.as_dict()["sharpness"] == pytest.approx(float(info.perturbed_loss - info.loss))
     assert flatarch.A2M(alpha.clone().requires_grad_(True), difference="forward").step(model.loss).evaluations == 3
     assert flatarch.FirstOrder(alpha.clone().requires_grad_(True)).step(model.loss).evaluations == 1
+
+
+def test_flatarch_search_is_the_engine_loaded_on_first_use():
+    from flatarch.reference_spaces.engine import search
+
+    assert flatarch.search is search
+    with pytest.raises(AttributeError, match="no attribute 'serach'"):
+        flatarch.serach  # noqa: B018
