@@ -22,6 +22,7 @@ from flatarch.reference_spaces.nb201.benchmark import (
 from flatarch.reference_spaces.nb201.encoding import NUM_ARCHS, arch_to_code, code_to_arch, sequence_to_code
 from flatarch.reference_spaces.nb201.isomorphism import unique_string
 
+from flatarch.atomic_files import atomic_write
 from flatarch.cli import main
 
 SPEC_OPTIMAL = (
@@ -323,7 +324,7 @@ def test_writes_are_atomic(tmp_path, synthetic):
         raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError):
-        bm._atomic_write(path, fail, "w")
+        atomic_write(path, fail)
     assert path.read_text() == "precious"
     assert os.listdir(tmp_path) == ["keep.csv"]
     synthetic.to_csv(path)

@@ -5,13 +5,11 @@ Every function takes plain arrays and writes one PNG atomically.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 
 import matplotlib
 
-from .report import _umask
+from ..atomic_files import atomic_save_figure
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -29,18 +27,10 @@ def _density(ax, values, bins, **kwargs) -> None:
 
 
 def _save(fig, path: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".png")
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())
     try:
-        fig.savefig(tmp, dpi=80, format="png")
-        os.replace(tmp, path)
+        atomic_save_figure(fig, path, dpi=80)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def neighbour_histograms(

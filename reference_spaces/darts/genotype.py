@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from .atomic import atomic_write
+from flatarch.atomic_files import atomic_write
 
 #: The 8 candidate ops, in alpha column order.
 PRIMITIVES: tuple[str, ...] = (

@@ -29,7 +29,7 @@ from collections.abc import Hashable, Iterable, Sequence
 
 import numpy as np
 
-from flatarch.geometry.report import atomic_write_text
+from flatarch.atomic_files import atomic_write_text
 from flatarch.geometry.space import Move
 
 from .genotype import PRIMITIVES, Genotype

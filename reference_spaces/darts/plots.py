@@ -10,12 +10,13 @@ import numpy as np
 matplotlib.use("Agg")  # files only: never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .atomic import atomic_write  # noqa: E402
+from flatarch.atomic_files import atomic_save_figure  # noqa: E402
+
 from .genotype import Genotype, validate  # noqa: E402
 
 
 def _save(fig, path: str | os.PathLike) -> None:
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120, bbox_inches="tight"), binary=True)
+    atomic_save_figure(fig, path, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 

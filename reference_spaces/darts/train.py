@@ -32,7 +32,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from .atomic import atomic_write
+from flatarch.atomic_files import atomic_write
 
 CHECKPOINT_NAME = "checkpoint.pt"
 REPORT_NAME = "report.json"

@@ -4,10 +4,11 @@ train/validation accuracy curves."""
 from __future__ import annotations
 
 import math
-import os
 from typing import Any
 
 import numpy as np
+
+from flatarch.atomic_files import atomic_save_figure
 
 
 def _edge_series(history: list[dict[str, Any]]) -> list[tuple[str, np.ndarray]]:
@@ -56,7 +57,7 @@ def plot_history(history: list[dict[str, Any]], path: str, title: str = "", op_n
         ax.axis("off")
     fig.suptitle(title)
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        atomic_save_figure(fig, path, dpi=80)
+    finally:
+        plt.close(fig)

@@ -28,11 +28,12 @@ import csv
 import inspect
 import itertools
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
+
+from flatarch.atomic_files import atomic_write
 
 from .encoding import NUM_ARCHS, NUM_EDGES, OPS, arch_to_sequence, code_to_arch, sequence_to_code
 from .isomorphism import unique_string_of_sequence
@@ -140,32 +141,6 @@ def _parse_sequence_text(text: str) -> tuple[int, ...] | None:
 def _read_only(array: np.ndarray) -> np.ndarray:
     array.flags.writeable = False
     return array
-
-
-def _atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str) -> None:
-    """Write through ``write(file)`` to a temporary file beside ``path``, then rename over it.
-
-    A failure part-way leaves any existing file at ``path`` untouched.
-    """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        kwargs = {"newline": ""} if "b" not in mode else {}
-        with os.fdopen(fd, mode, **kwargs) as handle:
-            write(handle)
-        # mkstemp makes 0600 files; give the result the permissions an ordinary open() would.
-        if os.path.exists(path):
-            os.chmod(tmp, os.stat(path).st_mode & 0o7777)
-        else:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class BenchmarkTable:
@@ -417,7 +392,7 @@ class BenchmarkTable:
             for code, row in zip(self.code_of_index.tolist(), self.test_accuracy.tolist()):
                 writer.writerow([*(repr(x) for x in row), archs[code], uniques[code]])
 
-        _atomic_write(path, write, "w")
+        atomic_write(path, write)
 
     def to_npz(self, path: str | os.PathLike) -> None:
         """Write flatarch's compact binary table (atomically, no pickles)."""
@@ -432,7 +407,7 @@ class BenchmarkTable:
                 test_accuracy=self.test_accuracy,
             )
 
-        _atomic_write(path, write, "wb")
+        atomic_write(path, write, binary=True)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write ``.npz`` when the path ends so, else the compact CSV."""
