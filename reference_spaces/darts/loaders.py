@@ -11,7 +11,6 @@ Under ``torch.distributed`` each process reads its own shard through a ``Distrib
 from __future__ import annotations
 
 import os
-import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -106,26 +105,17 @@ def imagenet16_test(data_dir: str | None, classes: int = 120) -> tuple[torch.Ten
     """The ImageNet16 validation pickle ``val_data`` (dict with ``data`` ``[n, 768]`` uint8,
     channel-major, and 1-based ``labels``), restricted to labels ``<= classes`` (then 0-based)."""
     from ..data import DataError
+    from ..data.datasets import read_imagenet16_batch
 
+    fix = "pass --data-dir to the folder holding the ImageNet16 pickle batches"
     root = data_dir or "data"
     candidates = [os.path.join(root, "val_data"), os.path.join(root, "ImageNet16", "val_data")]
     path = next((c for c in candidates if os.path.isfile(c)), None)
     if path is None:
         where = " or ".join(os.path.abspath(c) for c in candidates)
-        raise DataError(f"imagenet16-120: test batch val_data not found at {where}; "
-                        "pass --data-dir to the folder holding the ImageNet16 pickle batches")
-    try:
-        with open(path, "rb") as f:
-            entry = pickle.load(f, encoding="latin1")
-        data = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 16, 16)
-        labels = np.asarray(entry["labels"], dtype=np.int64)
-        if len(data) != len(labels):
-            raise ValueError(f"{len(data)} images but {len(labels)} labels")
-    except Exception as exc:
-        raise DataError(f"imagenet16-120: corrupt test batch {os.path.abspath(path)} ({type(exc).__name__}: {exc}); "
-                        "expected a pickled dict with 'data' [n, 768] uint8 and 1-based 'labels'") from None
-    keep = (labels >= 1) & (labels <= classes)
-    return torch.from_numpy(data[keep].copy()), torch.from_numpy(labels[keep] - 1)
+        raise DataError(f"imagenet16-120: test batch val_data not found at {where}; {fix}")
+    data, labels = read_imagenet16_batch(path, classes, fix)
+    return torch.from_numpy(data.copy()), torch.from_numpy(labels)
 
 
 def datasets_for(cfg: LoaderConfig) -> tuple[Dataset, Dataset, int]:

@@ -122,6 +122,27 @@ def _cifar(name: str, data_dir: str | None, download: bool) -> ImageData:
 _IMAGENET16_BATCHES = [f"train_data_batch_{i}" for i in range(1, 11)]
 
 
+def read_imagenet16_batch(path: str, classes: int, fix: str) -> tuple[np.ndarray, np.ndarray]:
+    """One ImageNet16 pickle batch (a dict with ``data`` ``[n, 768]`` uint8, channel-major, and
+    1-based ``labels``), restricted to labels ``<= classes`` and made 0-based.
+
+    Raises :class:`DataError` naming the file and ending with ``fix`` (how to repair it)."""
+    try:
+        with open(path, "rb") as f:
+            entry = pickle.load(f, encoding="latin1")
+        data = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 16, 16)
+        labels = np.asarray(entry["labels"], dtype=np.int64)
+        if len(data) != len(labels):
+            raise ValueError(f"{len(data)} images but {len(labels)} labels")
+    except Exception as exc:
+        raise DataError(
+            f"imagenet16-120: corrupt batch {os.path.abspath(path)} ({type(exc).__name__}: {exc}); expected "
+            f"a pickled dict with 'data' [n, 768] uint8 and 1-based 'labels'. Replace the file; {fix}."
+        ) from None
+    keep = (labels >= 1) & (labels <= classes)
+    return data[keep], labels[keep] - 1
+
+
 def _imagenet16(data_dir: str | None, download: bool, classes: int = 120) -> ImageData:
     root = data_dir or "data"
     candidates = [root, os.path.join(root, "ImageNet16")]
@@ -141,22 +162,9 @@ def _imagenet16(data_dir: str | None, download: bool, classes: int = 120) -> Ima
         )
     data, labels = [], []
     for fname in _IMAGENET16_BATCHES:
-        path = os.path.join(folder, fname)
-        try:
-            with open(path, "rb") as f:
-                entry = pickle.load(f, encoding="latin1")
-            d = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 16, 16)
-            y = np.asarray(entry["labels"], dtype=np.int64)
-            if len(d) != len(y):
-                raise ValueError(f"{len(d)} images but {len(y)} labels")
-        except Exception as exc:
-            raise DataError(
-                f"imagenet16-120: corrupt batch {os.path.abspath(path)} ({type(exc).__name__}: {exc}); expected "
-                f"a pickled dict with 'data' [n, 768] uint8 and 1-based 'labels'. Replace the file; {fix}."
-            ) from None
-        keep = (y >= 1) & (y <= classes)
-        data.append(d[keep])
-        labels.append(y[keep] - 1)
+        d, y = read_imagenet16_batch(os.path.join(folder, fname), classes, fix)
+        data.append(d)
+        labels.append(y)
     images = torch.from_numpy(np.concatenate(data))
     return ImageData(
         f"imagenet16-{classes}",
