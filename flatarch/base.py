@@ -172,7 +172,7 @@ class ArchUpdate:
         except FoundInf:
             nan = torch.tensor(float("nan"), device=self.leaves[0].device)
             return None, StepInfo(nan, nan, nan, oracle.evaluations, skipped=True, found_inf=True)
-        bad = oracle.first_nonfinite() or (None if bool(tree.all_finite(direction)) else "the final direction")
+        bad = oracle.first_nonfinite(direction)
         if bad is not None:
             if self.on_nonfinite == "raise" and oracle.scale is None:
                 raise NonFiniteError(

@@ -288,12 +288,13 @@ class GradientOracle:
         return loss.detach().reshape(()), grads
 
     # -- after the direction is computed ---------------------------------------------------
-    def first_nonfinite(self) -> str | None:
-        """The label of the first evaluation with a non-finite loss or gradient (one sync)."""
-        if not self.finite_flags:
-            return None
-        flags = torch.stack([f.to(self.finite_flags[0].device) for f in self.finite_flags]).cpu()
-        for label, ok in zip(self.labels, flags.tolist()):
+    def first_nonfinite(self, direction: Sequence[torch.Tensor]) -> str | None:
+        """The label of the first evaluation with a non-finite loss or gradient, else
+        ``"the final direction"`` if ``direction`` is not finite, else None (one host sync)."""
+        checks = [*self.finite_flags, tree.all_finite(direction)]
+        labels = [*self.labels, "the final direction"]
+        flags = torch.stack([f.to(checks[0].device) for f in checks]).cpu()
+        for label, ok in zip(labels, flags.tolist()):
             if not ok:
                 return label
         return None
