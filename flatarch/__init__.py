@@ -14,7 +14,7 @@ Updates (each implements :class:`ArchOptimizer`): :class:`FirstOrder` (DARTS), :
 from . import regularizers
 from .a2m import A2M
 from .base import DARTS_ADAM_DEFAULTS, ArchUpdate
-from .errors import NonFiniteError
+from .errors import NonFiniteError, StateDictError
 from .first_order import FirstOrder
 from .module_loss import ModuleLoss, module_loss
 from .protocol import ArchOptimizer
@@ -46,6 +46,7 @@ __all__ = [
     "FirstOrder",
     "ModuleLoss",
     "NonFiniteError",
+    "StateDictError",
     "StepInfo",
     "make_update",
     "module_loss",

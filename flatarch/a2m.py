@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import tree
+from . import defaults, tree
 from .base import check_choice, check_eps
 from .perturbation import direction_scale
 from .perturbed import PerturbedUpdate
@@ -53,8 +53,8 @@ class A2M(PerturbedUpdate):
         self,
         params: Any,
         *,
-        rho: float = 1e-2,
-        eps: float = 1e-2,
+        rho: float = defaults.RHO,
+        eps: float = defaults.EPS,
         hessian: str = "fd",
         difference: str = "central",
         **kwargs: Any,

@@ -15,12 +15,11 @@ import torch
 from torch import nn
 
 from . import tree
-from .errors import NonFiniteError
+from .defaults import DARTS_ADAM_DEFAULTS
+from .errors import NonFiniteError, StateDictError
 from .evaluation import FoundInf, GradientOracle
 from .step_info import StepInfo
 
-#: DARTS' architecture optimizer: Adam, lr 3e-4, betas (0.5, 0.999), weight decay 1e-3.
-DARTS_ADAM_DEFAULTS: dict[str, Any] = {"lr": 3e-4, "betas": (0.5, 0.999), "weight_decay": 1e-3}
 
 
 def check_rho(rho: float) -> float:
@@ -240,25 +239,90 @@ class ArchUpdate:
 
     # -- state -----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume exactly: the inner optimizer's state, the step counters and
-        the hyper-parameters (recorded, for the reader). The parameter values themselves are not included:
-        they belong to the model's checkpoint, as with ``torch.optim``."""
+        """Everything needed to resume exactly: the inner optimizer's state, the step counters, the
+        hyper-parameters and each parameter's pytree path and shape (so that loading matches state to
+        parameters by name, not by position). The parameter values themselves are not included: they
+        belong to the model's checkpoint, as with ``torch.optim``."""
         return {
             "update": self.name,
             "hyperparameters": self.hyperparameters(),
+            "params": {path: list(leaf.shape) for path, leaf in zip(self.paths, self.leaves)},
             "optimizer": self.optimizer.state_dict(),
             "steps": self.steps,
             "skipped_steps": self.skipped_steps,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a :meth:`state_dict`, matching the saved optimizer state to the parameters by their
+        pytree path (``['normal']``, ``[0]``), whatever order the pytree now lists them in.
+
+        Raises:
+            StateDictError: another update kind, other settings (``rho``, ``eps``, ...), other
+                parameter names or shapes. Nothing is loaded then.
+        """
         missing = {"update", "optimizer", "steps", "skipped_steps"} - set(state_dict)
         if missing:
-            raise ValueError(f"not a flatarch update state_dict: missing {sorted(missing)}")
+            raise StateDictError(f"not a flatarch update state_dict: missing {sorted(missing)}")
         if state_dict["update"] != self.name:
-            raise ValueError(
+            raise StateDictError(
                 f"this state_dict is from a {state_dict['update']!r} update; it cannot be loaded into {self.name!r}"
             )
-        self.optimizer.load_state_dict(state_dict["optimizer"])
+        self._check_hyperparameters(state_dict.get("hyperparameters"))
+        optimizer_state = self._by_name(state_dict)
+        self.optimizer.load_state_dict(optimizer_state)
         self.steps = int(state_dict["steps"])
         self.skipped_steps = int(state_dict["skipped_steps"])
+
+    def _check_hyperparameters(self, saved: dict[str, Any] | None) -> None:
+        if saved is None:
+            return
+        now = self.hyperparameters()
+        differ = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+        if differ:
+            changes = ", ".join(f"{k}={saved.get(k)!r} saved, {now.get(k)!r} here" for k in differ)
+            raise StateDictError(
+                f"this state_dict was saved by a {self.name} update with other settings ({changes}); "
+                "build the update with the saved settings to resume it"
+            )
+
+    def _by_name(self, state_dict: dict[str, Any]) -> dict[str, Any]:
+        """The saved inner-optimizer state with its parameter indices renumbered to this update's
+        leaf order (state dicts without ``params`` are from flatarch 0.1 and load by position)."""
+        optimizer_state = state_dict["optimizer"]
+        saved = state_dict.get("params")
+        if saved is None:
+            saved = dict(zip(self.paths, (list(leaf.shape) for leaf in self.leaves)))
+            if len(optimizer_state.get("state", {})) > len(self.leaves):
+                raise StateDictError("this state_dict holds state for more parameters than this update has")
+        saved_paths = list(saved)
+        if set(saved_paths) != set(self.paths):
+            only_saved = sorted(set(saved_paths) - set(self.paths))
+            only_here = sorted(set(self.paths) - set(saved_paths))
+            raise StateDictError(
+                f"the state_dict is for parameters {saved_paths}, this update has {self.paths} "
+                f"(only in the state_dict: {only_saved}; only here: {only_here}); build the update over the "
+                "same pytree of parameters"
+            )
+        for path, leaf in zip(self.paths, self.leaves):
+            if list(saved[path]) != list(leaf.shape):
+                raise StateDictError(
+                    f"parameter {path} has shape {list(leaf.shape)} here but {list(saved[path])} in the state_dict"
+                )
+        new_index = {old: self.paths.index(path) for old, path in enumerate(saved_paths)}
+        # torch pairs saved ids with parameters by position within the groups: list each group's
+        # ids in the order the live optimizer holds its parameters
+        leaf_index = {id(leaf): i for i, leaf in enumerate(self.leaves)}
+        saved_groups = [
+            (set(new_index[int(i)] for i in group["params"]), group) for group in optimizer_state["param_groups"]
+        ]
+        groups = []
+        for live in self.optimizer.param_groups:
+            ids = [leaf_index[id(p)] for p in live["params"]]
+            match = next((group for members, group in saved_groups if members == set(ids)), None)
+            if match is None:
+                raise StateDictError("the state_dict's optimizer groups its parameters differently from this update's")
+            groups.append({**match, "params": ids})
+        return {
+            "state": {new_index[int(k)]: v for k, v in optimizer_state.get("state", {}).items()},
+            "param_groups": groups,
+        }

@@ -8,3 +8,8 @@ class NonFiniteError(FloatingPointError):
     optimizer's state are exactly as they were. Pass ``on_nonfinite="skip"`` to skip such
     steps instead (they are counted in ``skipped_steps``).
     """
+
+
+class StateDictError(ValueError):
+    """A state_dict does not belong to this update: another update kind, other parameter names
+    or shapes, or other settings (rho, eps, ...). Raised before anything is loaded."""

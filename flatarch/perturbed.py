@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from . import tree
+from . import defaults, tree
 from .base import ArchUpdate, check_choice, check_rho
 from .evaluation import GradientOracle
 from .perturbation import perturbation, scaling
@@ -46,7 +46,7 @@ class PerturbedUpdate(ArchUpdate):
         self,
         params: Any,
         *,
-        rho: float = 1e-2,
+        rho: float = defaults.RHO,
         hessian: str = "none",
         adaptive: bool = False,
         adaptive_eta: float = 1e-2,

@@ -1,4 +1,8 @@
-"""Updates by name, for command lines and configuration files."""
+"""Updates by name, for command lines, adapters and configuration files.
+
+The names, their aliases and which update-specific settings each update takes are defined
+here once; the CLI's choices and the adapters' argument lists are generated from them.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,21 @@ from .usam import USAM
 #: ``--optimizer`` names and their classes
 UPDATES: dict[str, type[ArchUpdate]] = {"first-order": FirstOrder, "sam": SAM, "usam": USAM, "a2m": A2M}
 
-_ALIASES = {"firstorder": "first-order", "first_order": "first-order", "darts": "first-order", "fo": "first-order"}
+#: other spellings accepted for the names above
+ALIASES: dict[str, str] = {"firstorder": "first-order", "first_order": "first-order", "darts": "first-order",
+                           "fo": "first-order"}
+
+#: settings that belong to an update rather than to its inner optimizer
+UPDATE_SETTINGS = ("rho", "eps", "hessian", "difference", "adaptive", "adaptive_eta")
+
+
+def canonical_update(name: str) -> str:
+    """The :data:`UPDATES` key for ``name`` or one of its :data:`ALIASES` (``ValueError`` if none)."""
+    key = ALIASES.get(name.lower().replace("_", "-"), name.lower().replace("_", "-"))
+    key = ALIASES.get(key, key)
+    if key not in UPDATES:
+        raise ValueError(f"unknown update {name!r}; choose one of: {', '.join(UPDATES)}")
+    return key
 
 
 def _accepted(cls: type) -> set[str]:
@@ -25,6 +43,13 @@ def _accepted(cls: type) -> set[str]:
     return names
 
 
+def update_settings(name: str) -> tuple[str, ...]:
+    """The update-specific settings (:data:`UPDATE_SETTINGS`) that update ``name`` takes, e.g.
+    ``()`` for first-order, ``("rho", "hessian", ...)`` for SAM."""
+    accepted = _accepted(UPDATES[canonical_update(name)])
+    return tuple(s for s in UPDATE_SETTINGS if s in accepted)
+
+
 def make_update(name: str, params: Any, **kwargs: Any) -> ArchUpdate:
     """Build an update by name (``first-order``, ``sam``, ``usam``, ``a2m``).
 
@@ -33,11 +58,7 @@ def make_update(name: str, params: Any, **kwargs: Any) -> ArchUpdate:
     configuration can drive every update. Any other
     unknown keyword is passed on to the inner optimizer.
     """
-    key = _ALIASES.get(name.lower(), name.lower())
-    if key not in UPDATES:
-        raise ValueError(f"unknown update {name!r}; choose one of: {', '.join(UPDATES)}")
-    cls = UPDATES[key]
-    accepted = _accepted(cls)
-    update_only = {"rho", "eps", "hessian", "difference", "adaptive", "adaptive_eta"}
-    kwargs = {k: v for k, v in kwargs.items() if k in accepted or k not in update_only}
+    cls = UPDATES[canonical_update(name)]
+    takes = update_settings(name)
+    kwargs = {k: v for k, v in kwargs.items() if k in takes or k not in UPDATE_SETTINGS}
     return cls(params, **kwargs)

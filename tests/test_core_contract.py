@@ -331,3 +331,41 @@ def test_flatarch_search_is_the_engine_loaded_on_first_use():
     assert flatarch.search is search
     with pytest.raises(AttributeError, match="no attribute 'serach'"):
         flatarch.serach  # noqa: B018
+
+
+def test_state_dict_loads_by_name_not_by_position():
+    torch.manual_seed(0)
+    normal, reduce = torch.randn(3, 4).requires_grad_(True), torch.randn(2, 4).requires_grad_(True)
+    loss = lambda a: (a["normal"] ** 2).sum() + (a["reduce"] ** 3).sum()  # noqa: E731
+    opt = flatarch.A2M({"normal": normal, "reduce": reduce}, rho=0.1)
+    opt.step(loss)
+    state = copy.deepcopy(opt.state_dict())
+    n2, r2 = normal.detach().clone().requires_grad_(True), reduce.detach().clone().requires_grad_(True)
+    crossed = flatarch.A2M({"reduce": r2, "normal": n2}, rho=0.1)  # the other insertion order
+    crossed.load_state_dict(state)
+    saved = opt.optimizer.state_dict()["state"]
+    loaded = crossed.optimizer.state_dict()["state"]
+    # normal is leaf 0 in opt, leaf 1 in crossed: its Adam moments must follow it
+    assert torch.equal(loaded[1]["exp_avg"], saved[0]["exp_avg"])
+    assert torch.equal(loaded[0]["exp_avg"], saved[1]["exp_avg"])
+    opt.step(loss)
+    crossed.step(loss)
+    assert torch.equal(n2, normal) and torch.equal(r2, reduce)
+
+
+def test_state_dict_with_other_shapes_names_or_settings_is_refused_before_loading():
+    leaf = torch.randn(3, 4).requires_grad_(True)
+    opt = flatarch.A2M({"alpha": leaf}, rho=0.1)
+    opt.step(lambda a: (a["alpha"] ** 2).sum())
+    state = opt.state_dict()
+    other_shape = flatarch.A2M({"alpha": torch.randn(2, 4).requires_grad_(True)}, rho=0.1)
+    with pytest.raises(flatarch.StateDictError, match=r"shape \[2, 4\] here but \[3, 4\]"):
+        other_shape.load_state_dict(state)
+    other_name = flatarch.A2M({"beta": torch.randn(3, 4).requires_grad_(True)}, rho=0.1)
+    with pytest.raises(flatarch.StateDictError, match="only in the state_dict"):
+        other_name.load_state_dict(state)
+    other_rho = flatarch.A2M({"alpha": torch.randn(3, 4).requires_grad_(True)}, rho=0.01)
+    before = copy.deepcopy(other_rho.optimizer.state_dict())
+    with pytest.raises(flatarch.StateDictError, match="rho=0.1 saved, 0.01 here"):
+        other_rho.load_state_dict(state)
+    assert other_rho.optimizer.state_dict() == before and other_rho.steps == 0

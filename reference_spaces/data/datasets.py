@@ -28,8 +28,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..errors import UsageError
 
-class DataError(Exception):
+
+class DataError(UsageError):
     """A dataset could not be loaded; the message says what was expected where and which flag fixes it."""
 
 

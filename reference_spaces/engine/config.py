@@ -1,12 +1,25 @@
-"""Settings of one search (:class:`SearchConfig`) and their defaults (SPEC section 3)."""
+"""Settings of one search (:class:`SearchConfig`), their defaults and their validation.
+
+Defaults are the paper's (tables 3 and 4): 50 epochs, batch 64, weights by SGD (momentum 0.9,
+weight decay 3e-4, lr 0.025 cosine-annealed per epoch to 0.001, gradient norm clipped at 5),
+alphas by DARTS' Adam (lr 3e-4, betas (0.5, 0.999), weight decay 1e-3) fed the ArchOptimizer's
+direction, the training set split 50/50 into weight and alpha halves. Every number is checked
+up front (:meth:`SearchConfig.validate`), so a bad one is refused before anything runs.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+
+from flatarch.defaults import DARTS_ADAM_DEFAULTS
+from flatarch.updates import UPDATES, canonical_update, update_settings
+
+from ..errors import UsageError
 
 #: The paper's settings apply to every dataset except the offline ``digits`` default, which is a
 #: demo sized to finish in about a minute on one CPU core: 5 epochs of a narrow (C = 8),
@@ -14,28 +27,30 @@ import torch
 DATASET_DEFAULTS: dict[str, dict[str, int]] = {"digits": {"epochs": 5, "channels": 8, "cells_per_stage": 1}}
 PAPER_EPOCHS = 50
 
+#: command-line flags whose name is not the field name with dashes
+FLAGS: dict[str, str] = {"cells_per_stage": "--cells", "arch_betas": "--arch-betas", "space_options": "--table"}
 
-class SearchError(Exception):
+
+def flag(name: str) -> str:
+    """The ``flatarch search`` flag of a :class:`SearchConfig` field."""
+    return FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
+class SearchError(UsageError):
     """A search cannot start as asked (bad settings, an output folder in the way, no CUDA...);
     the message says what to change."""
 
 
 @dataclass
 class SearchConfig:
-    """Everything that determines a search. ``None`` means "the default for this space/dataset".
-
-    Paper defaults (SPEC section 3): 50 epochs, batch 64, weights by SGD (momentum 0.9,
-    weight decay 3e-4, lr 0.025 cosine-annealed per epoch to 0.001, gradient norm clipped at 5),
-    alphas by Adam (lr 3e-4, betas (0.5, 0.999), weight decay 1e-3) fed the ArchOptimizer's
-    direction, training set split 50/50 into weight and alpha halves.
-    """
+    """Everything that determines a search. ``None`` means "the default for this space/dataset"."""
 
     space: str = "nb201"
     method: str = "darts"
     optimizer: str = "a2m"
-    rho: float | None = None  # space default (nb201: 1e-2)
-    eps: float | None = None  # space default (nb201: 1e-2)
-    difference: str = "central"  # A2M finite differences: central (paper, 4 evaluations) | forward (3)
+    rho: float | None = None  # space default (nb201: 1e-2); sam/usam/a2m only
+    eps: float | None = None  # space default (1e-2); a2m only
+    difference: str | None = None  # a2m only: central (paper, 4 evaluations, the default) | forward (3)
     epochs: int | None = None  # 50 (digits demo: 5)
     batch_size: int = 64
     seed: int = 0
@@ -46,8 +61,9 @@ class SearchConfig:
     max_batches: int | None = None  # cap on iterations per epoch (tests, timing)
     out: str | None = None  # folder for log, checkpoint, plot; None: keep nothing on disk
     resume: bool = False
+    restart: bool = False  # start over in an --out that holds a run (its files are moved aside)
     device: str = "auto"  # auto | cpu | cuda
-    amp: bool = False  # bf16 autocast on CUDA
+    amp: bool = False  # bf16 autocast; needs CUDA
     threads: int | None = None  # torch CPU threads (None: leave torch's setting); the CLI uses 1
     val_augment: bool | None = None  # None: off for DARTS, on for the other methods (paper C.4)
     channels: int | None = None  # space default (nb201: 16; digits demo: 8)
@@ -57,14 +73,18 @@ class SearchConfig:
     momentum: float = 0.9
     weight_decay: float = 3e-4
     grad_clip: float = 5.0
-    arch_lr: float = 3e-4
-    arch_betas: tuple[float, float] = (0.5, 0.999)
-    arch_weight_decay: float = 1e-3
+    arch_lr: float = DARTS_ADAM_DEFAULTS["lr"]
+    arch_betas: tuple[float, float] = DARTS_ADAM_DEFAULTS["betas"]
+    arch_weight_decay: float = DARTS_ADAM_DEFAULTS["weight_decay"]
+    on_nonfinite: str = "raise"  # a NaN/Inf architecture step: raise (stop) or skip it
     space_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"table": path} for nb201
     progress: bool = True  # tqdm bars
     plot: bool = True  # PNG of alphas and accuracies in ``out``
 
     def replace(self, **changes: Any) -> SearchConfig:
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise SearchError(f"unknown search setting(s) {', '.join(unknown)}; see SearchConfig for the settings")
         return dataclasses.replace(self, **changes)
 
     def to_json(self) -> dict[str, Any]:
@@ -72,32 +92,103 @@ class SearchConfig:
         d["arch_betas"] = list(self.arch_betas)
         return d
 
+    def validate(self) -> SearchConfig:
+        """Refuse, with one line naming the flag, every setting that cannot work: non-finite or
+        out-of-range numbers, and update settings the chosen update does not have."""
+        _check_numbers(self)
+        try:
+            takes = update_settings(self.optimizer)
+        except ValueError:
+            raise SearchError(f"unknown --optimizer {self.optimizer!r}; choose one of: {', '.join(UPDATES)}") from None
+        for name in ("rho", "eps", "difference"):
+            if getattr(self, name) is not None and name not in takes:
+                raise SearchError(
+                    f"{flag(name)} does not apply to --optimizer {self.optimizer} (it takes "
+                    f"{', '.join(flag(s) for s in takes if s in ('rho', 'eps', 'difference')) or 'none of them'}); "
+                    f"drop {flag(name)}"
+                )
+        if self.difference is not None and self.difference not in ("central", "forward"):
+            raise SearchError(f"--difference must be central or forward, got {self.difference!r}")
+        if self.on_nonfinite not in ("raise", "skip"):
+            raise SearchError(f"--on-nonfinite must be raise or skip, got {self.on_nonfinite!r}")
+        return self
+
     def resolved(self, space_defaults: dict[str, Any]) -> SearchConfig:
-        """Fill the ``None`` defaults (rho, eps, epochs, network size, validation augmentation)."""
-        if self.batch_size < 1:
-            raise SearchError(f"--batch-size must be positive, got {self.batch_size}")
+        """Validate, then fill the ``None`` defaults (rho, eps, epochs, network size, validation
+        augmentation); settings the update does not take stay ``None``, so the config records
+        what ran."""
+        self.validate()
+        takes = update_settings(self.optimizer)
         demo = DATASET_DEFAULTS.get(self.dataset, {})
-        epochs = self.epochs if self.epochs is not None else demo.get("epochs", PAPER_EPOCHS)
-        if epochs < 1:
-            raise SearchError(f"--epochs must be positive, got {epochs}")
+
+        def default(name: str, value: Any) -> Any:
+            if value is not None:
+                return value
+            return demo.get(name, space_defaults.get(name))
+
         return self.replace(
-            rho=self.rho if self.rho is not None else space_defaults.get("rho", 1e-2),
-            eps=self.eps if self.eps is not None else space_defaults.get("eps", 1e-2),
-            epochs=epochs,
-            channels=self.channels or demo.get("channels") or space_defaults.get("channels"),
-            cells_per_stage=(
-                self.cells_per_stage or demo.get("cells_per_stage") or space_defaults.get("cells_per_stage")
-            ),
+            optimizer=canonical_update(self.optimizer),
+            rho=default("rho", self.rho) if "rho" in takes else None,
+            eps=default("eps", self.eps) if "eps" in takes else None,
+            difference=(self.difference or "central") if "difference" in takes else None,
+            epochs=self.epochs if self.epochs is not None else demo.get("epochs", PAPER_EPOCHS),
+            channels=default("channels", self.channels),
+            cells_per_stage=default("cells_per_stage", self.cells_per_stage),
             val_augment=self.val_augment if self.val_augment is not None else self.method != "darts",
         )
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# (field, predicate, what it must be); None values mean "default" and are not checked
+_RULES: tuple[tuple[str, Any, str], ...] = (
+    ("epochs", lambda v: _integer(v) and v >= 1, "a whole number >= 1"),
+    ("batch_size", lambda v: _integer(v) and v >= 1, "a whole number >= 1"),
+    ("seed", lambda v: _integer(v) and v >= 0, "a whole number >= 0"),
+    ("subset", lambda v: _integer(v) and v >= 4, "a whole number of images >= 4"),
+    ("max_batches", lambda v: _integer(v) and v >= 1, "a whole number >= 1"),
+    ("threads", lambda v: _integer(v) and v >= 1, "a whole number >= 1"),
+    ("channels", lambda v: _integer(v) and v >= 1, "a whole number >= 1"),
+    ("cells_per_stage", lambda v: _integer(v) and v >= 1, "a whole number >= 1"),
+    ("rho", lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
+    ("eps", lambda v: _finite(v) and v > 0, "a finite number > 0"),
+    ("lr", lambda v: _finite(v) and v > 0, "a finite number > 0"),
+    ("lr_min", lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
+    ("momentum", lambda v: _finite(v) and 0 <= v < 1, "a finite number in [0, 1)"),
+    ("weight_decay", lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
+    ("grad_clip", lambda v: _finite(v) and v >= 0, "a finite number >= 0 (0 = off)"),
+    ("arch_lr", lambda v: _finite(v) and v > 0, "a finite number > 0"),
+    ("arch_weight_decay", lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
+    ("arch_betas", lambda v: len(v) == 2 and all(_finite(b) and 0 <= b < 1 for b in v), "two numbers in [0, 1)"),
+)
+
+
+def _check_numbers(cfg: SearchConfig) -> None:
+    for name, ok, need in _RULES:
+        value = getattr(cfg, name)
+        if value is not None and not ok(value):
+            raise SearchError(f"{flag(name)} must be {need}, got {value!r}")
+    if cfg.lr_min > cfg.lr:
+        raise SearchError(f"--lr-min ({cfg.lr_min}) must not exceed --lr ({cfg.lr}): the schedule anneals down to it")
+
+
+def resolve_device(name: str, amp: bool = False) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error, and so is
+    ``amp`` (bf16 autocast) on a CPU."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    elif name.startswith("cuda") and not torch.cuda.is_available():
         raise SearchError("--device cuda was asked for but no CUDA device is available; use --device cpu or auto")
-    if name != "cpu" and not name.startswith("cuda"):
+    elif name != "cpu" and not name.startswith("cuda"):
         raise SearchError(f"unknown device {name!r}; use auto, cpu or cuda")
-    return torch.device(name)
+    else:
+        device = torch.device(name)
+    if amp and device.type != "cuda":
+        raise SearchError("--amp (bf16 mixed precision) needs a CUDA device; drop --amp on CPU")
+    return device

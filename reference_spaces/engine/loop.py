@@ -30,17 +30,21 @@ import torch.nn.functional as F
 from ..data import BatchStream, DataError, ImageData, load_dataset, split_half
 from ..registry import get_space
 from ..space import Method
-from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint, write_json, write_json_lines
+from ..run_folder import RunFolder, assert_finite_state
+from .checkpoint import write_json, write_json_lines
 from .config import SearchConfig, SearchError, resolve_device
 
 LOG_NAME = "search.jsonl"
 RESULT_NAME = "result.json"
 PLOT_NAME = "search.png"
 CHECKPOINT_VERSION = 1
+#: what a search writes into its folder (moved aside together by --restart)
+RUN_FILES = (LOG_NAME, RESULT_NAME, PLOT_NAME, "genotype.json", "genotype.png")
 #: settings that must match for --resume to continue a checkpoint
-_RESUME_KEYS = ("space", "method", "optimizer", "rho", "eps", "epochs", "batch_size", "seed", "dataset",
-                "subset", "max_batches", "val_augment", "channels", "cells_per_stage", "lr", "lr_min",
-                "momentum", "weight_decay", "grad_clip", "arch_lr", "arch_weight_decay")
+_RESUME_KEYS = ("space", "method", "optimizer", "rho", "eps", "difference", "epochs", "batch_size", "seed",
+                "dataset", "subset", "max_batches", "val_augment", "channels", "cells_per_stage", "lr", "lr_min",
+                "momentum", "weight_decay", "grad_clip", "arch_lr", "arch_betas", "arch_weight_decay", "amp",
+                "on_nonfinite", "space_options")
 
 
 @dataclass
