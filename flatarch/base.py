@@ -21,7 +21,6 @@ from .evaluation import FoundInf, GradientOracle
 from .step_info import StepInfo
 
 
-
 def check_rho(rho: float) -> float:
     rho = float(rho)
     if not math.isfinite(rho) or rho < 0:

@@ -6,7 +6,7 @@ before a run starts (bad settings, a folder in the way, a damaged checkpoint).
 """
 
 
-class UsageError(Exception):
+class UsageError(ValueError):
     """Bad input: settings, files or folders the user can fix; the message says how."""
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 from flatarch.reference_spaces.engine import SearchConfig, SearchError, loop, search
 from flatarch.reference_spaces.engine import checkpoint as ckpt_mod
+from flatarch.reference_spaces.errors import UsageError
 from flatarch.reference_spaces.space import Method
 
 import flatarch
@@ -116,7 +117,7 @@ def test_files_and_json_lines(tmp_path):
     saved = json.load(open(os.path.join(out, loop.RESULT_NAME)))
     assert saved["genotype"] == result.genotype
     assert os.path.getsize(os.path.join(out, loop.PLOT_NAME)) > 1000
-    with pytest.raises(SearchError, match="--resume"):
+    with pytest.raises(UsageError, match="--resume"):
         search(TINY, epochs=2, out=out)  # never overwrite a finished search
 
 
@@ -146,7 +147,7 @@ def test_resume_gives_identical_alphas(tmp_path, monkeypatch, method, update):
     for a, b in zip(full.history, resumed.history):
         assert a["alphas"] == b["alphas"] and a["train_loss"] == b["train_loss"]
     assert resumed.genotype == full.genotype
-    with pytest.raises(SearchError, match="other settings"):
+    with pytest.raises(UsageError, match="other settings"):
         search(cfg, out=out, resume=True, lr=0.1)
 
 

@@ -44,7 +44,7 @@ def register(subparsers) -> None:
     a("--rho", type=float, default=None, help="perturbation radius of sam/usam/a2m (default: the space's, "
       "1e-2 on nb201, 1e-1 on darts)")
     a("--eps", type=float, default=None, help="a2m finite-difference step (default: the space's, 1e-2)")
-    a("--difference", default="central", choices=("central", "forward"),
+    a("--difference", default=None, choices=("central", "forward"),
       help="a2m Hessian-vector product by central (4 gradient evaluations, the paper's) or forward (3) "
            "differences (default: central)")
     a("--epochs", type=int, default=None, help="search epochs (default: 50, the paper's; 5 on digits)")
@@ -100,11 +100,13 @@ def _default_out(args) -> str:
 
 
 def _space_options(args) -> dict:
+    from flatarch.reference_spaces.engine import SearchError
+
     if args.beta_weights is not None and args.space != "darts":
-        raise ValueError("--beta-weights applies to --space darts only")
+        raise SearchError("--beta-weights applies to --space darts only")
     if args.space == "darts":
         if args.table:
-            raise ValueError("--table is a NAS-Bench-201 benchmark table; the darts space has none")
+            raise SearchError("--table is a NAS-Bench-201 benchmark table; the darts space has none")
         if args.beta_weights is None:
             return {}
         return {"beta_normal": args.beta_weights[0], "beta_reduce": args.beta_weights[1]}
@@ -112,10 +114,10 @@ def _space_options(args) -> dict:
 
 
 def _config(args):
-    from flatarch.reference_spaces.engine import SearchConfig
+    from flatarch.reference_spaces.engine import SearchConfig, SearchError
 
     if args.resume and not args.out:
-        raise ValueError("--resume needs --out, the folder of the search to continue")
+        raise SearchError("--resume needs --out, the folder of the search to continue")
     return SearchConfig(
         space=args.space, method=args.method, optimizer=args.optimizer, rho=args.rho, eps=args.eps,
         difference=args.difference, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
@@ -147,7 +149,8 @@ def _print_single(result) -> None:
 
 
 def run(args) -> int:
-    from flatarch.reference_spaces.engine import DataError, SearchError, format_summary, search
+    from flatarch.reference_spaces.engine import format_summary, search
+    from flatarch.reference_spaces.errors import UsageError
 
     config = None
     try:
@@ -162,7 +165,7 @@ def run(args) -> int:
             print(f"files: {config.out}/seed-N/, {config.out}/summary.json")
         else:
             _print_single(search(config))
-    except (DataError, SearchError, ValueError) as exc:
+    except UsageError as exc:
         print(f"flatarch search: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

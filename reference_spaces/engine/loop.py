@@ -28,9 +28,10 @@ import torch
 import torch.nn.functional as F
 
 from ..data import BatchStream, DataError, ImageData, load_dataset, split_half
+from ..errors import CheckpointError
 from ..registry import get_space
-from ..space import Method
 from ..run_folder import RunFolder, assert_finite_state
+from ..space import Method
 from .checkpoint import write_json, write_json_lines
 from .config import SearchConfig, SearchError, resolve_device
 
@@ -89,13 +90,19 @@ class _Searcher:
         import flatarch  # the core; imported here so the space modules stay importable without it
 
         self.flatarch = flatarch
-        self.space = get_space(cfg.space, **cfg.space_options)
+        try:
+            self.space = get_space(cfg.space, **cfg.space_options)
+        except ValueError as exc:
+            raise SearchError(str(exc)) from None
         self.cfg = cfg = cfg.resolved(self.space.defaults)
         self.method = Method.from_name(cfg.method)
-        self.device = resolve_device(cfg.device)
+        self.device = resolve_device(cfg.device, cfg.amp)
+        self.amp = cfg.amp
+        self.folder = RunFolder(cfg.out, files=RUN_FILES, finished=RESULT_NAME, resume=cfg.resume,
+                                restart=cfg.restart)
+        checkpoint = self.folder.check(self.settings(), _RESUME_KEYS)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        self.amp = bool(cfg.amp and self.device.type == "cuda")
 
         if data is None:
             data = load_dataset(cfg.dataset, cfg.data_dir, cfg.download)
@@ -128,6 +135,7 @@ class _Searcher:
             rho=cfg.rho,
             eps=cfg.eps,
             difference=cfg.difference,
+            on_nonfinite=cfg.on_nonfinite,
             optimizer=torch.optim.Adam,
             lr=cfg.arch_lr,
             betas=tuple(cfg.arch_betas),
@@ -140,29 +148,24 @@ class _Searcher:
         self.history: list[dict[str, Any]] = []
         self.elapsed = 0.0
         self.iterations_done = 0
+        if checkpoint is not None:
+            self.restore(checkpoint)
 
     # --- files ---------------------------------------------------------------------------------
     def path(self, name: str) -> str | None:
         return os.path.join(self.cfg.out, name) if self.cfg.out else None
 
-    def prepare_out(self) -> None:
-        cfg = self.cfg
-        if not cfg.out:
-            return
-        ckpt = self.path(CHECKPOINT_NAME)
-        if cfg.resume and os.path.exists(ckpt):
-            self.restore(load_checkpoint(ckpt))
-        elif not cfg.resume and (os.path.exists(ckpt) or os.path.exists(self.path(RESULT_NAME))):
-            raise SearchError(
-                f"{cfg.out} already holds a search; pass --resume to continue it, or choose another --out"
-            )
-        os.makedirs(cfg.out, exist_ok=True)
+    def settings(self) -> dict[str, Any]:
+        """The config as the checkpoint records it (the benchmark table path does not change a search)."""
+        settings = self.cfg.to_json()
+        settings["space_options"] = {k: v for k, v in self.cfg.space_options.items() if k != "table"}
+        return settings
 
     def state(self, epoch: int) -> dict[str, Any]:
         return {
             "version": CHECKPOINT_VERSION,
             "epoch": epoch,  # epochs completed
-            "config": self.cfg.to_json(),
+            "config": self.settings(),
             "network": self.net.state_dict(),
             "arch_optimizer": self.arch_opt.state_dict(),
             "weight_optimizer": self.w_opt.state_dict(),
@@ -176,22 +179,20 @@ class _Searcher:
         }
 
     def restore(self, ckpt: dict[str, Any]) -> None:
+        where = self.folder.checkpoint_path
         if ckpt.get("version") != CHECKPOINT_VERSION:
-            raise SearchError(f"{self.path(CHECKPOINT_NAME)}: unknown checkpoint version {ckpt.get('version')}")
-        saved, now = ckpt["config"], self.cfg.to_json()
-        diff = [k for k in _RESUME_KEYS if saved.get(k) != now.get(k)]
-        if diff:
-            changes = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in diff)
-            raise SearchError(
-                f"--resume: the checkpoint in {self.cfg.out} was made with other settings ({changes}); "
-                "rerun with the original settings or choose another --out"
-            )
-        self.net.load_state_dict(ckpt["network"])
-        self.arch_opt.load_state_dict(ckpt["arch_optimizer"])
-        self.w_opt.load_state_dict(ckpt["weight_optimizer"])
-        self.sched.load_state_dict(ckpt["scheduler"])
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        self.noise.set_state(ckpt["rng"]["noise"])
+            raise CheckpointError(f"{where}: unknown checkpoint version {ckpt.get('version')}; pass --restart to start over")
+        try:
+            self.net.load_state_dict(ckpt["network"])
+            self.arch_opt.load_state_dict(ckpt["arch_optimizer"])
+            self.w_opt.load_state_dict(ckpt["weight_optimizer"])
+            self.sched.load_state_dict(ckpt["scheduler"])
+            self.noise.set_state(ckpt["rng"]["noise"])
+            rng = ckpt["rng"]["torch"]
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise CheckpointError(f"{where} does not fit this search ({exc}); pass --restart to start over") from None
+        self.sched.T_max = self.cfg.epochs  # --resume --epochs N extends the cosine schedule to N epochs
+        torch.set_rng_state(rng)
         self.history = list(ckpt["history"])
         self.elapsed = float(ckpt.get("elapsed", 0.0))
         self.iterations_done = int(ckpt.get("iterations_done", 0))
@@ -292,13 +293,14 @@ class _Searcher:
 
     def run(self) -> SearchResult:
         cfg = self.cfg
-        self.prepare_out()
+        self.folder.open()
         epochs = range(self.start_epoch, cfg.epochs)
         for epoch in _tqdm(epochs, cfg.progress, total=cfg.epochs, initial=self.start_epoch, desc="search"):
             self.history.append(self.run_epoch(epoch))
+            assert_finite_state(self.net.state_dict(), epoch + 1, "Lower --lr or --arch-lr.")
             if cfg.out:
                 write_json_lines(self.history, self.path(LOG_NAME))
-                save_checkpoint(self.state(epoch + 1), self.path(CHECKPOINT_NAME))
+                self.folder.save_checkpoint(self.state(epoch + 1))
         genotype = self.space.genotype(self.net)
         result = SearchResult(
             genotype=genotype,
