@@ -181,7 +181,8 @@ class _Searcher:
     def restore(self, ckpt: dict[str, Any]) -> None:
         where = self.folder.checkpoint_path
         if ckpt.get("version") != CHECKPOINT_VERSION:
-            raise CheckpointError(f"{where}: unknown checkpoint version {ckpt.get('version')}; pass --restart to start over")
+            raise CheckpointError(f"{where}: unknown checkpoint version {ckpt.get('version')}; "
+                                  "pass --restart to start over")
         try:
             self.net.load_state_dict(ckpt["network"])
             self.arch_opt.load_state_dict(ckpt["arch_optimizer"])
