@@ -22,10 +22,10 @@ import flatarch
 
 def build_model(device, cells_per_stage):
     from flatarch.reference_spaces.nb201.space import NB201Space
-    from flatarch.reference_spaces.space import Method
+    from flatarch.reference_spaces.space import NetworkOptions
 
-    net = NB201Space().build_network(num_classes=10, in_channels=3, method=Method.from_name("darts"),
-                                     channels=16, cells_per_stage=cells_per_stage)
+    net = NB201Space().build_network(num_classes=10, in_channels=3, options=NetworkOptions(), channels=16,
+                                     cells_per_stage=cells_per_stage)
     return net.to(device), f"NAS-Bench-201 search network (C=16, {cells_per_stage} cells/stage)"
 
 

@@ -13,6 +13,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
+from .errors import UsageError
 from .space import SearchSpace
 
 _BUILTIN: dict[str, str] = {
@@ -39,5 +40,5 @@ def get_space(name: str, **options: Any) -> SearchSpace:
         module, _, attr = _BUILTIN[name].partition(":")
         factory = getattr(importlib.import_module(module), attr)
     else:
-        raise ValueError(f"unknown search space {name!r}; available: {', '.join(available_spaces())}")
+        raise UsageError(f"unknown search space {name!r}; available: {', '.join(available_spaces())}")
     return factory(**options)

@@ -1,90 +1,82 @@
 """The contract between the search engine and a search space.
 
-The engine (:mod:`flatarch.reference_spaces.engine`) runs the first-order bi-level loop of
-SPEC section 3 for any space that implements :class:`SearchSpace`; the method variants
-(DARTS, PC-DARTS, beta-DARTS, SDARTS-RS, DARTS-) are described by :class:`Method` and applied
-partly by the engine (regulariser, random smoothing, auxiliary-skip schedule) and partly by the
-space's network (partial channels, edge normalisation, the auxiliary skip itself).
+A space (``--space``) is found by name through :mod:`flatarch.reference_spaces.registry`. The
+engine (:mod:`flatarch.reference_spaces.engine`) uses exactly the members declared below, and
+nothing else, so a new space implements :class:`SearchSpace` and its network implements
+:class:`SearchNetwork`.
 
-How the engine uses a space (additions since the first version are marked *added*; all are
-backward compatible):
-
-* spaces are found by name through :mod:`flatarch.reference_spaces.registry` (*added*):
-  ``get_space(name, **options)`` builds one (``options`` are the space constructor's keyword
-  arguments, e.g. ``table=`` for nb201, passed from ``SearchConfig.space_options``); a built-in
-  space adds one ``"name": "module:Class"`` line to ``registry._BUILTIN``, other code calls
-  ``register_space(name, factory)``;
-* ``defaults`` may also hold ``"channels"`` and ``"cells_per_stage"`` (*added*): the engine passes
-  them to ``build_network`` as keywords when the user gives none;
-* ``build_network`` receives ``channels=`` and ``cells_per_stage=`` keywords (None: the space's
-  default) (*added*);
-* an optional ``op_names`` attribute (*added*) labels the ops in the engine's alpha plot;
-* ``evaluate`` is called after every epoch and at the end, so it must be cheap (or return ``{}``);
-  a space that needs an external file (a benchmark table) should check it in its constructor, so
-  a bad path fails before the search and not after its first epoch (*added* as guidance);
-* the network is put on the device with ``.to(device)``, trained in ``train()`` mode throughout,
-  and its ``state_dict`` (which holds the alphas) is what checkpoints store.
+Architecture weights. A network's op choices come in *groups* of alphas (NAS-Bench-201: one
+group ``"cell"`` shared by all 15 cells; DARTS: ``"normal"`` and ``"reduce"``). The *mixing
+weights* of a group are ``softmax(alpha)`` per edge, a ``[edges, ops]`` tensor. The engine
+passes mixing weights to :meth:`SearchNetwork.forward` whenever a method changes them: SDARTS
+perturbs them for the weight step, lambda-DARTS gives every cell its own copy, DARTS-PT makes
+projected edges one-hot. ``forward(x)`` alone uses ``softmax`` of the live alphas, so
+:func:`flatarch.module_loss` can evaluate the network at perturbed alphas.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
+#: mixing weights by group: one ``[edges, ops]`` tensor shared by the group's cells, or a
+#: sequence with one tensor per cell of the group (in network order)
+ArchWeights = Mapping[str, "torch.Tensor | Sequence[torch.Tensor]"]
+
 
 @dataclass(frozen=True)
-class Method:
-    """A differentiable-NAS method, independent of the architecture update (ArchOptimizer).
+class NetworkOptions:
+    """What a method changes in the supernet itself; each space builds it as the method's authors
+    did on that space.
 
     Attributes:
-        name: ``darts``, ``pcdarts``, ``betadarts``, ``sdarts-rs`` or ``darts-minus``.
-        partial_channels: PC-DARTS channel proportion ``1/K`` as ``K`` (1 = all channels).
-        edge_normalization: PC-DARTS softmax-weighted ``betas`` on the incoming edges of a node.
-        beta_decay: add the beta-DARTS regulariser to the validation loss.
-        random_smoothing: SDARTS-RS uniform noise amplitude on alpha before each weight step (0 = off).
-        auxiliary_skip: DARTS- auxiliary skip connection whose weight decays 1 -> 0 over the search.
+        partial_channels: PC-DARTS' ``K``: only ``1/K`` of the channels go through the mixed ops
+            (1 = all). DARTS space: per edge, as PC-DARTS; NAS-Bench-201: the whole cell on the
+            first ``C/K`` channels, as the A2M authors' NAS-Bench-201 code.
+        edge_normalization: PC-DARTS' softmax-weighted ``betas`` on each node's incoming edges
+            (DARTS space; the NAS-Bench-201 PC-DARTS code has none).
+        auxiliary_skip: DARTS-' auxiliary skip connection, its weight set by the engine through
+            :meth:`SearchNetwork.set_auxiliary_skip`.
+        ops: the candidate-op set, by the space's name for it (``None``: the space's default).
     """
 
-    name: str = "darts"
     partial_channels: int = 1
     edge_normalization: bool = False
-    beta_decay: bool = False
-    random_smoothing: float = 0.0
     auxiliary_skip: bool = False
-
-    @classmethod
-    def from_name(cls, name: str) -> Method:
-        presets = {
-            "darts": cls("darts"),
-            "pcdarts": cls("pcdarts", partial_channels=4, edge_normalization=True),
-            "betadarts": cls("betadarts", beta_decay=True),
-            "sdarts-rs": cls("sdarts-rs", random_smoothing=0.03),
-            "darts-minus": cls("darts-minus", auxiliary_skip=True),
-        }
-        if name not in presets:
-            raise ValueError(f"unknown method {name!r}; choose one of: {', '.join(presets)}")
-        return presets[name]
+    ops: str | None = None
 
 
 @runtime_checkable
 class SearchNetwork(Protocol):
-    """A weight-sharing supernet. Its forward reads its own live architecture tensors, so the
-    ArchOptimizer can evaluate it at perturbed alphas through :func:`flatarch.module_loss`."""
+    """A weight-sharing supernet whose forward reads its own live architecture tensors."""
+
+    #: op names per group, in alpha column order (labels for plots and genotypes)
+    op_names: Mapping[str, Sequence[str]]
+    #: edge names per group, in alpha row order, e.g. ``"2<-1"`` (labels for plots)
+    edge_names: Mapping[str, Sequence[str]]
 
     def arch_parameters(self) -> dict[str, nn.Parameter]:
-        """The alphas (and PC-DARTS betas) as a flat ``{name: parameter}`` dict, registered
-        parameters of the module (their names are attribute paths usable by ``module_loss``)."""
+        """Every architecture tensor the ArchOptimizer updates (alphas, PC-DARTS betas) as a flat
+        ``{name: parameter}`` dict of registered parameters (names usable by ``module_loss``)."""
+
+    def alphas(self) -> dict[str, nn.Parameter]:
+        """The op-choice alphas by group (``{"cell": ...}``, ``{"normal": ..., "reduce": ...}``)."""
+
+    def cells_per_group(self) -> dict[str, int]:
+        """How many cells use each group's weights (for per-cell weights, see ``forward``)."""
 
     def weight_parameters(self) -> list[nn.Parameter]:
         """Every parameter that is not an architecture parameter."""
 
-    def set_progress(self, fraction: float) -> None:
-        """Search progress in ``[0, 1]`` (DARTS- decays its auxiliary skip weight by it)."""
+    def set_auxiliary_skip(self, weight: float) -> None:
+        """DARTS-: the auxiliary skip connection's weight (a no-op without one)."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor: ...
+    def forward(self, x: torch.Tensor, weights: ArchWeights | None = None) -> torch.Tensor:
+        """Logits; ``weights`` replaces ``softmax(alpha)`` of the groups it names."""
 
 
 @runtime_checkable
@@ -92,22 +84,38 @@ class SearchSpace(Protocol):
     """What the engine needs from a space. ``name`` is the ``--space`` value of the CLI."""
 
     name: str
-    #: per-space defaults the CLI uses when a flag is not given, e.g. ``{"rho": 1e-2, "eps": 1e-2}``
-    defaults: dict[str, Any]
+    #: per-space defaults the engine uses when a setting is not given: ``rho``, ``eps``,
+    #: ``channels``, ``cells_per_stage``
+    defaults: Mapping[str, Any]
+    #: weights of the beta-DARTS regulariser per group (A2M paper appendix C.5 on the DARTS space)
+    beta_decay_weights: Mapping[str, float]
 
-    def build_network(self, *, num_classes: int, in_channels: int, method: Method, **options: Any) -> SearchNetwork:
-        ...
+    def build_network(self, *, num_classes: int, in_channels: int, options: NetworkOptions,
+                      channels: int, cells_per_stage: int) -> SearchNetwork:
+        """The supernet; raises ``ValueError`` naming the option that cannot work."""
 
-    def genotype(self, network: SearchNetwork) -> Any:
-        """The discrete architecture the network currently encodes (JSON-serialisable through
-        :meth:`genotype_to_json`)."""
+    def genotype(self, network: SearchNetwork, weights: ArchWeights | None = None) -> Any:
+        """The discrete architecture of ``weights`` (default ``softmax`` of the network's alphas;
+        PC-DARTS betas, where the network has them, weigh the edges)."""
 
-    def genotype_to_json(self, genotype: Any) -> Any: ...
+    def genotype_to_json(self, genotype: Any) -> Any:
+        """A JSON-serialisable form (NAS-Bench-201: the arch string)."""
 
-    def beta_decay_groups(self, network: SearchNetwork) -> dict[str, torch.Tensor]:
-        """The alpha tensors the beta-DARTS regulariser acts on, by cell type
-        (``{"alpha": ...}`` on NAS-Bench-201, ``{"normal": ..., "reduce": ...}`` on DARTS)."""
+    def genotype_from_json(self, data: Any) -> Any:
+        """The inverse of :meth:`genotype_to_json`."""
 
-    def evaluate(self, genotype: Any, *, dataset: str) -> dict[str, float]:
-        """Accuracies of a genotype where the space knows them without training (benchmark
-        lookup on NAS-Bench-201); an empty dict where it does not."""
+    def evaluate(self, genotype: Any) -> dict[str, float]:
+        """Test accuracies where the space knows them without training (the NAS-Bench-201
+        benchmark lookup), by dataset; ``{}`` where it does not. Must be cheap: it runs every epoch."""
+
+    def reference_accuracies(self) -> dict[str, dict[str, float]]:
+        """Accuracies to compare a found genotype with, by name (NAS-Bench-201: ``"optimum"``, the best
+        cell per dataset, and ``"all-skip"``, the cell DARTS collapses to); ``{}`` where none are known."""
+
+    def save_genotype(self, genotype: Any, out_dir: str, title: str) -> list[str]:
+        """Write the genotype's files (JSON, a picture) into ``out_dir``; returns their names."""
+
+    def topology(self, group: str) -> Sequence[Sequence[int]] | None:
+        """For each intermediate node, the edge indices entering it, where a genotype keeps only
+        some of them (DARTS: 2 per node), else ``None`` (NAS-Bench-201 keeps every edge).
+        DARTS-PT's topology projection needs it."""

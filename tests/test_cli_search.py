@@ -38,7 +38,7 @@ def test_tiny_search_prints_genotype_and_table(tmp_path, capsys):
     text = capsys.readouterr().out
     genotype = re.search(r"genotype: (\S+)", text).group(1)
     assert genotype.count("~") == 6
-    assert "val acc" in text and "ms per iteration" in text
+    assert "epoch 1/1  train" in text and "ms per iteration" in text and "selected: best-val-loss" in text
     assert json.load(open(os.path.join(out, "result.json")))["genotype"] == genotype
     # same folder again without --resume: refused, nothing overwritten
     before = os.path.getmtime(os.path.join(out, "result.json"))
@@ -71,7 +71,9 @@ def test_resume_needs_out(capsys):
 
 def test_cli_prints_benchmark_accuracy_with_table(nats_bench_csv, tmp_path, capsys):
     assert main(["search", *TINY, "--table", nats_bench_csv, "--out", str(tmp_path / "r")]) == 0
-    assert re.search(r"benchmark test accuracy: cifar10 \d+\.\d\d\s+cifar100", capsys.readouterr().out)
+    text = capsys.readouterr().out
+    assert re.search(r"cifar10\s+\d+\.\d\d\s+\(94\.37 / 54\.30\)", text), text
+    assert re.search(r"imagenet16-120\s+\d+\.\d\d\s+\(47\.31 / 16\.32\)", text), text
 
 
 def test_cli_bad_table_exits_2(tmp_path, capsys):

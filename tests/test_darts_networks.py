@@ -2,44 +2,69 @@
 
 import pytest
 import torch
+from flatarch.reference_spaces.blocks import channel_shuffle
 from flatarch.reference_spaces.darts import genotype as G
 from flatarch.reference_spaces.darts.evaluation_network import EvaluationNetwork, count_parameters
 from flatarch.reference_spaces.darts.known import DARTS_V2, PC_DARTS
-from flatarch.reference_spaces.darts.ops import OPS, FactorizedReduce, channel_shuffle
-from flatarch.reference_spaces.darts.space import SPACE, DartsSpace
-from flatarch.reference_spaces.space import Method, SearchNetwork, SearchSpace
+from flatarch.reference_spaces.darts.ops import OPS, FactorizedReduce
+from flatarch.reference_spaces.darts.space import DartsSpace
+from flatarch.reference_spaces.engine.methods import get_method
+from flatarch.reference_spaces.space import NetworkOptions, SearchNetwork, SearchSpace
 from torch.func import functional_call
 
 METHODS = ["darts", "pcdarts", "betadarts", "sdarts-rs", "darts-minus"]
+SPACE = DartsSpace()
 
 
-def tiny(method: str, **kw):
+def tiny(method: str, ops: str | None = None):
     torch.manual_seed(0)
-    return SPACE.build_network(num_classes=5, in_channels=3, method=Method.from_name(method), C=8, layers=3, **kw)
+    options = NetworkOptions(**{**get_method(method).network.__dict__, "ops": ops})
+    return SPACE.build_network(num_classes=5, in_channels=3, options=options, channels=8, cells_per_stage=1)
 
 
 def test_space_contract():
     assert isinstance(SPACE, SearchSpace) and SPACE.name == "darts"
     assert SPACE.defaults["rho"] == 1e-1 and SPACE.defaults["eps"] == 1e-2
     assert isinstance(tiny("darts"), SearchNetwork)
-    assert SPACE.evaluate(DARTS_V2, dataset="cifar10") == {}
-    with pytest.raises(ValueError, match="unknown DARTS network option"):
-        DartsSpace().build_network(num_classes=10, in_channels=3, method=Method(), width=3)
-    # the engine's generic options: None means the space default; N normal cells per stage -> 3N + 2 cells
-    net = DartsSpace().build_network(num_classes=10, in_channels=1, method=Method(), channels=4, cells_per_stage=None)
+    assert SPACE.evaluate(DARTS_V2) == {} and SPACE.reference_accuracies() == {}
+    # N normal cells per stage -> 3N + 2 cells
+    net = SPACE.build_network(num_classes=10, in_channels=1, options=NetworkOptions(), channels=4, cells_per_stage=2)
     assert len(net.cells) == 8 and net.stem[0].in_channels == 1 and net.stem[0].out_channels == 12
-    net = DartsSpace().build_network(num_classes=10, in_channels=3, method=Method(), channels=4, cells_per_stage=1)
+    net = SPACE.build_network(num_classes=10, in_channels=3, options=NetworkOptions(), channels=4, cells_per_stage=1)
     assert [c.reduction for c in net.cells] == [False, True, False, True, False]
-    with pytest.raises(ValueError, match="cells_per_stage"):
-        DartsSpace().build_network(num_classes=10, in_channels=3, method=Method(), cells_per_stage=0)
+    assert net.cells_per_group() == {"normal": 3, "reduce": 2}
     assert DartsSpace(beta_normal=2.0).beta_decay_weights == {"normal": 2.0, "reduce": 1.0}
-    # an explicit layers (constructor or call) wins over cells_per_stage
-    small = DartsSpace(layers=3).build_network(num_classes=10, in_channels=3, method=Method(), channels=4,
-                                               cells_per_stage=2)
-    assert len(small.cells) == 3
-    assert len(SPACE.build_network(num_classes=10, in_channels=3, method=Method(), channels=4, layers=4).cells) == 4
-    with pytest.raises(ValueError, match="at least 3"):
-        DartsSpace(layers=2)
+    with pytest.raises(ValueError, match="op set"):
+        SPACE.build_network(num_classes=10, in_channels=3, options=NetworkOptions(ops="s9"), channels=4,
+                            cells_per_stage=1)
+    assert [len(nodes) for nodes in SPACE.topology("normal")] == [2, 3, 4, 5]
+
+
+def test_s5_has_seven_ops_and_never_none():
+    net = tiny("darts", ops="s5")
+    assert net.alphas_normal.shape == (14, 7) and net.op_names["normal"] == G.OP_SETS["s5"]
+    assert "none" not in G.OP_SETS["s5"] and len(G.OP_SETS["s5"]) == 7
+    with torch.no_grad():
+        net.alphas_normal.zero_()
+        net.alphas_normal[:, 0] = 5.0  # max_pool_3x3 everywhere
+    assert all(op == "max_pool_3x3" for op, _ in SPACE.genotype(net).normal)
+    assert net(torch.randn(2, 3, 16, 16)).shape == (2, 5)
+
+
+def test_forward_takes_mixing_weights_shared_or_per_cell():
+    net = tiny("darts").eval()
+    x = torch.randn(2, 3, 16, 16)
+    default = {g: torch.softmax(a, -1) for g, a in net.alphas().items()}
+    with torch.no_grad():
+        assert torch.allclose(net(x), net(x, default))
+        per_cell = {g: [w] * net.cells_per_group()[g] for g, w in default.items()}
+        assert torch.allclose(net(x), net(x, per_cell))
+        other = dict(default, normal=torch.full_like(default["normal"], 1 / 8))
+        assert not torch.allclose(net(x), net(x, other))
+        # one normal cell changed alone changes the output
+        cells = [default["normal"]] * 3
+        cells[1] = torch.full_like(default["normal"], 1 / 8)
+        assert not torch.allclose(net(x), net(x, {"normal": cells}))
 
 
 @pytest.mark.parametrize("name", OPS)
@@ -73,13 +98,14 @@ def test_search_network_shapes_and_parameters(method):
     ids = {id(p) for p in arch.values()}
     assert not any(id(p) in ids for p in net.weight_parameters())
     assert len(net.weight_parameters()) + len(arch) == len(list(net.parameters()))
-    groups = SPACE.beta_decay_groups(net)
+    groups = net.alphas()
     assert set(groups) == {"normal", "reduce"} and groups["normal"] is net.alphas_normal
-    assert [c.reduction for c in net.cells] == [False, True, True]
+    assert [c.reduction for c in net.cells] == [False, True, False, True, False]
 
 
 def test_default_network_is_the_papers():
-    net = SPACE.build_network(num_classes=10, in_channels=3, method=Method())
+    net = SPACE.build_network(num_classes=10, in_channels=3, options=NetworkOptions(),
+                              channels=SPACE.defaults["channels"], cells_per_stage=SPACE.defaults["cells_per_stage"])
     assert len(net.cells) == 8
     assert [i for i, c in enumerate(net.cells) if c.reduction] == [2, 5]
     assert net.stem[0].out_channels == 48 and net.classifier.in_features == 4 * 64
@@ -118,23 +144,25 @@ def test_pcdarts_partial_channels_and_genotype_uses_betas():
     assert SPACE.genotype_to_json(g)["normal"][2] == ["sep_conv_5x5", 1]
 
 
-def test_darts_minus_auxiliary_skip_decays():
+def test_darts_minus_auxiliary_skip_on_every_edge_input():
     net = tiny("darts-minus").eval()
     x = torch.randn(2, 3, 16, 16)
     assert net.auxiliary_skip_weight == 1.0
     with torch.no_grad():
         y_start = net(x)
-        net.set_progress(0.5)
+        net.set_auxiliary_skip(0.5)
         assert net.auxiliary_skip_weight == 0.5
         y_mid = net(x)
-        net.set_progress(1.0)
+        net.set_auxiliary_skip(0.0)
         y_end = net(x)
     assert not torch.allclose(y_start, y_mid) and not torch.allclose(y_mid, y_end)
+    # reduction edges from the cell inputs carry a FactorizedReduce skip, the others an identity
+    reduce_cell = net.cells[1]
+    assert isinstance(reduce_cell.edges[0].aux_skip, FactorizedReduce)
+    assert isinstance(reduce_cell.edges[4].aux_skip, torch.nn.Identity)  # node 3 <- node 2: stride 1
     plain = tiny("darts")
-    plain.set_progress(0.5)  # no-op without the auxiliary skip
+    plain.set_auxiliary_skip(0.5)  # no-op without the auxiliary skip
     assert plain.auxiliary_skip_weight == 0.0
-    with pytest.raises(ValueError):
-        net.set_progress(1.5)
 
 
 @pytest.mark.parametrize("dataset,classes,size", [("cifar10", 10, 32), ("imagenet16-120", 120, 16)])
@@ -180,7 +208,8 @@ def test_darts_v2_parameter_count():
 def test_pcdarts_backward_with_channels_last_input():
     # Regression: slicing channels of a channels-last activation crashed the CPU backward
     # (segfault in torch 2.14); the partial-channel slices are made contiguous.
-    net = SPACE.build_network(num_classes=10, in_channels=1, method=Method.from_name("pcdarts"), channels=8, layers=3)
+    net = SPACE.build_network(num_classes=10, in_channels=1, options=get_method("pcdarts").network, channels=8,
+                              cells_per_stage=1)
     x = torch.randn(4, 16, 16, 1).permute(0, 3, 1, 2)  # NHWC strides, as on-device augmentation can produce
     net(x).sum().backward(inputs=net.weight_parameters())
     assert all(p.grad is not None for p in net.weight_parameters() if p.requires_grad)

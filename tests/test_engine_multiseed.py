@@ -21,7 +21,9 @@ TINY = SearchConfig(dataset="digits", subset=48, batch_size=8, channels=4, cells
 
 
 def _result(bench, val):
-    return SearchResult("g", "g", bench, [{"val_acc": val}], {})
+    return SearchResult(genotype="g", genotype_json="g", benchmark=bench, selection="final", selected_epoch=1,
+                        best_epoch=1, best_genotype="g", final_genotype="g", final_benchmark=bench,
+                        history=[{"val_acc": val}], config={})
 
 
 def test_aggregate_is_mean_and_std_over_all_seeds():

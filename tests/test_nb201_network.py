@@ -2,11 +2,13 @@
 
 import pytest
 import torch
+from flatarch.reference_spaces.blocks import channel_shuffle
+from flatarch.reference_spaces.engine.methods import get_method
 from flatarch.reference_spaces.nb201 import OPS, sequence_to_arch
 from flatarch.reference_spaces.nb201.search_network import NB201SearchNetwork, SearchCell
 from flatarch.reference_spaces.nb201.space import NB201Space
 from flatarch.reference_spaces.registry import available_spaces, get_space
-from flatarch.reference_spaces.space import Method, SearchSpace
+from flatarch.reference_spaces.space import SearchNetwork, SearchSpace
 
 
 def expected_weight_count(C: int, N: int, classes: int, in_ch: int = 3) -> int:
@@ -49,45 +51,59 @@ def test_output_shapes_and_parameter_split():
 
 
 def test_every_alpha_gets_a_gradient():
-    net = NB201SearchNetwork(channels=4, cells_per_stage=1, edge_normalization=True, partial_channels=2)
+    net = NB201SearchNetwork(channels=4, cells_per_stage=1, partial_channels=2)
+    assert isinstance(net, SearchNetwork) and set(net.arch_parameters()) == {"arch_alpha"}
     net(torch.randn(2, 3, 8, 8)).sum().backward()
     assert net.arch_alpha.grad.abs().sum() > 0
-    # node 1 has a single incoming edge: its softmax is 1 whatever its beta
-    assert net.arch_beta.grad[0] == 0 and net.arch_beta.grad[1:].abs().sum() > 0
 
 
-def test_partial_channels_and_edge_weights():
-    net = NB201SearchNetwork(channels=8, cells_per_stage=1, partial_channels=4, edge_normalization=True)
-    assert set(net.arch_parameters()) == {"arch_alpha", "arch_beta"}
-    conv = net.cells[0].edges[0].ops[3][1]
+def test_pcdarts_runs_the_whole_cell_on_a_quarter_of_the_channels():
+    """AsquaredM nasbench201/model.py forward_pc: the cell on x[:, :C/K], then one concat with the rest
+    and one channel shuffle per cell; no edge-normalisation betas."""
+    torch.manual_seed(0)
+    net = NB201SearchNetwork(channels=8, cells_per_stage=1, partial_channels=4).eval()
+    cell = net.cells[0]
+    conv = cell.edges[0].ops[3][1]
     assert conv.in_channels == 2 and conv.out_channels == 2  # 1/K of C = 8
-    w = net.edge_weights()
-    assert torch.allclose(w[0], torch.tensor(1.0)) and torch.allclose(w[1:3].sum(), torch.tensor(1.0))
-    assert torch.allclose(w[3:].sum(), torch.tensor(1.0))
+    x = torch.randn(2, 8, 6, 6)
+    w = torch.softmax(torch.randn(6, 5), -1)
+    with torch.no_grad():
+        expected = channel_shuffle(torch.cat([cell._body(x[:, :2], w, 0.0), x[:, 2:]], dim=1), 4)
+        assert torch.equal(cell(x, w), expected)
     assert net(torch.randn(2, 3, 8, 8)).shape == (2, 10)
 
 
-def test_darts_minus_skip_changes_output_and_decays():
+def test_darts_minus_adds_the_cell_input_on_every_edge():
+    """AsquaredM nasbench201/model.py default_forward: every edge adds a * x, x the cell's input."""
     torch.manual_seed(0)
     net = NB201SearchNetwork(channels=4, cells_per_stage=1, auxiliary_skip=True).eval()
-    x = torch.randn(2, 3, 8, 8)
+    cell = net.cells[0]
+    x = torch.randn(2, 4, 6, 6)
+    w = torch.softmax(torch.randn(6, 5), -1)
+    with torch.no_grad():
+        plain = cell(x, w, 0.0)
+        # node 1 gets 1 skip, node 2 gets 2 (and node 1's), node 3 three: the output grows by a * x
+        # through each edge; with every op but skip weighted 0 the cell is linear in x
+        only_skip = torch.zeros(6, 5)
+        only_skip[:, 1] = 1.0
+        n1 = x + 0.5 * x
+        n2 = (x + 0.5 * x) + (n1 + 0.5 * x)
+        n3 = (x + 0.5 * x) + (n1 + 0.5 * x) + (n2 + 0.5 * x)
+        assert torch.allclose(cell(x, only_skip, 0.5), n3)
+    assert not torch.allclose(plain, cell(x, w, 0.5))
     assert net.aux_skip_weight == 1.0
-    with_skip = net(x)
-    net.set_progress(0.25)
-    assert net.aux_skip_weight == 0.75
-    net.set_progress(1.0)
-    assert net.aux_skip_weight == 0.0
-    assert not torch.allclose(with_skip, net(x))
-    plain = NB201SearchNetwork(channels=4, cells_per_stage=1)
-    plain.set_progress(0.5)
-    assert plain.aux_skip_weight == 0.0
+    net.set_auxiliary_skip(0.25)
+    assert net.aux_skip_weight == 0.25
+    plain_net = NB201SearchNetwork(channels=4, cells_per_stage=1)
+    plain_net.set_auxiliary_skip(0.5)
+    assert plain_net.aux_skip_weight == 0.0
 
 
 def test_genotype_is_argmax_per_edge():
     space = get_space("nb201")
     assert isinstance(space, SearchSpace) and "nb201" in available_spaces()
     assert space.defaults["rho"] == 1e-2 and space.defaults["eps"] == 1e-2
-    net = space.build_network(num_classes=10, in_channels=3, method=Method.from_name("pcdarts"), channels=8,
+    net = space.build_network(num_classes=10, in_channels=3, options=get_method("pcdarts").network, channels=8,
                               cells_per_stage=1)
     seq = (3, 3, 3, 1, 3, 0)
     with torch.no_grad():
@@ -95,8 +111,9 @@ def test_genotype_is_argmax_per_edge():
         for e, op in enumerate(seq):
             net.arch_alpha[e, op] = 1.0
     assert space.genotype(net) == sequence_to_arch(seq)
-    assert space.beta_decay_groups(net)["alpha"] is net.arch_alpha
-    assert space.op_names == OPS
+    assert net.alphas()["cell"] is net.arch_alpha and space.beta_decay_weights == {"cell": 1.0}
+    assert net.op_names == {"cell": OPS} and net.edge_names["cell"][2] == "2<-1"
+    assert space.genotype_from_json(space.genotype_to_json(space.genotype(net))) == sequence_to_arch(seq)
 
 
 def test_evaluate_uses_the_table(monkeypatch):
@@ -106,9 +123,7 @@ def test_evaluate_uses_the_table(monkeypatch):
 
     space = NB201Space()
     monkeypatch.setattr(space, "table", lambda: FakeTable())
-    assert space.evaluate("x", dataset="digits") == {"cifar10": 1.0, "cifar100": 2.0, "imagenet16-120": 3.0}
-    monkeypatch.setattr(space, "table", lambda: None)
-    assert space.evaluate("x", dataset="digits") == {}
+    assert space.evaluate("x") == {"cifar10": 1.0, "cifar100": 2.0, "imagenet16-120": 3.0}
 
 
 def test_evaluate_with_the_real_table(nats_bench_csv):
@@ -118,9 +133,11 @@ def test_evaluate_with_the_real_table(nats_bench_csv):
     # the optimal cell of each dataset (they differ: the CIFAR-10 optimum scores 46.34 on ImageNet16-120)
     for dataset, best in [("cifar10", 94.37), ("cifar100", 73.51), ("imagenet16-120", 47.31)]:
         arch = code_to_arch(int(space.table().accuracies(dataset).argmax()))
-        assert space.evaluate(arch, dataset="digits")[dataset] == pytest.approx(best, abs=0.005)
+        assert space.evaluate(arch)[dataset] == pytest.approx(best, abs=0.005)
+        assert space.reference_accuracies()["optimum"][dataset] == pytest.approx(best, abs=0.005)
     skips = sequence_to_arch((1,) * 6)
-    assert space.evaluate(skips, dataset="cifar10") == pytest.approx(
+    assert space.reference_accuracies()["all-skip"] == space.evaluate(skips)
+    assert space.evaluate(skips) == pytest.approx(
         {"cifar10": 54.30, "cifar100": 15.61, "imagenet16-120": 16.32}, abs=0.01)
 
 

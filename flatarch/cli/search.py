@@ -1,8 +1,10 @@
 """``flatarch search``: a differentiable architecture search on a reference space.
 
-A thin layer over :func:`flatarch.reference_spaces.engine.search`. With no arguments it runs a
-short A2-DARTS search on NAS-Bench-201 over scikit-learn's digits (offline, about a minute on
-one CPU core) and prints the genotype.
+A thin layer over :func:`flatarch.reference_spaces.engine.search`: each option is a
+:class:`~flatarch.reference_spaces.engine.SearchConfig` field of the same name, its choices come
+from the registries (spaces, methods, updates, recipes, datasets) and its default from the
+engine's defaults. With no arguments it runs a short A2-DARTS search on NAS-Bench-201 over
+scikit-learn's digits (offline, about a minute on one CPU core) and prints the found cell.
 """
 
 from __future__ import annotations
@@ -11,85 +13,114 @@ import argparse
 import os
 import sys
 import time
+from typing import Any
 
-_METHODS = ("darts", "pcdarts", "betadarts", "sdarts-rs", "darts-minus")
-_UPDATES = ("first-order", "sam", "usam", "a2m")
-_DATASETS = ("digits", "cifar10", "cifar100", "imagenet16-120")
+
+def _options() -> list[tuple[str, str, dict[str, Any], str]]:
+    """``(field, flag, argparse keywords, help)`` for every SearchConfig field on the command line."""
+    import flatarch
+    from flatarch.reference_spaces.darts.genotype import OP_SETS
+    from flatarch.reference_spaces.data import DATASETS
+    from flatarch.reference_spaces.engine.config import PAPER_DEFAULTS, SELECTIONS
+    from flatarch.reference_spaces.engine.methods import METHODS, recipe_names
+    from flatarch.reference_spaces.registry import available_spaces
+
+    p = PAPER_DEFAULTS
+    methods = "; ".join(f"{name}: {m.summary}" for name, m in METHODS.items())
+    number = {"type": float}
+    whole = {"type": int}
+    return [
+        ("space", "--space", {"default": "nb201", "choices": available_spaces()}, "search space (default: nb201)"),
+        ("method", "--method", {"default": "darts", "choices": list(METHODS)}, f"method (default: darts). {methods}"),
+        ("optimizer", "--optimizer", {"default": "a2m", "choices": list(flatarch.UPDATES)},
+         "architecture update; e.g. --method pcdarts --optimizer a2m is A2-PC-DARTS (default: a2m)"),
+        ("recipe", "--recipe", {"default": None, "choices": recipe_names()},
+         "named settings of the method, e.g. pcdarts original: its authors' batch 256, lr 0.1, arch lr 6e-4, "
+         "15 epochs without alpha steps (default: paper, the common settings of the A2M paper)"),
+        ("rho", "--rho", number, "perturbation radius of sam/usam/a2m (default: the space's, 1e-2 on nb201, 1e-1 on "
+         "darts)"),
+        ("eps", "--eps", number, "a2m finite-difference step (default: the space's, 1e-2)"),
+        ("difference", "--difference", {"choices": ("central", "forward")},
+         "a2m Hessian-vector product by central (4 gradient evaluations, the paper's) or forward (3) differences "
+         "(default: central)"),
+        ("epochs", "--epochs", whole, f"search epochs (default: {p['epochs']}, the paper's; 5 on digits)"),
+        ("batch_size", "--batch-size", whole, f"images per batch, train and validation (default: {p['batch_size']})"),
+        ("seed", "--seed", {"type": int, "default": 0}, "random seed of one search (default: 0)"),
+        ("dataset", "--dataset", {"default": "digits", "choices": DATASETS},
+         "search data: the training set split 50/50 into weight and architecture halves; digits is scikit-learn's "
+         "8x8 digits upsampled to 16x16, shipped with scikit-learn (default: digits)"),
+        ("data_dir", "--data-dir", {}, "folder with the dataset: cifar-10-batches-py / cifar-100-python, or the "
+         "ImageNet16 train_data_batch_1..10 pickles (default: ./data; unused for digits)"),
+        ("download", "--download", {"action": "store_true"}, "download CIFAR-10/100 into --data-dir if missing "
+         "(default: off)"),
+        ("subset", "--subset", whole, "use only the first N training images (default: all)"),
+        ("out", "--out", {}, "output folder (default: runs/SPACE-METHOD-OPTIMIZER-DATASET-TIME, a new one)"),
+        ("resume", "--resume", {"action": "store_true"}, "continue the search in --out from its checkpoint; the "
+         "same settings give the same result as an uninterrupted run; a larger --epochs extends it (default: off)"),
+        ("restart", "--restart", {"action": "store_true"}, "start over in an --out that holds a search; its files "
+         "are moved into OUT/replaced-TIME/, never deleted (default: off)"),
+        ("device", "--device", {"default": "auto", "choices": ("auto", "cpu", "cuda")},
+         "auto picks CUDA when available (default: auto)"),
+        ("amp", "--amp", {"action": "store_true"}, "bf16 mixed precision; needs CUDA (default: off)"),
+        ("threads", "--threads", {"type": int, "default": 1}, "torch CPU threads per search (default: 1: the search "
+         "network's small convolutions gain little from more, and oversubscribed cores lose a lot)"),
+        ("val_augment", "--val-augment", {"action": argparse.BooleanOptionalAction},
+         "augment the validation half too (default: off for darts on nb201, on otherwise, as in the paper's "
+         "appendix C.4)"),
+        ("channels", "--channels", whole, "initial channels C (default: 16; 8 on digits)"),
+        ("cells_per_stage", "--cells", whole, "search cells per stage N (default: 5 on nb201; 1 on digits); darts: "
+         "normal cells between reductions, 3N + 2 cells in all (default: 2, the paper's 8 cells)"),
+        ("ops", "--ops", {"choices": sorted({*OP_SETS, "nb201"})}, "candidate-op set: darts space: darts (8 ops) or "
+         "s5 (the 7 without none, as SDARTS and DARTS-PT) (default: the space's, darts)"),
+        ("lr", "--lr", number, f"weight SGD learning rate, cosine-annealed (default: {p['lr']})"),
+        ("lr_min", "--lr-min", number, f"final weight learning rate (default: {p['lr_min']})"),
+        ("momentum", "--momentum", number, f"weight SGD momentum (default: {p['momentum']})"),
+        ("weight_decay", "--weight-decay", number, f"weight SGD weight decay (default: {p['weight_decay']})"),
+        ("grad_clip", "--grad-clip", number, f"weight gradient-norm clip, 0 = off (default: {p['grad_clip']})"),
+        ("arch_lr", "--arch-lr", number, f"learning rate of the alpha Adam (default: {p['arch_lr']})"),
+        ("arch_weight_decay", "--arch-weight-decay", number,
+         f"weight decay of the alpha Adam (default: {p['arch_weight_decay']})"),
+        ("warmup_epochs", "--warmup-epochs", whole, "epochs of weight steps only before the first alpha step "
+         f"(default: {p['warmup_epochs']}; pcdarts --recipe original: 15)"),
+        ("smoothing_epsilon", "--smoothing-epsilon", number, "sdarts-rs/sdarts-adv: the final smoothing radius; it "
+         f"grows linearly from 0.03 (default: {p['smoothing_epsilon']})"),
+        ("select", "--select", {"default": "best-val-loss", "choices": SELECTIONS}, "genotype to report: "
+         "best-val-loss (the paper's: the genotype at the start of the epoch with the lowest validation loss) or "
+         "final (default: best-val-loss)"),
+        ("early_stop", "--early-stop", {"type": int, "default": 10}, "stop once more than N epochs passed without "
+         "a lower validation loss, as the A2M authors' code; 0 = off (default: 10)"),
+        ("on_nonfinite", "--on-nonfinite", {"default": "raise", "choices": ("raise", "skip")},
+         "an architecture step that meets NaN/Inf: raise (stop with a message) or skip it (default: raise)"),
+    ]
 
 
 def register(subparsers) -> None:
-    from flatarch.reference_spaces.registry import available_spaces
-
     p = subparsers.add_parser(
         "search",
         help="run an architecture search on a reference space (NAS-Bench-201, DARTS)",
         description=(
-            "Bi-level differentiable architecture search: per iteration one architecture step "
-            "(the chosen update) on a validation batch, then one SGD weight step on a training batch. "
-            "Writes OUT/search.jsonl (one record per epoch), OUT/checkpoint.pt (atomic, every epoch), "
-            "OUT/result.json and OUT/search.png. With no arguments: a one-minute A2-DARTS demo on "
-            "NAS-Bench-201 over scikit-learn's digits (offline). Paper setting, e.g.: "
-            "flatarch search --dataset cifar10 --data-dir data --download --seeds 1 2 3 4 5"
+            "Bi-level differentiable architecture search: per iteration one architecture step (the chosen update) "
+            "on a validation batch, then one SGD weight step on a training batch. Writes OUT/search.jsonl (one "
+            "record per epoch), OUT/checkpoint.pt (atomic, every epoch), OUT/result.json, OUT/genotype.json and "
+            "OUT/search.png. With no arguments: a one-minute A2-DARTS demo on NAS-Bench-201 over scikit-learn's "
+            "digits (offline). Paper setting, e.g.: flatarch search --dataset cifar10 --data-dir data --download "
+            "--seeds 1 2 3 4 5"
         ),
     )
+    for field_name, flag, kwargs, text in _options():
+        p.add_argument(flag, dest=field_name, help=text, **kwargs)
     a = p.add_argument
-    a("--space", default="nb201", choices=available_spaces(), help="search space (default: nb201)")
-    a("--method", default="darts", choices=_METHODS,
-      help="method: darts (first order), pcdarts (partial channels K=4 + edge normalisation), betadarts "
-           "(beta-decay regulariser), sdarts-rs (uniform alpha noise 0.03 before weight steps), darts-minus "
-           "(decaying auxiliary skip) (default: darts)")
-    a("--optimizer", default="a2m", choices=_UPDATES,
-      help="architecture update: first-order, sam, usam or a2m; e.g. --method pcdarts --optimizer a2m is "
-           "A2-PC-DARTS (default: a2m)")
-    a("--rho", type=float, default=None, help="perturbation radius of sam/usam/a2m (default: the space's, "
-      "1e-2 on nb201, 1e-1 on darts)")
-    a("--eps", type=float, default=None, help="a2m finite-difference step (default: the space's, 1e-2)")
-    a("--difference", default=None, choices=("central", "forward"),
-      help="a2m Hessian-vector product by central (4 gradient evaluations, the paper's) or forward (3) "
-           "differences (default: central)")
-    a("--epochs", type=int, default=None, help="search epochs (default: 50, the paper's; 5 on digits)")
-    a("--batch-size", type=int, default=64, help="images per batch, train and validation (default: 64)")
-    a("--seed", type=int, default=0, help="random seed of one search (default: 0)")
     a("--seeds", type=int, nargs="+", default=None, metavar="SEED",
-      help="several seeds, e.g. --seeds 1 2 3 4 5: one search each in OUT/seed-N and a mean ± std table "
-           "over all seeds (never the best seed) (default: off, one search with --seed)")
-    a("--workers", type=int, default=1, help="with --seeds: searches run at once in separate processes, "
-      "one torch thread each (default: 1, one after another)")
-    a("--dataset", default="digits", choices=_DATASETS,
-      help="search data: the training set split 50/50 into weight and architecture halves; digits is "
-           "scikit-learn's 8x8 digits upsampled to 16x16, shipped with scikit-learn (default: digits)")
-    a("--data-dir", default=None,
-      help="folder with the dataset: cifar-10-batches-py / cifar-100-python, or the ImageNet16 "
-           "train_data_batch_1..10 pickles (default: ./data; unused for digits)")
-    a("--download", action="store_true", help="download CIFAR-10/100 into --data-dir if missing (default: off)")
-    a("--subset", type=int, default=None, help="use only the first N training images (default: all)")
-    a("--out", default=None, help="output folder (default: runs/SPACE-METHOD-OPTIMIZER-DATASET-TIME, a new one)")
-    a("--resume", action="store_true",
-      help="continue the search whose checkpoint is in --out; same settings give the same result as an "
-           "uninterrupted run (default: off)")
-    a("--device", default="auto", choices=("auto", "cpu", "cuda"),
-      help="auto picks CUDA when available (default: auto)")
-    a("--amp", action="store_true", help="bf16 mixed precision on CUDA (default: off)")
-    a("--threads", type=int, default=1,
-      help="torch CPU threads per search (default: 1: the search network's small convolutions gain little "
-           "from more, and oversubscribed cores lose a lot)")
-    a("--val-augment", action=argparse.BooleanOptionalAction, default=None,
-      help="augment the validation half too (default: off for darts, on for the other methods, as in the "
-           "paper's appendix C.4)")
-    a("--channels", type=int, default=None, help="initial channels C (default: 16; 8 on digits)")
-    a("--cells", type=int, default=None,
-      help="search cells per stage N (default: 5; 1 on digits); darts: normal cells between reductions, "
-           "3N + 2 cells in all (default: 2, the paper's 8 cells; 1 on digits)")
-    a("--lr", type=float, default=0.025, help="weight SGD learning rate, cosine-annealed (default: 0.025)")
-    a("--lr-min", type=float, default=0.001, help="final weight learning rate (default: 0.001)")
-    a("--arch-lr", type=float, default=3e-4, help="learning rate of the alpha Adam (default: 3e-4)")
-    a("--table", default=None,
-      help="NAS-Bench-201 benchmark table for the found cells' test accuracies (default: the "
-           "FLATARCH_NB201_TABLE environment variable; none: no lookup)")
+      help="several seeds, e.g. --seeds 1 2 3 4 5: one search each in OUT/seed-N and a mean ± std table over all "
+           "seeds (never the best seed) (default: off, one search with --seed)")
+    a("--workers", type=int, default=1, help="with --seeds: searches run at once in separate processes, one torch "
+      "thread each (default: 1, one after another)")
+    a("--table", default=None, help="NAS-Bench-201 benchmark table for the found cells' test accuracies (default: "
+      "$FLATARCH_NB201_TABLE, else the table shipped with flatarch)")
     a("--beta-weights", type=float, nargs=2, default=None, metavar=("W_NORMAL", "W_REDUCE"),
-      help="darts space, --method betadarts: weights of the beta-decay regulariser on the normal and "
-           "reduction alphas (paper appendix C.5) (default: 1 1)")
-    a("--no-progress", action="store_true", help="no progress bars (default: bars on)")
+      help="darts space, --method betadarts: weights of the beta-decay regulariser on the normal and reduction "
+           "alphas (paper appendix C.5) (default: 1 1)")
+    a("--no-progress", action="store_true", help="no progress bars; the line per epoch stays (default: bars on)")
     a("--no-plot", action="store_true", help="do not write OUT/search.png (default: write it)")
     p.set_defaults(func=run)
 
@@ -102,59 +133,63 @@ def _default_out(args) -> str:
 def _space_options(args) -> dict:
     from flatarch.reference_spaces.engine import SearchError
 
-    if args.beta_weights is not None and args.space != "darts":
-        raise SearchError("--beta-weights applies to --space darts only")
+    if args.beta_weights is not None and (args.space != "darts" or args.method != "betadarts"):
+        raise SearchError("--beta-weights applies to --space darts --method betadarts only; drop it")
     if args.space == "darts":
         if args.table:
-            raise SearchError("--table is a NAS-Bench-201 benchmark table; the darts space has none")
+            raise SearchError("--table is a NAS-Bench-201 benchmark table; the darts space has none; drop it")
         if args.beta_weights is None:
             return {}
         return {"beta_normal": args.beta_weights[0], "beta_reduce": args.beta_weights[1]}
     return {"table": args.table} if args.table else {}
 
 
-def _config(args):
-    from flatarch.reference_spaces.engine import SearchConfig, SearchError
+def config_from_args(args):
+    """The :class:`SearchConfig` of parsed ``flatarch search`` arguments."""
+    from flatarch.reference_spaces.engine import SearchConfig
 
-    if args.resume and not args.out:
-        raise SearchError("--resume needs --out, the folder of the search to continue")
-    return SearchConfig(
-        space=args.space, method=args.method, optimizer=args.optimizer, rho=args.rho, eps=args.eps,
-        difference=args.difference, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-        dataset=args.dataset, data_dir=args.data_dir, download=args.download, subset=args.subset,
-        out=args.out or _default_out(args), resume=args.resume, device=args.device, amp=args.amp,
-        threads=args.threads,
-        val_augment=args.val_augment, channels=args.channels, cells_per_stage=args.cells, lr=args.lr,
-        lr_min=args.lr_min, arch_lr=args.arch_lr, space_options=_space_options(args),
-        progress=not args.no_progress, plot=not args.no_plot,
-    )
+    fields = {name: getattr(args, name) for name, *_ in _options()}
+    if args.resume or args.restart:
+        fields["out"] = args.out  # a run to continue must be named
+    else:
+        fields["out"] = args.out or _default_out(args)
+    return SearchConfig(**fields, space_options=_space_options(args), progress=not args.no_progress,
+                        plot=not args.no_plot)
 
 
-def _print_single(result) -> None:
-    print()
-    print(f"{'epoch':>5} {'train loss':>10} {'train acc':>9} {'val loss':>8} {'val acc':>7}  genotype")
-    for h in result.history:
-        print(f"{h['epoch']:>5} {h['train_loss']:>10.4f} {h['train_acc']:>9.2f} {h['val_loss']:>8.4f} "
-              f"{h['val_acc']:>7.2f}  {h['genotype']}")
+def _print_files(out: str | None, plot: bool) -> None:
+    if not out or not os.path.isdir(out):
+        return
+    names = [n for n in ("search.jsonl", "checkpoint.pt", "result.json", "genotype.json", "genotype.png",
+                         "search.png") if os.path.exists(os.path.join(out, n))]
+    print(f"files: {out}/ ({', '.join(names)})")
+
+
+def print_result(result) -> None:
+    """The reported genotype, how it was chosen, its accuracies beside the reference cells, the time."""
     print(f"\ngenotype: {result.genotype_json}")
+    print(f"selected: {result.selection}" + (" (stopped early)" if result.stopped_early else ""))
     if result.benchmark:
-        accs = "  ".join(f"{k} {v:.2f}" for k, v in result.benchmark.items())
-        print(f"benchmark test accuracy: {accs}")
-    elif result.config["space"] == "nb201":
-        print("benchmark test accuracy: no table (pass --table or set FLATARCH_NB201_TABLE)")
+        optimum, skip = result.reference.get("optimum", {}), result.reference.get("all-skip", {})
+        print("NAS-Bench-201 test accuracy of this cell (optimum / all-skip collapse):")
+        for dataset, acc in result.benchmark.items():
+            print(f"  {dataset:<15} {acc:6.2f}   ({optimum.get(dataset, float('nan')):.2f} / "
+                  f"{skip.get(dataset, float('nan')):.2f})")
+    if result.config["space"] == "darts" and result.out:
+        print(f"next: flatarch train --genotype {os.path.join(result.out, 'genotype.json')} --dataset cifar10 "
+              f"--out {os.path.join(result.out, 'train')}")
     print(f"time: {result.seconds:.1f} s, {result.seconds_per_iteration * 1000:.0f} ms per iteration")
-    if result.out:
-        extra = ", genotype.json, genotype.png" if os.path.exists(os.path.join(result.out, "genotype.json")) else ""
-        print(f"files: {result.out}/ (search.jsonl, checkpoint.pt, result.json, search.png{extra})")
+    _print_files(result.out, result.config.get("plot", True))
 
 
 def run(args) -> int:
+    import flatarch
     from flatarch.reference_spaces.engine import format_summary, search
     from flatarch.reference_spaces.errors import UsageError
 
     config = None
     try:
-        config = _config(args)
+        config = config_from_args(args)
         if args.seeds:
             multi = search(config, seeds=args.seeds, workers=args.workers)
             print()
@@ -164,12 +199,13 @@ def run(args) -> int:
             print(format_summary(multi))
             print(f"files: {config.out}/seed-N/, {config.out}/summary.json")
         else:
-            _print_single(search(config))
-    except UsageError as exc:
+            print_result(search(config, workers=args.workers))
+    except (UsageError, flatarch.NonFiniteError) as exc:
         print(f"flatarch search: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        where = f" --out {config.out}" if config is not None else ""
+        where = f" --out {config.out}" if config is not None and config.out else ""
         print(f"\ninterrupted; continue with the same command plus{where} --resume", file=sys.stderr)
         return 130
     return 0
+

@@ -11,8 +11,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..blocks import ReLUConvBN
 from .genotype import Genotype, validate
-from .ops import OPS, FactorizedReduce, ReLUConvBN, drop_path
+from .ops import OPS, FactorizedReduce, drop_path
 
 
 class EvalCell(nn.Module):

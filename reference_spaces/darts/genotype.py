@@ -40,6 +40,10 @@ PRIMITIVES: tuple[str, ...] = (
     "dil_conv_5x5",
 )
 
+#: Candidate-op sets by name: the DARTS space (8 ops) and ``s5``, the same without ``none``
+#: (the 7-op space of SDARTS and DARTS-PT, ``spaces.py`` of darts-pt).
+OP_SETS: dict[str, tuple[str, ...]] = {"darts": PRIMITIVES, "s5": PRIMITIVES[1:]}
+
 Genotype = namedtuple("Genotype", "normal normal_concat reduce reduce_concat")
 
 #: Intermediate nodes per cell and the number of edges they give (2 + 3 + 4 + 5).
@@ -80,21 +84,32 @@ def derive_cell(alphas: torch.Tensor, betas: torch.Tensor | None = None,
         raise ValueError(
             f"alphas must have shape ({num_edges(steps)}, {len(PRIMITIVES)}), got {tuple(alphas.shape)}"
         )
-    weights = torch.softmax(alphas, dim=-1)
+    return cell_from_weights(torch.softmax(alphas, dim=-1), betas, steps)
+
+
+def cell_from_weights(weights: torch.Tensor, betas: torch.Tensor | None = None, steps: int = STEPS,
+                      primitives: Sequence[str] = PRIMITIVES) -> list[tuple[str, int]]:
+    """The cell of mixing weights (``edges x len(primitives)``, rows on the simplex, e.g. softmax of
+    the alphas, or DARTS-PT's projected rows); ``none`` is never chosen."""
+    weights = torch.as_tensor(weights).detach().float().cpu()
+    if weights.shape != (num_edges(steps), len(primitives)):
+        raise ValueError(
+            f"weights must have shape ({num_edges(steps)}, {len(primitives)}), got {tuple(weights.shape)}"
+        )
     if betas is not None:
         weights = weights * edge_normalized_betas(torch.as_tensor(betas).detach().float().cpu(), steps)[:, None]
-    none = PRIMITIVES.index("none")
+    choices = [o for o, name in enumerate(primitives) if name != "none"]
     gene: list[tuple[str, int]] = []
     for node in range(steps):
         candidates = []
         for pred in range(node + 2):
             row = weights[edge_index(node, pred)].tolist()
-            best_op = max((o for o in range(len(PRIMITIVES)) if o != none), key=lambda o: (row[o], -o))
+            best_op = max(choices, key=lambda o: (row[o], -o))
             candidates.append((row[best_op], pred, best_op))
         # highest score first; equal scores: lower predecessor first
         candidates.sort(key=lambda c: (-c[0], c[1]))
         for _, pred, op in sorted(candidates[:2], key=lambda c: c[1]):
-            gene.append((PRIMITIVES[op], pred))
+            gene.append((primitives[op], pred))
     return gene
 
 
@@ -106,6 +121,17 @@ def derive_genotype(alphas_normal: torch.Tensor, alphas_reduce: torch.Tensor,
     return Genotype(
         normal=derive_cell(alphas_normal, betas_normal, steps), normal_concat=concat,
         reduce=derive_cell(alphas_reduce, betas_reduce, steps), reduce_concat=list(concat),
+    )
+
+
+def genotype_from_weights(normal: torch.Tensor, reduce: torch.Tensor, betas_normal: torch.Tensor | None = None,
+                          betas_reduce: torch.Tensor | None = None, steps: int = STEPS,
+                          primitives: Sequence[str] = PRIMITIVES) -> Genotype:
+    """:func:`derive_genotype` from mixing weights over ``primitives`` instead of alphas over the 8 ops."""
+    concat = list(range(2, 2 + steps))
+    return Genotype(
+        normal=cell_from_weights(normal, betas_normal, steps, primitives), normal_concat=concat,
+        reduce=cell_from_weights(reduce, betas_reduce, steps, primitives), reduce_concat=list(concat),
     )
 
 

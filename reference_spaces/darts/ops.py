@@ -12,18 +12,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from ..blocks import Zero
 from .genotype import PRIMITIVES
-
-
-class ReLUConvBN(nn.Sequential):
-    """ReLU -> Conv(k, stride, padding) -> BN."""
-
-    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int, affine: bool = True):
-        super().__init__(
-            nn.ReLU(inplace=False),
-            nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, bias=False),
-            nn.BatchNorm2d(c_out, affine=affine),
-        )
 
 
 class DilConv(nn.Sequential):
@@ -48,19 +38,6 @@ class SepConv(nn.Sequential):
             DilConv(c_in, c_in, kernel, stride, padding, 1, affine=affine),
             DilConv(c_in, c_out, kernel, 1, padding, 1, affine=affine),
         )
-
-
-class Zero(nn.Module):
-    """The ``none`` op: zeros of the output shape (kept in the graph so the search can weight it)."""
-
-    def __init__(self, stride: int):
-        super().__init__()
-        self.stride = stride
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.stride == 1:
-            return x.mul(0.0)
-        return x[:, :, :: self.stride, :: self.stride].mul(0.0)
 
 
 class FactorizedReduce(nn.Module):
@@ -122,9 +99,3 @@ def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
     keep = 1.0 - drop_prob
     mask = torch.empty(x.size(0), 1, 1, 1, device=x.device, dtype=x.dtype).bernoulli_(keep)
     return x / keep * mask
-
-
-def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
-    """Interleave ``groups`` channel groups (PC-DARTS mixes the processed and bypassed parts)."""
-    n, c, h, w = x.shape
-    return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)

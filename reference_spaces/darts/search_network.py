@@ -1,44 +1,56 @@
-"""The DARTS weight-sharing search network (8 ops, 14 edges per cell, normal and reduction alphas).
+"""The DARTS weight-sharing search network (14 edges per cell, normal and reduction alphas).
 
-Edge ``e = (j -> i)`` computes the mixed op ``sum_o softmax(alpha_e)_o * o(x_j)`` and node
-``i = sum_{j < i} edge(j -> i)``; the cell output concatenates the 4 intermediate nodes.
-Method variants (see :class:`flatarch.reference_spaces.space.Method`):
+Edge ``e = (j -> i)`` computes the mixed op ``sum_o w_o * o(x_j)`` with the mixing weights
+``w = softmax(alpha_e)`` (or those given to :meth:`DartsSearchNetwork.forward`), node
+``i = sum_{j < i} edge(j -> i)``, and the cell output concatenates the 4 intermediate nodes.
+The candidate ops are the 8 of DARTS or the 7 of ``s5`` (no ``none``); see
+:data:`~flatarch.reference_spaces.darts.genotype.OP_SETS`. Method options
+(:class:`~flatarch.reference_spaces.space.NetworkOptions`):
 
-* PC-DARTS: only ``C/K`` channels go through the mixed op, the rest bypass it (max-pooled on
-  reduction edges), then channels are shuffled with ``K`` groups; each edge output is also scaled
-  by ``softmax(beta)`` over the incoming edges of its node (edge normalisation).
-* DARTS-: every edge adds ``w_aux * skip(x_j)`` with ``w_aux = 1 - progress`` (set by
-  :meth:`DartsSearchNetwork.set_progress`).
+* PC-DARTS (``model_search.py`` of yuhuixu1993/PC-DARTS): only ``C/K`` channels go through the
+  mixed op, the rest bypass it (max-pooled on reduction edges), then channels are shuffled with
+  ``K`` groups; each edge output is also scaled by ``softmax(beta)`` over the incoming edges of
+  its node (edge normalisation).
+* DARTS- (``src/search/model_search.py`` of Meituan-AutoML/DARTS-): every mixed op adds
+  ``a * skip(x_j)`` of its own input (a ``FactorizedReduce`` on stride-2 edges), ``a`` set by the
+  engine through :meth:`DartsSearchNetwork.set_auxiliary_skip`.
 
-The architecture tensors are registered parameters ``alphas_normal``, ``alphas_reduce`` (14 x 8)
-and, with edge normalisation, ``betas_normal``, ``betas_reduce`` (14); the forward reads them
-live, so :func:`flatarch.module_loss` can swap in perturbed values by those names.
+The architecture tensors are registered parameters ``alphas_normal``, ``alphas_reduce``
+(groups ``"normal"``, ``"reduce"``) and, with edge normalisation, ``betas_normal``,
+``betas_reduce``; the forward reads them live, so :func:`flatarch.module_loss` can swap in
+perturbed values by those names.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
-from ..space import Method
-from .genotype import PRIMITIVES, STEPS, Genotype, derive_genotype, edge_normalized_betas, num_edges
-from .ops import OPS, FactorizedReduce, ReLUConvBN, channel_shuffle
+from ..blocks import ReLUConvBN, mix, partial_channels
+from ..space import ArchWeights, NetworkOptions
+from .genotype import PRIMITIVES, STEPS, edge_normalized_betas, num_edges
+from .ops import OPS, FactorizedReduce
+
+GROUPS = ("normal", "reduce")
 
 
 class MixedOp(nn.Module):
-    """All 8 ops on one edge, weighted by the edge's softmax row."""
+    """The candidate ops on one edge, mixed by the edge's weights."""
 
-    def __init__(self, c: int, stride: int, partial_channels: int = 1, auxiliary_skip: bool = False):
+    def __init__(self, c: int, stride: int, primitives: Sequence[str] = PRIMITIVES, partial_channels: int = 1,
+                 auxiliary_skip: bool = False):
         super().__init__()
         if c % partial_channels:
             raise ValueError(f"channels {c} not divisible by the PC-DARTS K={partial_channels}")
         self.k = partial_channels
         c_op = c // partial_channels
         self.ops = nn.ModuleList()
-        for name in PRIMITIVES:
+        for name in primitives:
             op = OPS[name](c_op, stride, False)
             if "pool" in name:
-                # pooling has no parameters: a non-affine BN puts it on the convolutions' scale
+                # pooling has no parameters: a non-affine BN puts it on the convolutions' scale (DARTS)
                 op = nn.Sequential(op, nn.BatchNorm2d(c_op, affine=False))
             self.ops.append(op)
         self.bypass_pool = nn.MaxPool2d(2, 2) if (partial_channels > 1 and stride == 2) else None
@@ -48,15 +60,9 @@ class MixedOp(nn.Module):
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor, aux_weight: float = 0.0) -> torch.Tensor:
         if self.k > 1:
-            c_part = x.shape[1] // self.k
-            # contiguous: channel slices of a channels-last tensor crash the CPU backward (torch 2.14)
-            active, bypass = x[:, :c_part].contiguous(), x[:, c_part:].contiguous()
-            mixed = sum(w * op(active) for w, op in zip(weights, self.ops))
-            if self.bypass_pool is not None:
-                bypass = self.bypass_pool(bypass)
-            out = channel_shuffle(torch.cat([mixed, bypass], dim=1), self.k)
+            out = partial_channels(x, self.k, lambda active: mix(self.ops, weights, active), self.bypass_pool)
         else:
-            out = sum(w * op(x) for w, op in zip(weights, self.ops))
+            out = mix(self.ops, weights, x)
         if self.aux_skip is not None and aux_weight != 0.0:
             out = out + aux_weight * self.aux_skip(x)
         return out
@@ -64,7 +70,7 @@ class MixedOp(nn.Module):
 
 class SearchCell(nn.Module):
     def __init__(self, c_prev_prev: int, c_prev: int, c: int, reduction: bool, reduction_prev: bool,
-                 method: Method, steps: int = STEPS, multiplier: int = 4):
+                 options: NetworkOptions, primitives: Sequence[str], steps: int = STEPS, multiplier: int = 4):
         super().__init__()
         self.reduction = reduction
         self.steps, self.multiplier = steps, multiplier
@@ -75,7 +81,7 @@ class SearchCell(nn.Module):
         for i in range(steps):
             for j in range(i + 2):
                 stride = 2 if reduction and j < 2 else 1
-                self.edges.append(MixedOp(c, stride, method.partial_channels, method.auxiliary_skip))
+                self.edges.append(MixedOp(c, stride, primitives, options.partial_channels, options.auxiliary_skip))
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor,
                 edge_weights: torch.Tensor | None, aux_weight: float) -> torch.Tensor:
@@ -98,12 +104,17 @@ class DartsSearchNetwork(nn.Module):
     ``2*layers//3``, doubling channels), global average pooling, linear classifier."""
 
     def __init__(self, num_classes: int = 10, in_channels: int = 3, C: int = 16, layers: int = 8,
-                 method: Method | None = None, steps: int = STEPS, multiplier: int = 4,
-                 stem_multiplier: int = 3, alpha_init_scale: float = 1e-3):
+                 options: NetworkOptions | None = None, primitives: Sequence[str] = PRIMITIVES, steps: int = STEPS,
+                 multiplier: int = 4, stem_multiplier: int = 3, alpha_init_scale: float = 1e-3):
         super().__init__()
-        self.method = method or Method()
+        self.options = options = options or NetworkOptions()
+        self.primitives = tuple(primitives)
+        self.op_names = dict.fromkeys(GROUPS, self.primitives)
+        # node numbers as in genotypes: 0, 1 the cell inputs, 2.. the intermediate nodes
+        names = tuple(f"{node + 2}<-{pred}" for node in range(steps) for pred in range(node + 2))
+        self.edge_names = dict.fromkeys(GROUPS, names)
         self.steps = steps
-        self.auxiliary_skip_weight = 1.0 if self.method.auxiliary_skip else 0.0
+        self.auxiliary_skip_weight = 1.0 if options.auxiliary_skip else 0.0
         c_curr = stem_multiplier * C
         self.stem = nn.Sequential(nn.Conv2d(in_channels, c_curr, 3, padding=1, bias=False), nn.BatchNorm2d(c_curr))
         c_pp, c_p, c_curr = c_curr, c_curr, C
@@ -113,15 +124,16 @@ class DartsSearchNetwork(nn.Module):
             reduction = i in (layers // 3, 2 * layers // 3)
             if reduction:
                 c_curr *= 2
-            self.cells.append(SearchCell(c_pp, c_p, c_curr, reduction, reduction_prev, self.method, steps, multiplier))
+            self.cells.append(SearchCell(c_pp, c_p, c_curr, reduction, reduction_prev, options, self.primitives,
+                                         steps, multiplier))
             reduction_prev = reduction
             c_pp, c_p = c_p, multiplier * c_curr
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c_p, num_classes)
         k = num_edges(steps)
-        self.alphas_normal = nn.Parameter(alpha_init_scale * torch.randn(k, len(PRIMITIVES)))
-        self.alphas_reduce = nn.Parameter(alpha_init_scale * torch.randn(k, len(PRIMITIVES)))
-        if self.method.edge_normalization:
+        self.alphas_normal = nn.Parameter(alpha_init_scale * torch.randn(k, len(self.primitives)))
+        self.alphas_reduce = nn.Parameter(alpha_init_scale * torch.randn(k, len(self.primitives)))
+        if options.edge_normalization:
             self.betas_normal = nn.Parameter(alpha_init_scale * torch.randn(k))
             self.betas_reduce = nn.Parameter(alpha_init_scale * torch.randn(k))
         else:
@@ -135,34 +147,41 @@ class DartsSearchNetwork(nn.Module):
             params.update(betas_normal=self.betas_normal, betas_reduce=self.betas_reduce)
         return params
 
+    def alphas(self) -> dict[str, nn.Parameter]:
+        return {"normal": self.alphas_normal, "reduce": self.alphas_reduce}
+
+    def cells_per_group(self) -> dict[str, int]:
+        reductions = sum(cell.reduction for cell in self.cells)
+        return {"normal": len(self.cells) - reductions, "reduce": reductions}
+
     def weight_parameters(self) -> list[nn.Parameter]:
         arch = {id(p) for p in self.arch_parameters().values()}
         return [p for p in self.parameters() if id(p) not in arch]
 
-    def set_progress(self, fraction: float) -> None:
-        """DARTS-: the auxiliary skip weight decays linearly, ``w_aux = 1 - fraction``."""
-        if not 0.0 <= fraction <= 1.0:
-            raise ValueError(f"progress must lie in [0, 1], got {fraction}")
-        if self.method.auxiliary_skip:
-            self.auxiliary_skip_weight = 1.0 - float(fraction)
+    def set_auxiliary_skip(self, weight: float) -> None:
+        if self.options.auxiliary_skip:
+            self.auxiliary_skip_weight = float(weight)
 
-    def genotype(self) -> Genotype:
-        return derive_genotype(self.alphas_normal, self.alphas_reduce, self.betas_normal, self.betas_reduce,
-                               steps=self.steps)
+    def edge_weights(self) -> dict[str, torch.Tensor | None]:
+        """PC-DARTS' normalised betas per group (``None`` without edge normalisation)."""
+        if self.betas_normal is None:
+            return dict.fromkeys(GROUPS)
+        return {"normal": edge_normalized_betas(self.betas_normal, self.steps),
+                "reduce": edge_normalized_betas(self.betas_reduce, self.steps)}
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w_normal = torch.softmax(self.alphas_normal, dim=-1)
-        w_reduce = torch.softmax(self.alphas_reduce, dim=-1)
-        e_normal = e_reduce = None
-        if self.betas_normal is not None:
-            e_normal = edge_normalized_betas(self.betas_normal, self.steps)
-            e_reduce = edge_normalized_betas(self.betas_reduce, self.steps)
+    def forward(self, x: torch.Tensor, weights: ArchWeights | None = None) -> torch.Tensor:
+        given = weights or {}
+        mixing = {g: given[g] if given.get(g) is not None else torch.softmax(a, dim=-1)
+                  for g, a in self.alphas().items()}
+        edges = self.edge_weights()
+        seen = dict.fromkeys(GROUPS, 0)
         s0 = s1 = self.stem(x)
         for cell in self.cells:
-            if cell.reduction:
-                w, e = w_reduce, e_reduce
-            else:
-                w, e = w_normal, e_normal
-            s0, s1 = s1, cell(s0, s1, w, e, self.auxiliary_skip_weight)
+            group = "reduce" if cell.reduction else "normal"
+            w = mixing[group]
+            if isinstance(w, Sequence):
+                w = w[seen[group]]
+            seen[group] += 1
+            s0, s1 = s1, cell(s0, s1, w, edges[group], self.auxiliary_skip_weight)
         out = self.global_pooling(s1).flatten(1)
         return self.classifier(out)

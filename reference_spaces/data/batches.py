@@ -69,27 +69,37 @@ class BatchStream:
     def __len__(self) -> int:
         return max(1, len(self.labels) // self.batch_size)
 
-    def _generator(self, epoch: int) -> torch.Generator:
+    def _generator(self, epoch: int, purpose: int = 0) -> torch.Generator:
         g = torch.Generator()
-        # distinct, reproducible streams per (seed, stream, epoch)
-        g.manual_seed((self.seed * 1_000_003 + self.stream_id * 10_007 + epoch) % (2**63))
+        # distinct, reproducible streams per (seed, stream, epoch, purpose: batches 0, sweeps 1)
+        g.manual_seed((self.seed * 1_000_003 + self.stream_id * 10_007 + epoch + purpose * 7_919_000) % (2**63))
         return g
 
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """The batches of epoch ``epoch`` (0-based), always the same for the same arguments."""
+        """The shuffled batches of epoch ``epoch`` (0-based), always the same for the same arguments."""
         g = self._generator(epoch)
         order = torch.randperm(len(self.labels), generator=g)
         for b in range(len(self)):
-            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
-            n = len(idx)
-            if self.augment:
-                offsets = torch.randint(0, 2 * self.pad + 1, (n, 2), generator=g) if self.pad else None
-                flips = torch.rand(n, generator=g) < 0.5 if self.flip else None
-            idx = idx.to(self.device)
-            x = self.images[idx].float().div_(255.0)
-            if self.augment:
-                x = self._augment(x, offsets, flips)
-            yield (x - self.mean) / self.std, self.labels[idx]
+            yield self._batch(order[b * self.batch_size : (b + 1) * self.batch_size], g)
+
+    def sweep(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Every image once, in order, the last batch partial: for measuring loss and accuracy on the
+        whole split (with the stream's augmentation, drawn for ``epoch``)."""
+        g = self._generator(epoch, purpose=1)
+        order = torch.arange(len(self.labels))
+        for start in range(0, len(order), self.batch_size):
+            yield self._batch(order[start : start + self.batch_size], g)
+
+    def _batch(self, idx: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        n = len(idx)
+        if self.augment:
+            offsets = torch.randint(0, 2 * self.pad + 1, (n, 2), generator=g) if self.pad else None
+            flips = torch.rand(n, generator=g) < 0.5 if self.flip else None
+        idx = idx.to(self.device)
+        x = self.images[idx].float().div_(255.0)
+        if self.augment:
+            x = self._augment(x, offsets, flips)
+        return (x - self.mean) / self.std, self.labels[idx]
 
     def _augment(self, x: torch.Tensor, offsets: torch.Tensor | None, flips: torch.Tensor | None):
         n, _, h, w = x.shape

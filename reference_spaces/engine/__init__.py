@@ -11,8 +11,9 @@ Python API::
     multi = search(seeds=[1, 2, 3], workers=3, out="runs/a2-darts")   # several seeds
     multi.summary                               # mean ± std over seeds per dataset
 
-Modules: :mod:`.config` (settings and defaults), :mod:`.loop` (the bi-level loop),
-:mod:`.checkpoint` (atomic files), :mod:`.multiseed` (seeds and their summary),
+Modules: :mod:`.config` (settings and defaults), :mod:`.methods` (the methods as recipes of
+:mod:`.components`), :mod:`.loop` (the bi-level loop), :mod:`.reporting` (records, selection,
+early stopping), :mod:`.checkpoint` (JSON files), :mod:`.multiseed` (seeds and their summary),
 :mod:`.plot` (the PNG).
 """
 
@@ -24,6 +25,7 @@ from typing import Any
 from ..data import DataError, ImageData
 from .config import SearchConfig, SearchError
 from .loop import SearchResult, search_one
+from .methods import METHODS, Method, get_method
 from .multiseed import PROTOCOL, MultiSeedResult, aggregate, format_summary, search_seeds
 
 
@@ -40,6 +42,8 @@ def search(
     :class:`MultiSeedResult`; otherwise one search and a :class:`SearchResult`. ``data``: search on
     these images (an :class:`~flatarch.reference_spaces.data.ImageData`) instead of loading
     ``dataset`` (one seed only)."""
+    if seeds is None and workers != 1:
+        raise SearchError("--workers runs several seeds at once; give --seeds too, or drop --workers")
     if seeds is not None:
         if data is not None:
             raise SearchError("data= works with one seed; run search(data=..., seed=s) per seed")
@@ -50,12 +54,15 @@ def search(
 __all__ = [
     "PROTOCOL",
     "DataError",
+    "METHODS",
+    "Method",
     "MultiSeedResult",
     "SearchConfig",
     "SearchError",
     "SearchResult",
     "aggregate",
     "format_summary",
+    "get_method",
     "search",
     "search_one",
     "search_seeds",

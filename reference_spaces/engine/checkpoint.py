@@ -1,28 +1,11 @@
-"""Atomic files: a crash mid-write leaves the previous version intact.
-
-Each write goes to a temporary file in the same folder, is flushed and fsync'ed, then
-``os.replace``-d over the target (atomic on POSIX and Windows within one file system).
-"""
+"""JSON files of a search, written atomically (a crash mid-write leaves the previous version)."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-import torch
-
 from flatarch.atomic_files import atomic_write
-
-CHECKPOINT_NAME = "checkpoint.pt"
-
-
-def save_checkpoint(state: dict[str, Any], path: str) -> None:
-    """``torch.save(state)`` to ``path`` atomically."""
-    atomic_write(path, lambda f: torch.save(state, f), binary=True)
-
-
-def load_checkpoint(path: str) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=False)
 
 
 def write_json(obj: Any, path: str) -> None:

@@ -21,19 +21,39 @@ from flatarch.updates import UPDATES, canonical_update, update_settings
 
 from ..errors import UsageError
 
-#: The paper's settings apply to every dataset except the offline ``digits`` default, which is a
-#: demo sized to finish in about a minute on one CPU core: 5 epochs of a narrow (C = 8),
-#: one-cell-per-stage network. Explicit settings always win.
+#: The paper's common settings (tables 3 and 4), used where neither the user, nor a recipe, nor
+#: the dataset's demo size, nor the space sets one.
+PAPER_DEFAULTS: dict[str, Any] = {
+    "epochs": 50,
+    "batch_size": 64,
+    "lr": 0.025,
+    "lr_min": 0.001,
+    "momentum": 0.9,
+    "weight_decay": 3e-4,
+    "grad_clip": 5.0,
+    "arch_lr": DARTS_ADAM_DEFAULTS["lr"],
+    "arch_betas": DARTS_ADAM_DEFAULTS["betas"],
+    "arch_weight_decay": DARTS_ADAM_DEFAULTS["weight_decay"],
+    "warmup_epochs": 0,
+    # SDARTS' largest smoothing radius (SmoothDARTS train_search.py --epsilon_alpha)
+    "smoothing_epsilon": 0.3,
+}
+
+#: The offline ``digits`` default is a demo sized to finish in about a minute on one CPU core:
+#: 5 epochs of a narrow (C = 8), one-cell-per-stage network. Explicit settings always win.
 DATASET_DEFAULTS: dict[str, dict[str, int]] = {"digits": {"epochs": 5, "channels": 8, "cells_per_stage": 1}}
-PAPER_EPOCHS = 50
 
 #: command-line flags whose name is not the field name with dashes
-FLAGS: dict[str, str] = {"cells_per_stage": "--cells", "arch_betas": "--arch-betas", "space_options": "--table"}
+FLAGS: dict[str, str] = {"cells_per_stage": "--cells", "space_options": "--table"}
 
 
 def flag(name: str) -> str:
     """The ``flatarch search`` flag of a :class:`SearchConfig` field."""
     return FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
+#: ``--select``: which epoch's genotype a search reports
+SELECTIONS = ("best-val-loss", "final")
 
 
 class SearchError(UsageError):
@@ -43,16 +63,18 @@ class SearchError(UsageError):
 
 @dataclass
 class SearchConfig:
-    """Everything that determines a search. ``None`` means "the default for this space/dataset"."""
+    """Everything that determines a search. ``None`` means "the default": the recipe's, then the
+    dataset's demo size, then the space's, then the paper's (:data:`PAPER_DEFAULTS`)."""
 
     space: str = "nb201"
     method: str = "darts"
     optimizer: str = "a2m"
+    recipe: str | None = None  # named settings of the method (None: the paper's common settings)
     rho: float | None = None  # space default (nb201: 1e-2); sam/usam/a2m only
     eps: float | None = None  # space default (1e-2); a2m only
     difference: str | None = None  # a2m only: central (paper, 4 evaluations, the default) | forward (3)
-    epochs: int | None = None  # 50 (digits demo: 5)
-    batch_size: int = 64
+    epochs: int | None = None
+    batch_size: int | None = None
     seed: int = 0
     dataset: str = "digits"
     data_dir: str | None = None
@@ -65,17 +87,22 @@ class SearchConfig:
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = False  # bf16 autocast; needs CUDA
     threads: int | None = None  # torch CPU threads (None: leave torch's setting); the CLI uses 1
-    val_augment: bool | None = None  # None: off for DARTS, on for the other methods (paper C.4)
+    val_augment: bool | None = None  # None: the method's rule (paper appendix C.4)
     channels: int | None = None  # space default (nb201: 16; digits demo: 8)
     cells_per_stage: int | None = None  # space default (nb201: 5; digits demo: 1)
-    lr: float = 0.025
-    lr_min: float = 0.001
-    momentum: float = 0.9
-    weight_decay: float = 3e-4
-    grad_clip: float = 5.0
-    arch_lr: float = DARTS_ADAM_DEFAULTS["lr"]
-    arch_betas: tuple[float, float] = DARTS_ADAM_DEFAULTS["betas"]
-    arch_weight_decay: float = DARTS_ADAM_DEFAULTS["weight_decay"]
+    ops: str | None = None  # candidate-op set (darts: darts | s5); None: the method's or the space's
+    lr: float | None = None
+    lr_min: float | None = None
+    momentum: float | None = None
+    weight_decay: float | None = None
+    grad_clip: float | None = None
+    arch_lr: float | None = None
+    arch_betas: tuple[float, float] | None = None
+    arch_weight_decay: float | None = None
+    warmup_epochs: int | None = None  # epochs of weight steps only, before the first alpha step
+    smoothing_epsilon: float | None = None  # SDARTS: the largest smoothing radius
+    select: str = "best-val-loss"  # which epoch's genotype is reported: best-val-loss | final
+    early_stop: int = 10  # stop once more than N epochs passed without a new best (0: off)
     on_nonfinite: str = "raise"  # a NaN/Inf architecture step: raise (stop) or skip it
     space_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"table": path} for nb201
     progress: bool = True  # tqdm bars
@@ -89,7 +116,8 @@ class SearchConfig:
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        d["arch_betas"] = list(self.arch_betas)
+        if self.arch_betas is not None:
+            d["arch_betas"] = list(self.arch_betas)
         return d
 
     def validate(self) -> SearchConfig:
@@ -109,33 +137,52 @@ class SearchConfig:
                 )
         if self.difference is not None and self.difference not in ("central", "forward"):
             raise SearchError(f"--difference must be central or forward, got {self.difference!r}")
+        if self.select not in SELECTIONS:
+            raise SearchError(f"--select must be one of {', '.join(SELECTIONS)}, got {self.select!r}")
         if self.on_nonfinite not in ("raise", "skip"):
             raise SearchError(f"--on-nonfinite must be raise or skip, got {self.on_nonfinite!r}")
         return self
 
     def resolved(self, space_defaults: dict[str, Any]) -> SearchConfig:
-        """Validate, then fill the ``None`` defaults (rho, eps, epochs, network size, validation
-        augmentation); settings the update does not take stay ``None``, so the config records
-        what ran."""
+        """Validate, then fill every ``None`` default. Settings the update does not take stay
+        ``None``, so the config records what ran."""
+        from .methods import METHOD_SETTINGS, get_method
+
         self.validate()
+        try:
+            method = get_method(self.method)
+            recipe = method.recipe(self.recipe)
+        except ValueError as exc:
+            raise SearchError(str(exc)) from None
+        for name in sorted(METHOD_SETTINGS - set(method.settings)):
+            if getattr(self, name) is not None:
+                raise SearchError(f"{flag(name)} does not apply to --method {self.method}; drop it")
         takes = update_settings(self.optimizer)
-        demo = DATASET_DEFAULTS.get(self.dataset, {})
+        sources = (recipe, DATASET_DEFAULTS.get(self.dataset, {}), space_defaults, PAPER_DEFAULTS)
 
-        def default(name: str, value: Any) -> Any:
-            if value is not None:
-                return value
-            return demo.get(name, space_defaults.get(name))
+        def default(name: str) -> Any:
+            value = getattr(self, name)
+            for source in sources:
+                if value is not None:
+                    break
+                value = source.get(name)
+            return value
 
-        return self.replace(
+        applies = {n for n in (*PAPER_DEFAULTS, "channels", "cells_per_stage")
+                   if n not in METHOD_SETTINGS or n in method.settings}
+        filled = {name: default(name) if name in applies else None
+                  for name in (*PAPER_DEFAULTS, "channels", "cells_per_stage")}
+        resolved = self.replace(
+            **filled,
             optimizer=canonical_update(self.optimizer),
-            rho=default("rho", self.rho) if "rho" in takes else None,
-            eps=default("eps", self.eps) if "eps" in takes else None,
+            recipe=self.recipe or "paper",
+            rho=default("rho") if "rho" in takes else None,
+            eps=default("eps") if "eps" in takes else None,
             difference=(self.difference or "central") if "difference" in takes else None,
-            epochs=self.epochs if self.epochs is not None else demo.get("epochs", PAPER_EPOCHS),
-            channels=default("channels", self.channels),
-            cells_per_stage=default("cells_per_stage", self.cells_per_stage),
-            val_augment=self.val_augment if self.val_augment is not None else self.method != "darts",
+            ops=self.ops or method.space_ops.get(self.space),
+            val_augment=self.val_augment if self.val_augment is not None else self.space not in method.val_augment_off,
         )
+        return resolved.validate()
 
 
 def _finite(value: Any) -> bool:
@@ -166,6 +213,9 @@ _RULES: tuple[tuple[str, Any, str], ...] = (
     ("arch_lr", lambda v: _finite(v) and v > 0, "a finite number > 0"),
     ("arch_weight_decay", lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
     ("arch_betas", lambda v: len(v) == 2 and all(_finite(b) and 0 <= b < 1 for b in v), "two numbers in [0, 1)"),
+    ("warmup_epochs", lambda v: _integer(v) and v >= 0, "a whole number >= 0"),
+    ("smoothing_epsilon", lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
+    ("early_stop", lambda v: _integer(v) and v >= 0, "a whole number >= 0 (0 = off)"),
 )
 
 
@@ -174,7 +224,7 @@ def _check_numbers(cfg: SearchConfig) -> None:
         value = getattr(cfg, name)
         if value is not None and not ok(value):
             raise SearchError(f"{flag(name)} must be {need}, got {value!r}")
-    if cfg.lr_min > cfg.lr:
+    if cfg.lr_min is not None and cfg.lr is not None and cfg.lr_min > cfg.lr:
         raise SearchError(f"--lr-min ({cfg.lr_min}) must not exceed --lr ({cfg.lr}): the schedule anneals down to it")
 
 

@@ -1,25 +1,25 @@
-"""The bi-level search loop shared by every reference space (SPEC section 3).
+"""The first-order bi-level search loop shared by every method and every reference space.
 
-Each iteration ``t`` of epoch ``e``, with a validation batch ``(x_v, y_v)`` and a training
-batch ``(x_t, y_t)``:
+Each iteration ``t`` of epoch ``e``, with a validation batch ``(x_v, y_v)`` and a training batch
+``(x_t, y_t)`` (paper section 3; DARTS ``train_search.py``):
 
-1. **alpha step** -- the ArchOptimizer (first-order, SAM, USAM or A2M) computes its direction
-   ``G`` from ``L(alpha) = CE(f(x_v; w, alpha), y_v) [+ lambda(e) * L_beta(alpha)]`` and its inner
-   Adam steps. The beta-DARTS term sits inside the loss given to the optimizer, so it enters
-   every gradient evaluation (the perturbed ones too).
-2. **weight step** -- SDARTS-RS first adds ``U[-a, a]`` noise to alpha (restored afterwards);
-   then ``w <- SGD(w, grad_w CE(f(x_t; w, alpha), y_t))`` with the gradient norm clipped.
+1. **alpha step** (from epoch ``warmup_epochs`` on) -- the ArchOptimizer (first-order, SAM, USAM or
+   A2M) computes its direction ``G`` from ``L(alpha) = CE(f(x_v; w, alpha), y_v)`` plus the
+   method's regulariser, which so enters every gradient evaluation (the perturbed ones too), and
+   its inner Adam steps;
+2. **weight step** -- ``w <- SGD(w, grad_w CE(f(x_t; w, A), y_t))``, the gradient norm clipped,
+   ``A = softmax(alpha)`` unless the method's smoothing replaces it (SDARTS).
 
-DARTS- gets the search progress ``(e + t/T) / E`` before each iteration (auxiliary skip weight
-``1 - progress``); PC-DARTS lives entirely in the network. The weight learning rate follows a
-cosine from ``lr`` to ``lr_min`` over the epochs. After each epoch: a JSON-lines record, an
-atomic checkpoint, and (optionally) the plot.
+The weight learning rate follows a cosine from ``lr`` to ``lr_min`` over the epochs. After each
+epoch: the whole validation split in eval mode, a record (:mod:`.reporting`), a line on the
+terminal, an atomic checkpoint; at the end the selected genotype (``--select``), its files and
+the plot.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,50 +27,73 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+import flatarch
+
 from ..data import BatchStream, DataError, ImageData, load_dataset, split_half
 from ..errors import CheckpointError
 from ..registry import get_space
 from ..run_folder import RunFolder, assert_finite_state
-from ..space import Method
+from ..space import NetworkOptions
+from . import reporting
 from .checkpoint import write_json, write_json_lines
+from .components import Context
 from .config import SearchConfig, SearchError, resolve_device
+from .methods import get_method
 
 LOG_NAME = "search.jsonl"
 RESULT_NAME = "result.json"
 PLOT_NAME = "search.png"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
 #: what a search writes into its folder (moved aside together by --restart)
 RUN_FILES = (LOG_NAME, RESULT_NAME, PLOT_NAME, "genotype.json", "genotype.png")
-#: settings that must match for --resume to continue a checkpoint
-_RESUME_KEYS = ("space", "method", "optimizer", "rho", "eps", "difference", "epochs", "batch_size", "seed",
-                "dataset", "subset", "max_batches", "val_augment", "channels", "cells_per_stage", "lr", "lr_min",
-                "momentum", "weight_decay", "grad_clip", "arch_lr", "arch_betas", "arch_weight_decay", "amp",
-                "on_nonfinite", "space_options")
+#: settings that must match for --resume to continue a checkpoint (epochs may grow)
+RESUME_KEYS = ("space", "method", "optimizer", "recipe", "rho", "eps", "difference", "epochs", "batch_size",
+               "seed", "dataset", "subset", "max_batches", "val_augment", "channels", "cells_per_stage", "ops",
+               "lr", "lr_min", "momentum", "weight_decay", "grad_clip", "arch_lr", "arch_betas",
+               "arch_weight_decay", "warmup_epochs", "smoothing_epsilon", "amp", "on_nonfinite", "space_options")
 
 
 @dataclass
 class SearchResult:
-    """What one search found: ``genotype`` (the space's own form; NAS-Bench-201: the arch
-    string), its JSON form, the benchmark accuracies where the space knows them, one record per
-    epoch, and where the files are (None without ``out``)."""
+    """What one search found.
+
+    ``genotype`` is the reported one (``selection`` says which: the paper's ``best-val-loss`` or
+    ``final``), in the space's own form (NAS-Bench-201: the arch string); ``benchmark`` its
+    accuracies where the space knows them. ``history`` has one record per epoch.
+    """
 
     genotype: Any
     genotype_json: Any
     benchmark: dict[str, float]
+    selection: str
+    selected_epoch: int
+    best_epoch: int
+    best_genotype: Any
+    final_genotype: Any
+    final_benchmark: dict[str, float]
     history: list[dict[str, Any]]
     config: dict[str, Any]
     out: str | None = None
     seconds: float = 0.0
     seconds_per_iteration: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
+    stopped_early: bool = False
+    reference: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
+        last = self.history[-1] if self.history else {}
         return {
             "genotype": self.genotype_json,
+            "selection": self.selection,
+            "selected_epoch": self.selected_epoch,
             "benchmark": self.benchmark,
-            "final": {k: self.history[-1][k] for k in ("train_acc", "val_acc", "train_loss", "val_loss")}
-            if self.history
-            else {},
+            "best_genotype": self.best_genotype,
+            "best_epoch": self.best_epoch,
+            "final_genotype": self.final_genotype,
+            "final_benchmark": self.final_benchmark,
+            "epochs_run": len(self.history),
+            "stopped_early": self.stopped_early,
+            "final": {k: last[k] for k in ("train_loss", "train_acc", "val_loss", "val_acc") if k in last},
+            "reference": self.reference,
             "seconds": self.seconds,
             "seconds_per_iteration": self.seconds_per_iteration,
             "config": self.config,
@@ -85,65 +108,26 @@ def _tqdm(iterable, enabled: bool, **kwargs):
     return tqdm(iterable, **kwargs)
 
 
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 class _Searcher:
     def __init__(self, cfg: SearchConfig, data: ImageData | None = None):
-        import flatarch  # the core; imported here so the space modules stay importable without it
-
-        self.flatarch = flatarch
         try:
             self.space = get_space(cfg.space, **cfg.space_options)
-        except ValueError as exc:
-            raise SearchError(str(exc)) from None
+        except TypeError as exc:
+            raise SearchError(f"--space {cfg.space} does not take these options: {exc}") from None
         self.cfg = cfg = cfg.resolved(self.space.defaults)
-        self.method = Method.from_name(cfg.method)
+        self.method = get_method(cfg.method)
         self.device = resolve_device(cfg.device, cfg.amp)
-        self.amp = cfg.amp
         self.folder = RunFolder(cfg.out, files=RUN_FILES, finished=RESULT_NAME, resume=cfg.resume,
-                                restart=cfg.restart)
-        checkpoint = self.folder.check(self.settings(), _RESUME_KEYS)
+                                restart=cfg.restart, say=_say)
+        checkpoint = self.folder.check(self.settings(), RESUME_KEYS)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-
-        if data is None:
-            data = load_dataset(cfg.dataset, cfg.data_dir, cfg.download)
-        data = data.subset(cfg.subset)
-        if len(data.labels) < 4:
-            raise SearchError(f"{cfg.dataset}: {len(data.labels)} images are too few to split and search")
-        self.data_name = data.name
-        train_idx, val_idx = split_half(len(data.labels))
-        self.train = BatchStream(data, train_idx, cfg.batch_size, True, cfg.seed, 0, self.device)
-        self.valid = BatchStream(data, val_idx, cfg.batch_size, cfg.val_augment, cfg.seed, 1, self.device)
-        self.iters = min(len(self.train), len(self.valid))
-        if cfg.max_batches:
-            self.iters = min(self.iters, cfg.max_batches)
-
-        torch.manual_seed(cfg.seed)
-        net = self.space.build_network(
-            num_classes=data.num_classes,
-            in_channels=data.in_channels,
-            method=self.method,
-            channels=cfg.channels,
-            cells_per_stage=cfg.cells_per_stage,
-        )
-        self.net = net.to(self.device)
-        self.arch = self.net.arch_parameters()
-        self.arch_names = list(self.arch)
-        self.weights = self.net.weight_parameters()
-        self.arch_opt = flatarch.make_update(
-            cfg.optimizer,
-            self.arch,
-            rho=cfg.rho,
-            eps=cfg.eps,
-            difference=cfg.difference,
-            on_nonfinite=cfg.on_nonfinite,
-            optimizer=torch.optim.Adam,
-            lr=cfg.arch_lr,
-            betas=tuple(cfg.arch_betas),
-            weight_decay=cfg.arch_weight_decay,
-        )
-        self.w_opt = torch.optim.SGD(self.weights, cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-        self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.w_opt, cfg.epochs, eta_min=cfg.lr_min)
-        self.noise = torch.Generator().manual_seed(cfg.seed + 7919)  # SDARTS-RS noise, CPU for determinism
+        self._build_data(data)
+        self._build_model()
         self.start_epoch = 0
         self.history: list[dict[str, Any]] = []
         self.elapsed = 0.0
@@ -151,9 +135,51 @@ class _Searcher:
         if checkpoint is not None:
             self.restore(checkpoint)
 
+    # --- set-up --------------------------------------------------------------------------------
+    def _build_data(self, data: ImageData | None) -> None:
+        cfg = self.cfg
+        if data is None:
+            data = load_dataset(cfg.dataset, cfg.data_dir, cfg.download)
+        data = data.subset(cfg.subset)
+        if len(data.labels) < 4:
+            raise SearchError(f"{cfg.dataset}: {len(data.labels)} images are too few to split and search")
+        self.data = data
+        train_idx, val_idx = split_half(len(data.labels))
+        self.train = BatchStream(data, train_idx, cfg.batch_size, True, cfg.seed, 0, self.device)
+        self.valid = BatchStream(data, val_idx, cfg.batch_size, cfg.val_augment, cfg.seed, 1, self.device)
+        self.iters = min(len(self.train), len(self.valid))
+        if cfg.max_batches:
+            self.iters = min(self.iters, cfg.max_batches)
+
+    def _build_model(self) -> None:
+        cfg, method = self.cfg, self.method
+        torch.manual_seed(cfg.seed)
+        options = NetworkOptions(partial_channels=method.network.partial_channels,
+                                 edge_normalization=method.network.edge_normalization,
+                                 auxiliary_skip=method.network.auxiliary_skip, ops=cfg.ops)
+        try:
+            net = self.space.build_network(num_classes=self.data.num_classes, in_channels=self.data.in_channels,
+                                           options=options, channels=cfg.channels,
+                                           cells_per_stage=cfg.cells_per_stage)
+        except ValueError as exc:
+            raise SearchError(str(exc)) from None
+        self.net = net.to(self.device)
+        self.arch = self.net.arch_parameters()
+        self.weights = self.net.weight_parameters()
+        self.arch_opt = flatarch.make_update(
+            cfg.optimizer, self.arch, rho=cfg.rho, eps=cfg.eps, difference=cfg.difference,
+            on_nonfinite=cfg.on_nonfinite, optimizer=torch.optim.Adam, lr=cfg.arch_lr,
+            betas=tuple(cfg.arch_betas), weight_decay=cfg.arch_weight_decay,
+        )
+        self.w_opt = torch.optim.SGD(self.weights, cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.w_opt, cfg.epochs, eta_min=cfg.lr_min)
+        # the methods' randomness (SDARTS noise), on the CPU so CPU and GPU runs draw the same
+        self.generator = torch.Generator().manual_seed(cfg.seed + 7919)
+        self.ctx = Context(self.net, self.space, cfg, self.generator, self.autocast)
+
     # --- files ---------------------------------------------------------------------------------
     def path(self, name: str) -> str | None:
-        return os.path.join(self.cfg.out, name) if self.cfg.out else None
+        return self.folder.path(name)
 
     def settings(self) -> dict[str, Any]:
         """The config as the checkpoint records it (the benchmark table path does not change a search)."""
@@ -170,25 +196,24 @@ class _Searcher:
             "arch_optimizer": self.arch_opt.state_dict(),
             "weight_optimizer": self.w_opt.state_dict(),
             "scheduler": self.sched.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "noise": self.noise.get_state()},
+            "rng": {"torch": torch.get_rng_state(), "generator": self.generator.get_state()},
             "history": self.history,
             "elapsed": self.elapsed,
             "iterations_done": self.iterations_done,
             # batch order and augmentation are functions of (seed, epoch): see data.batches
-            "data_order": {"seed": self.cfg.seed, "next_epoch": epoch},
         }
 
     def restore(self, ckpt: dict[str, Any]) -> None:
         where = self.folder.checkpoint_path
         if ckpt.get("version") != CHECKPOINT_VERSION:
-            raise CheckpointError(f"{where}: unknown checkpoint version {ckpt.get('version')}; "
-                                  "pass --restart to start over")
+            raise CheckpointError(f"{where} was written by another flatarch version (checkpoint version "
+                                  f"{ckpt.get('version')}); pass --restart to start over")
         try:
             self.net.load_state_dict(ckpt["network"])
             self.arch_opt.load_state_dict(ckpt["arch_optimizer"])
             self.w_opt.load_state_dict(ckpt["weight_optimizer"])
             self.sched.load_state_dict(ckpt["scheduler"])
-            self.noise.set_state(ckpt["rng"]["noise"])
+            self.generator.set_state(ckpt["rng"]["generator"])
             rng = ckpt["rng"]["torch"]
         except (KeyError, RuntimeError, ValueError) as exc:
             raise CheckpointError(f"{where} does not fit this search ({exc}); pass --restart to start over") from None
@@ -201,129 +226,163 @@ class _Searcher:
 
     # --- one iteration -------------------------------------------------------------------------
     def autocast(self):
-        if self.amp:
+        if self.cfg.amp:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def arch_loss(self, batch, epoch: int, stats: dict[str, torch.Tensor]):
-        """The functional validation loss handed to the ArchOptimizer."""
-        flatarch, space, method = self.flatarch, self.space, self.method
-        # beta-DARTS' own schedule, lambda = 50 * epoch / 100 (0 -> 24.5 over a 50-epoch search)
-        beta_weight = flatarch.regularizers.beta_decay_weight(epoch) if method.beta_decay else 0.0
-        first = [True]
+    def arch_loss(self, batch, epoch: int):
+        """The functional validation loss handed to the ArchOptimizer (regulariser included)."""
+        regularizer = self.method.regularizer
 
         def compute(module, batch):
             x, y = batch
             with self.autocast():
                 logits = module(x)
             loss = F.cross_entropy(logits.float(), y)
-            if first[0]:  # the first evaluation is at the unperturbed alpha: its statistics are the val ones
-                first[0] = False
-                stats["val_loss"] += loss.detach()
-                stats["val_correct"] += (logits.detach().argmax(1) == y).sum()
-            if beta_weight:
-                # per-cell-type weights where the space has them (DARTS: normal / reduce, paper C.5)
-                loss = loss + beta_weight * flatarch.regularizers.beta_decay(
-                    space.beta_decay_groups(module), getattr(space, "beta_decay_weights", None))
-            return loss
+            term = regularizer.loss_term(self.ctx, module, epoch) if regularizer is not None else None
+            return loss if term is None else loss + term
 
-        return flatarch.module_loss(self.net, batch, self.arch_names, compute=compute)
+        return flatarch.module_loss(self.net, batch, list(self.arch), compute=compute)
 
-    def weight_step(self, batch, stats: dict[str, torch.Tensor]) -> None:
+    def weight_step(self, batch, epoch: int, sums: torch.Tensor) -> None:
         x, y = batch
-        amplitude = self.method.random_smoothing
-        saved = None
-        if amplitude:
-            saved = {k: p.detach().clone() for k, p in self.arch.items()}
-            with torch.no_grad():
-                for p in self.arch.values():
-                    noise = torch.rand(p.shape, generator=self.noise, dtype=p.dtype).mul_(2 * amplitude)
-                    p.add_(noise.sub_(amplitude).to(p.device))
+        smoothing = self.method.smoothing
+        weights = smoothing.weights(self.ctx, epoch, batch) if smoothing is not None else None
         self.w_opt.zero_grad(set_to_none=True)
         with self.autocast():
-            logits = self.net(x)
+            logits = self.net(x, weights)
         loss = F.cross_entropy(logits.float(), y)
         loss.backward(inputs=self.weights)  # no gradient for alpha: it is not updated here
         if self.cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.weights, self.cfg.grad_clip)
         self.w_opt.step()
-        if saved is not None:
-            with torch.no_grad():
-                for k, p in self.arch.items():
-                    p.copy_(saved[k])
-        stats["train_loss"] += loss.detach()
-        stats["train_correct"] += (logits.detach().argmax(1) == y).sum()
+        sums += torch.stack([loss.detach().double() * len(y), (logits.detach().argmax(1) == y).sum().double(),
+                             sums.new_tensor(float(len(y)))])
 
     # --- epochs --------------------------------------------------------------------------------
+    def validate(self, epoch: int) -> tuple[float, float]:
+        """Loss and accuracy (%) on the whole validation split, eval mode (AsquaredM ``infer``)."""
+        self.net.eval()
+        sums = torch.zeros(3, dtype=torch.float64, device=self.device)
+        with torch.no_grad():
+            for x, y in self.valid.sweep(epoch):
+                with self.autocast():
+                    logits = self.net(x)
+                loss = F.cross_entropy(logits.float(), y, reduction="sum")
+                sums += torch.stack([loss.double(), (logits.argmax(1) == y).sum().double(),
+                                     sums.new_tensor(float(len(y)))])
+        self.net.train()
+        loss_sum, correct, seen = sums.tolist()
+        return loss_sum / seen, 100.0 * correct / seen
+
     def run_epoch(self, epoch: int) -> dict[str, Any]:
         cfg = self.cfg
+        for schedule in self.method.schedules:
+            schedule.start_epoch(self.ctx, epoch)
+        genotype_start = self.space.genotype(self.net)
         self.net.train()
-        zero = torch.zeros((), device=self.device)
-        stats = {k: zero.clone() for k in ("train_loss", "train_correct", "val_loss", "val_correct")}
-        seen_t = seen_v = 0
+        step_stats = reporting.StepStats(self.device)
+        sums = torch.zeros(3, dtype=torch.float64, device=self.device)
         lr = self.w_opt.param_groups[0]["lr"]
+        arch_steps = epoch >= cfg.warmup_epochs
         t0 = time.perf_counter()
         batches = zip(range(self.iters), self.train.epoch(epoch), self.valid.epoch(epoch))
         bar = _tqdm(batches, cfg.progress, total=self.iters, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False)
         for t, train_batch, val_batch in bar:
-            self.net.set_progress((epoch + t / self.iters) / cfg.epochs)
-            self.arch_opt.step(self.arch_loss(val_batch, epoch, stats))
-            self.weight_step(train_batch, stats)
-            seen_t += len(train_batch[1])
-            seen_v += len(val_batch[1])
+            if arch_steps:
+                step_stats.add(self.arch_opt.step(self.arch_loss(val_batch, epoch)))
+            self.weight_step(train_batch, epoch, sums)
+            if cfg.progress and t % 10 == 9:  # a host sync every 10 iterations, only with a bar
+                loss_sum, correct, seen = sums.tolist()
+                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100 * correct / seen:.1f}%")
         self.sched.step()
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+        train_seconds = time.perf_counter() - t0
+        val_loss, val_acc = self.validate(epoch)
         seconds = time.perf_counter() - t0
         self.elapsed += seconds
         self.iterations_done += self.iters
+        loss_sum, correct, seen = sums.tolist()
         genotype = self.space.genotype(self.net)
         return {
             "epoch": epoch + 1,
-            "train_loss": float(stats["train_loss"]) / self.iters,
-            "train_acc": 100.0 * float(stats["train_correct"]) / seen_t,
-            "val_loss": float(stats["val_loss"]) / self.iters,
-            "val_acc": 100.0 * float(stats["val_correct"]) / seen_v,
+            "genotype_start": self.space.genotype_to_json(genotype_start),
+            "genotype": self.space.genotype_to_json(genotype),
+            "train_loss": loss_sum / seen,
+            "train_acc": 100.0 * correct / seen,
+            "val_loss": val_loss,
+            "val_acc": val_acc,
+            "step": step_stats.means(),
+            "benchmark": self.space.evaluate(genotype),
             "lr": lr,
             "alphas": {k: p.detach().float().cpu().tolist() for k, p in self.arch.items()},
-            "genotype": self.space.genotype_to_json(genotype),
-            "benchmark": self.space.evaluate(genotype, dataset=self.data_name),
-            "seconds": seconds,
-            "seconds_per_iteration": seconds / self.iters,
+            "seconds": seconds,  # the epoch, validation included
+            "seconds_per_iteration": train_seconds / self.iters,  # alpha step + weight step
         }
+
+    def finished(self) -> bool:
+        return self.start_epoch >= self.cfg.epochs or reporting.should_stop(self.history, self.cfg.early_stop)
 
     def run(self) -> SearchResult:
         cfg = self.cfg
+        if self.history and self.finished():
+            _say(f"--resume: the search in {cfg.out} is complete ({len(self.history)} epochs); nothing to run. "
+                 "Pass a larger --epochs to extend it.")
+            return self.result(write=False)
         self.folder.open()
         epochs = range(self.start_epoch, cfg.epochs)
         for epoch in _tqdm(epochs, cfg.progress, total=cfg.epochs, initial=self.start_epoch, desc="search"):
-            self.history.append(self.run_epoch(epoch))
+            record = self.run_epoch(epoch)
             assert_finite_state(self.net.state_dict(), epoch + 1, "Lower --lr or --arch-lr.")
+            self.history.append(record)
+            self._print(reporting.format_epoch(record, cfg.epochs))
             if cfg.out:
                 write_json_lines(self.history, self.path(LOG_NAME))
                 self.folder.save_checkpoint(self.state(epoch + 1))
-        genotype = self.space.genotype(self.net)
+            if reporting.should_stop(self.history, cfg.early_stop):
+                self._print(f"early stop: {cfg.early_stop} epochs without a lower validation loss")
+                break
+        return self.result(write=bool(cfg.out))
+
+    def _print(self, line: str) -> None:
+        if self.cfg.progress:
+            from tqdm.auto import tqdm
+
+            tqdm.write(line)
+        else:
+            print(line, flush=True)
+
+    def result(self, write: bool) -> SearchResult:
+        cfg, space = self.cfg, self.space
+        genotype_json, epoch = reporting.selected(self.history, cfg.select)
+        genotype = space.genotype_from_json(genotype_json)
+        final = space.genotype_from_json(self.history[-1]["genotype"])
+        best = reporting.best_record(self.history)
         result = SearchResult(
-            genotype=genotype,
-            genotype_json=self.space.genotype_to_json(genotype),
-            benchmark=self.space.evaluate(genotype, dataset=self.data_name),
-            history=self.history,
-            config=cfg.to_json(),
-            out=cfg.out,
-            seconds=self.elapsed,
-            seconds_per_iteration=self.elapsed / max(1, self.iterations_done),
+            genotype=genotype, genotype_json=genotype_json, benchmark=space.evaluate(genotype),
+            selection=reporting.describe_selection(cfg.select, epoch, self.history), selected_epoch=epoch,
+            best_epoch=best["epoch"], best_genotype=best["genotype_start"], final_genotype=self.history[-1]["genotype"],
+            final_benchmark=space.evaluate(final), history=self.history, config=cfg.to_json(), out=cfg.out,
+            seconds=self.elapsed, seconds_per_iteration=self.elapsed / max(1, self.iterations_done),
+            stopped_early=len(self.history) < cfg.epochs, reference=space.reference_accuracies(),
         )
-        if cfg.out:
+        if write:
             write_json(result.to_json(), self.path(RESULT_NAME))
-            save_genotype = getattr(self.space, "save_genotype", None)  # DARTS: genotype.json + cell picture
-            if save_genotype is not None:
-                save_genotype(genotype, cfg.out, title=f"{cfg.space} {cfg.method} {cfg.optimizer} seed {cfg.seed}")
-            if cfg.plot and self.history:
+            title = f"{cfg.space} {cfg.method} {cfg.optimizer} seed {cfg.seed}"
+            space.save_genotype(genotype, cfg.out, title=title)
+            if cfg.plot:
                 from .plot import plot_history
 
-                plot_history(self.history, self.path(PLOT_NAME), title=f"{cfg.space} {cfg.method} {cfg.optimizer}",
-                             op_names=getattr(self.space, "op_names", None))
+                plot_history(self.history, self.path(PLOT_NAME), title=title, labels=self.plot_labels())
         return result
+
+
+    def plot_labels(self) -> dict[str, tuple[str, Any, Any]]:
+        """Per architecture tensor name: its group, op names and edge names."""
+        name_of = {id(p): n for n, p in self.arch.items()}
+        return {name_of[id(alpha)]: (group, self.net.op_names[group], self.net.edge_names[group])
+                for group, alpha in self.net.alphas().items()}
 
 
 def search_one(config: SearchConfig | None = None, *, data: ImageData | None = None, **overrides: Any) -> SearchResult:
@@ -334,8 +393,8 @@ def search_one(config: SearchConfig | None = None, *, data: ImageData | None = N
     dataset name is then only a label.
 
     Raises:
-        DataError: the dataset is missing or corrupt.
-        SearchError: settings that cannot work (message says what to change).
+        flatarch.reference_spaces.errors.UsageError: settings, files or data that cannot work (the
+            message says what to change); nothing on disk has changed then.
     """
     cfg = (config or SearchConfig()).replace(**overrides)
     return _Searcher(cfg, data).run()

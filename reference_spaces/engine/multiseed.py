@@ -1,8 +1,8 @@
 """Several seeds of one search, one after another or in parallel processes, and their summary.
 
-Protocol (as in the paper's tables): every seed's *final* genotype is evaluated and the table
-reports the **mean ± standard deviation over all seeds** (population std, ``ddof=0``); no seed is
-ever selected as "the best".
+Protocol (as in the paper's tables): every seed's reported genotype (``--select``: the paper's
+best-validation-loss genotype by default) is evaluated and the table reports the **mean ± standard
+deviation over all seeds** (population std, ``ddof=0``); no seed is ever selected as "the best".
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from .checkpoint import write_json
 from .config import SearchConfig, SearchError
 from .loop import SearchResult, search_one
 
-PROTOCOL = "mean ± std over all seeds (population std), final genotype of every seed; no best-seed selection"
+PROTOCOL = "mean ± std over all seeds (population std), the reported genotype of every seed; no best-seed selection"
 SUMMARY_NAME = "summary.json"
 
 
@@ -80,8 +80,8 @@ def search_seeds(
         raise SearchError("--seeds needs at least one seed")
     if len(set(seeds)) != len(seeds):
         raise SearchError(f"--seeds has repeated seeds: {seeds}")
-    if workers < 1:
-        raise SearchError(f"--workers must be at least 1, got {workers}")
+    if not isinstance(workers, int) or workers < 1:
+        raise SearchError(f"--workers must be a whole number >= 1, got {workers!r}")
     parallel = workers > 1 and len(seeds) > 1
     configs = [_seed_config(config, s, parallel) for s in seeds]
     if parallel:

@@ -1,62 +1,96 @@
-"""The search's PNG: softmax weights of every architecture edge over the epochs, and the
-train/validation accuracy curves."""
+"""The search's PNG: the op weights of every edge over the epochs, PC-DARTS' edge weights, and the
+search's curves (accuracies, losses, the update's sharpness, the benchmark accuracy of each
+epoch's genotype where the space has a benchmark)."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from flatarch.atomic_files import atomic_save_figure
 
+COLUMNS = 4
 
-def _edge_series(history: list[dict[str, Any]]) -> list[tuple[str, np.ndarray]]:
-    """``[(label, [epochs, ops] softmax weights)]`` for every row of every 2-D alpha tensor."""
-    series = []
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    z = np.exp(x - x.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
+
+
+def _panels(history: Sequence[dict[str, Any]], labels: Mapping[str, tuple[str, Sequence[str], Sequence[str]]]):
+    """``(title, [epochs, lines] values, line names)`` for every edge of every alpha tensor and one
+    panel per 1-D tensor (PC-DARTS' betas, softmax-normalised per node in the network)."""
+    panels = []
     for name in history[0]["alphas"]:
         stacked = np.asarray([h["alphas"][name] for h in history], dtype=np.float64)
-        if stacked.ndim != 3:  # 1-D tensors (PC-DARTS edge weights) are not per-op mixtures
-            continue
-        z = stacked - stacked.max(axis=-1, keepdims=True)
-        w = np.exp(z) / np.exp(z).sum(axis=-1, keepdims=True)
-        for e in range(w.shape[1]):
-            series.append((f"{name}[{e}]", w[:, e, :]))
-    return series
+        group, ops, edges = labels.get(name, (name, [], []))
+        if stacked.ndim == 3:
+            weights = _softmax(stacked)
+            for e in range(weights.shape[1]):
+                edge = edges[e] if e < len(edges) else str(e)
+                names = list(ops) or [f"op {o}" for o in range(weights.shape[2])]
+                panels.append((f"{group} {edge}", weights[:, e, :], names))
+        else:
+            names = list(edges) or [f"edge {e}" for e in range(stacked.shape[1])]
+            panels.append((f"{name} (raw)", stacked, names))
+    return panels
 
 
-def plot_history(history: list[dict[str, Any]], path: str, title: str = "", op_names=None) -> None:
-    """Write the PNG to ``path`` (atomically: a temporary file, then ``os.replace``)."""
+def _curves(axes, history: Sequence[dict[str, Any]], epochs: list[int], marker: str | None) -> None:
+    acc, loss, sharp, bench = axes
+    for key, label in (("train_acc", "train"), ("val_acc", "validation")):
+        acc.plot(epochs, [h[key] for h in history], marker=marker, label=label)
+    acc.set(title="supernet accuracy", xlabel="epoch", ylabel="accuracy (%)")
+    for key, label in (("train_loss", "train"), ("val_loss", "validation")):
+        loss.plot(epochs, [h[key] for h in history], marker=marker, label=label)
+    loss.set(title="supernet loss", xlabel="epoch", ylabel="cross-entropy")
+    sharp.plot(epochs, [(h.get("step") or {}).get("sharpness", float("nan")) for h in history], marker=marker)
+    sharp.set(title="sharpness L(alpha+e) - L(alpha)", xlabel="epoch", ylabel="loss increase")
+    datasets = list(history[-1].get("benchmark") or {})
+    for d in datasets:
+        bench.plot(epochs, [h["benchmark"].get(d, float("nan")) for h in history], marker=marker, label=d)
+    bench.set(title="benchmark test accuracy of the genotype", xlabel="epoch", ylabel="accuracy (%)")
+    bench.set_visible(bool(datasets))
+    for ax in (acc, loss, sharp, bench):
+        ax.title.set_fontsize(9)
+        if ax is not sharp and ax.has_data():
+            ax.legend(fontsize=7)
+
+
+def plot_history(history: Sequence[dict[str, Any]], path: str, title: str = "",
+                 labels: Mapping[str, tuple[str, Sequence[str], Sequence[str]]] | None = None) -> None:
+    """Write the PNG to ``path`` atomically. ``labels``: per architecture tensor name, its group,
+    op names and edge names (e.g. ``("cell", OPS, ["1<-0", ...])``)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    series = _edge_series(history)
+    panels = _panels(history, labels or {})
     epochs = [h["epoch"] for h in history]
-    cols = 3
-    rows = math.ceil(len(series) / cols) + 1
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.6 * rows), squeeze=False)
-    for ax, (label, w) in zip(axes[:-1].flat, series):
-        for o in range(w.shape[1]):
-            ax.plot(epochs, w[:, o], label=op_names[o] if op_names else f"op {o}")
-        ax.set_title(label, fontsize=9)
+    marker = "o" if len(epochs) <= 20 else None  # a single epoch is a point, not an invisible line
+    rows = math.ceil(len(panels) / COLUMNS) + 1
+    fig, axes = plt.subplots(rows, COLUMNS, figsize=(4 * COLUMNS, 2.8 * rows), squeeze=False)
+    for ax, (panel_title, values, names) in zip(axes[:-1].flat, panels):
+        for line, name in enumerate(names):
+            ax.plot(epochs, values[:, line], marker=marker, markersize=3, label=name)
+        ax.set_title(panel_title, fontsize=9)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.set_ylabel("weight", fontsize=8)
         # autoscaled: early in a search (Adam lr 3e-4) the weights move by hundredths around 1/ops
-    for ax in list(axes[:-1].flat)[len(series):]:
+    for ax in list(axes[:-1].flat)[len(panels):]:
         ax.axis("off")
-    if series:
-        axes[0, 0].legend(fontsize=7)
-    acc = axes[-1, 0]
-    acc.plot(epochs, [h["train_acc"] for h in history], label="train")
-    acc.plot(epochs, [h["val_acc"] for h in history], label="validation")
-    acc.set_xlabel("epoch")
-    acc.set_ylabel("accuracy (%)")
-    acc.legend(fontsize=7)
-    acc.set_title("search accuracy", fontsize=9)
-    for ax in axes[-1, 1:]:
-        ax.axis("off")
+    if panels:
+        axes[0, 0].legend(fontsize=6)
+    _curves(axes[-1], history, epochs, marker)
+    for ax in axes.flat:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
     try:
         atomic_save_figure(fig, path, dpi=80)
     finally:

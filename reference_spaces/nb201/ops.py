@@ -11,25 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..blocks import ReLUConvBN, Zero, mix
 from .encoding import OPS
-
-
-class ReLUConvBN(nn.Sequential):
-    """``BN(Conv_k(ReLU(x)))`` without a conv bias."""
-
-    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int, affine: bool):
-        super().__init__(
-            nn.ReLU(inplace=False),
-            nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, bias=False),
-            nn.BatchNorm2d(c_out, affine=affine),
-        )
-
-
-class Zero(nn.Module):
-    """The ``none`` op: an all-zero output of the input's shape (keeps autograd and shapes simple)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.mul(0.0)
 
 
 class AvgPool(nn.Module):
@@ -59,19 +42,14 @@ def make_op(name: str, channels: int, affine: bool = False) -> nn.Module:
 
 
 class MixedOp(nn.Module):
-    """``sum_o w_o * o(x)`` over all candidate ops of one edge (``w`` = softmax of the edge's alphas)."""
+    """``sum_o w_o * o(x)`` over the candidate ops of one edge (``w``: the edge's mixing weights)."""
 
     def __init__(self, channels: int, affine: bool = False):
         super().__init__()
         self.ops = nn.ModuleList(make_op(name, channels, affine) for name in OPS)
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        # ops[0] is `none`: w_0 * 0 adds nothing to the value or to any gradient, so it is skipped
-        # (w_0 still matters through the softmax normalisation of the others)
-        out = weights[1] * self.ops[1](x)
-        for w, op in zip(weights[2:], self.ops[2:]):
-            out = out + w * op(x)
-        return out
+        return mix(self.ops, weights, x)
 
 
 class ResidualReduction(nn.Module):
@@ -89,10 +67,3 @@ class ResidualReduction(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.shortcut(x) + self.conv_b(self.conv_a(x))
-
-
-def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
-    """Interleave ``groups`` channel groups (PC-DARTS, so a different 1/K of the channels goes
-    through the mixed op in the next cell)."""
-    n, c, h, w = x.shape
-    return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)

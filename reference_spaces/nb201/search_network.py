@@ -11,31 +11,34 @@ Layout for ``C`` initial channels and ``N`` cells per stage::
     BN + ReLU, global average pooling, Linear(4C -> classes)
 
 All search cells share one architecture tensor ``arch_alpha`` of shape ``[6, 5]`` (edges x ops,
-edge order of :data:`~flatarch.reference_spaces.nb201.encoding.EDGES`). Edge ``(j <- i)``
-computes ``sum_o softmax(alpha_e)_o * o(h_i)`` and node ``j`` sums its incoming edges.
+edge order of :data:`~flatarch.reference_spaces.nb201.encoding.EDGES`), the group ``"cell"``.
+Edge ``(j <- i)`` computes ``sum_o w_o * o(h_i)`` with the mixing weights ``w = softmax(alpha_e)``
+(or the weights given to :meth:`NB201SearchNetwork.forward`), and node ``j`` sums its incoming edges.
 
-Method options (:class:`~flatarch.reference_spaces.space.Method`):
+Method options (:class:`~flatarch.reference_spaces.space.NetworkOptions`), as the A2M authors'
+NAS-Bench-201 code (AsquaredM ``nasbench201/model.py``) runs them:
 
-* PC-DARTS partial channels ``K``: only the first ``C/K`` channels of ``h_i`` go through the
-  mixed op, the rest bypass it; the concatenation is channel-shuffled with ``K`` groups.
-* PC-DARTS edge normalisation: ``arch_beta`` (one weight per edge); node ``j`` is
-  ``sum_i softmax_i(beta_{j<-i}) * edge_{j<-i}`` (softmax over the node's incoming edges).
-* DARTS- auxiliary skip: every edge adds ``a * h_i`` with ``a`` decaying 1 -> 0 over the search
-  (:meth:`set_progress`), so skip connections need not win through the alphas to keep
-  gradients flowing; ``a`` is 0 after the search, so the discrete cell is unaffected.
-
-The forward reads ``self.arch_alpha`` / ``self.arch_beta`` live, so
-:func:`flatarch.module_loss` can swap in perturbed values.
+* PC-DARTS partial channels ``K``: the whole cell runs on the first ``C/K`` channels of its
+  input; its output is concatenated with the other channels and shuffled with ``K`` groups, once
+  per cell (``SearchCell.forward_pc``). There are no edge-normalisation betas in that code.
+* DARTS- auxiliary skip: every edge adds ``a * x``, ``x`` the *cell's input* (``default_forward``),
+  with ``a`` set by the engine (:meth:`NB201SearchNetwork.set_auxiliary_skip`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .encoding import EDGES, NUM_EDGES, NUM_OPS
-from .ops import MixedOp, ResidualReduction, channel_shuffle
+from ..blocks import partial_channels
+from ..space import ArchWeights
+from .encoding import EDGES, NUM_EDGES, NUM_OPS, OPS
+from .ops import MixedOp, ResidualReduction
+
+GROUP = "cell"
 
 #: for each target node, the indices (into EDGES) of its incoming edges
 _INCOMING: tuple[tuple[int, ...], ...] = tuple(
@@ -55,33 +58,22 @@ class SearchCell(nn.Module):
         self.k = partial_channels
         self.edges = nn.ModuleList(MixedOp(channels // partial_channels) for _ in EDGES)
 
-    def _edge(self, e: int, h: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        if self.k == 1:
-            return self.edges[e](h, weights)
-        part = h.shape[1] // self.k
-        mixed = self.edges[e](h[:, :part], weights)
-        return channel_shuffle(torch.cat([mixed, h[:, part:]], dim=1), self.k)
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        op_weights: torch.Tensor,
-        edge_weights: torch.Tensor | None = None,
-        aux_skip: float = 0.0,
-    ) -> torch.Tensor:
+    def _body(self, x: torch.Tensor, weights: torch.Tensor, aux_skip: float) -> torch.Tensor:
         nodes = [x]
         for incoming in _INCOMING:
             total = None
             for e in incoming:
-                h = nodes[EDGES[e][1]]
-                out = self._edge(e, h, op_weights[e])
+                out = self.edges[e](nodes[EDGES[e][1]], weights[e])
                 if aux_skip:
-                    out = out + aux_skip * h
-                if edge_weights is not None:
-                    out = edge_weights[e] * out
+                    out = out + aux_skip * x
                 total = out if total is None else total + out
             nodes.append(total)
         return nodes[-1]
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor, aux_skip: float = 0.0) -> torch.Tensor:
+        if self.k == 1:
+            return self._body(x, weights, aux_skip)
+        return partial_channels(x, self.k, lambda active: self._body(active, weights, aux_skip))
 
 
 class NB201SearchNetwork(nn.Module):
@@ -93,10 +85,12 @@ class NB201SearchNetwork(nn.Module):
         channels: ``C``, channels of the first stage (16 in NAS-Bench-201).
         cells_per_stage: ``N`` (5 in NAS-Bench-201).
         partial_channels: PC-DARTS ``K`` (1 = all channels).
-        edge_normalization: PC-DARTS edge weights ``arch_beta``.
-        auxiliary_skip: DARTS- decaying skip on every edge.
+        auxiliary_skip: DARTS- skip from the cell input on every edge.
         alpha_init_scale: alphas start as ``scale * N(0, 1)`` (1e-3, as in NAS-Bench-201's code).
     """
+
+    op_names = {GROUP: OPS}
+    edge_names = {GROUP: tuple(f"{target}<-{source}" for target, source in EDGES)}
 
     def __init__(
         self,
@@ -105,7 +99,6 @@ class NB201SearchNetwork(nn.Module):
         channels: int = 16,
         cells_per_stage: int = 5,
         partial_channels: int = 1,
-        edge_normalization: bool = False,
         auxiliary_skip: bool = False,
         alpha_init_scale: float = 1e-3,
     ):
@@ -121,46 +114,40 @@ class NB201SearchNetwork(nn.Module):
         self.cells = nn.ModuleList(layers)
         self.lastact = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(inplace=False))
         self.classifier = nn.Linear(c, num_classes)
-
         self.arch_alpha = nn.Parameter(alpha_init_scale * torch.randn(NUM_EDGES, NUM_OPS))
-        self.arch_beta = (
-            nn.Parameter(alpha_init_scale * torch.randn(NUM_EDGES)) if edge_normalization else None
-        )
         self.auxiliary_skip = auxiliary_skip
         self.aux_skip_weight = 1.0 if auxiliary_skip else 0.0
 
     # --- SearchNetwork contract -------------------------------------------------------------
     def arch_parameters(self) -> dict[str, nn.Parameter]:
-        params = {"arch_alpha": self.arch_alpha}
-        if self.arch_beta is not None:
-            params["arch_beta"] = self.arch_beta
-        return params
+        return {"arch_alpha": self.arch_alpha}
+
+    def alphas(self) -> dict[str, nn.Parameter]:
+        return {GROUP: self.arch_alpha}
+
+    def cells_per_group(self) -> dict[str, int]:
+        return {GROUP: sum(isinstance(m, SearchCell) for m in self.cells)}
 
     def weight_parameters(self) -> list[nn.Parameter]:
         arch = {id(p) for p in self.arch_parameters().values()}
         return [p for p in self.parameters() if id(p) not in arch]
 
-    def set_progress(self, fraction: float) -> None:
-        """DARTS-: auxiliary skip weight ``1 - fraction`` (clamped to [0, 1])."""
+    def set_auxiliary_skip(self, weight: float) -> None:
         if self.auxiliary_skip:
-            self.aux_skip_weight = float(min(1.0, max(0.0, 1.0 - fraction)))
+            self.aux_skip_weight = float(weight)
 
     # --- forward ----------------------------------------------------------------------------
-    def edge_weights(self) -> torch.Tensor | None:
-        """Normalised PC-DARTS edge weights (softmax of ``arch_beta`` over each node's incoming
-        edges), or None without edge normalisation."""
-        if self.arch_beta is None:
-            return None
-        return torch.cat([F.softmax(self.arch_beta[list(idx)], dim=0) for idx in _INCOMING])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        op_weights = F.softmax(self.arch_alpha, dim=-1)
-        edge_weights = self.edge_weights()
+    def forward(self, x: torch.Tensor, weights: ArchWeights | None = None) -> torch.Tensor:
+        given = None if weights is None else weights.get(GROUP)
+        cell_weights = F.softmax(self.arch_alpha, dim=-1) if given is None else given
+        per_cell = isinstance(cell_weights, Sequence)
         h = self.stem(x)
-        for cell in self.cells:
-            if isinstance(cell, SearchCell):
-                h = cell(h, op_weights, edge_weights, self.aux_skip_weight)
+        index = 0
+        for layer in self.cells:
+            if isinstance(layer, SearchCell):
+                h = layer(h, cell_weights[index] if per_cell else cell_weights, self.aux_skip_weight)
+                index += 1
             else:
-                h = cell(h)
+                h = layer(h)
         h = self.lastact(h)
         return self.classifier(torch.flatten(F.adaptive_avg_pool2d(h, 1), 1))

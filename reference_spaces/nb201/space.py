@@ -1,35 +1,41 @@
 """The NAS-Bench-201 search space for the engine (``--space nb201``).
 
-Genotype: the argmax op of each edge's alphas, as the benchmark's arch string (PC-DARTS edge
-weights do not change it: every NAS-Bench-201 edge is kept). Evaluation: benchmark lookup of
-the cell's test accuracy on CIFAR-10, CIFAR-100 and ImageNet16-120 when a table is found
-(``table=`` path, else :func:`~flatarch.reference_spaces.nb201.benchmark.find_table`, i.e. the
-``FLATARCH_NB201_TABLE`` environment variable); without one, ``evaluate`` returns ``{}``.
+Genotype: the strongest op of each edge (every NAS-Bench-201 edge is kept), as the benchmark's
+arch string. Evaluation: benchmark lookup of the cell's 200-epoch test accuracy on CIFAR-10,
+CIFAR-100 and ImageNet16-120 (``table=`` path, else the ``FLATARCH_NB201_TABLE`` environment
+variable; without one, ``evaluate`` returns ``{}``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
-import torch
+from flatarch.atomic_files import atomic_write_text
+from flatarch.defaults import EPS, RHO_BY_SPACE
 
-from ..space import Method
+from ..errors import UsageError
+from ..space import ArchWeights, NetworkOptions
 from .benchmark import TABLE_ENV, BenchmarkTable, find_table
-from .encoding import OPS, sequence_to_arch
-from .search_network import NB201SearchNetwork
+from .encoding import NUM_EDGES, OPS, arch_to_sequence, sequence_to_arch
+from .search_network import GROUP, NB201SearchNetwork
+
+GENOTYPE_NAME = "genotype.json"
+#: the cell first-order DARTS collapses to on NAS-Bench-201
+ALL_SKIP = sequence_to_arch([OPS.index("skip_connect")] * NUM_EDGES)
 
 
 class NB201Space:
     """:class:`~flatarch.reference_spaces.space.SearchSpace` for NAS-Bench-201.
 
     Args:
-        table: path of a benchmark table for :meth:`evaluate` (None: look it up with ``find_table``).
+        table: path of a benchmark table for :meth:`evaluate` (None: ``$FLATARCH_NB201_TABLE``).
     """
 
     name = "nb201"
-    op_names = OPS
-    defaults: dict[str, Any] = {"rho": 1e-2, "eps": 1e-2, "channels": 16, "cells_per_stage": 5}
+    defaults: dict[str, Any] = {"rho": RHO_BY_SPACE["nb201"], "eps": EPS, "channels": 16, "cells_per_stage": 5}
+    beta_decay_weights = {GROUP: 1.0}
 
     def __init__(self, table: str | None = None):
         self.table_path = table
@@ -38,61 +44,62 @@ class NB201Space:
         if table is not None or os.environ.get(TABLE_ENV, "").strip():
             self.table()  # a bad path fails now, before a search, not after its first epoch
 
-    def build_network(
-        self,
-        *,
-        num_classes: int,
-        in_channels: int,
-        method: Method,
-        channels: int | None = None,
-        cells_per_stage: int | None = None,
-        **options: Any,
-    ) -> NB201SearchNetwork:
-        if options:
-            raise TypeError(f"unknown NAS-Bench-201 network options: {', '.join(options)}")
-        return NB201SearchNetwork(
-            num_classes=num_classes,
-            in_channels=in_channels,
-            channels=channels or self.defaults["channels"],
-            cells_per_stage=cells_per_stage or self.defaults["cells_per_stage"],
-            partial_channels=method.partial_channels,
-            edge_normalization=method.edge_normalization,
-            auxiliary_skip=method.auxiliary_skip,
-        )
+    def build_network(self, *, num_classes: int, in_channels: int, options: NetworkOptions, channels: int,
+                      cells_per_stage: int) -> NB201SearchNetwork:
+        if options.ops not in (None, "nb201"):
+            raise UsageError(f"the NAS-Bench-201 space has one op set (nb201), not {options.ops!r}; drop --ops")
+        if channels % options.partial_channels:
+            raise UsageError(f"--channels {channels} must be a multiple of PC-DARTS' K = {options.partial_channels}")
+        return NB201SearchNetwork(num_classes=num_classes, in_channels=in_channels, channels=channels,
+                                  cells_per_stage=cells_per_stage, partial_channels=options.partial_channels,
+                                  auxiliary_skip=options.auxiliary_skip)
 
-    def genotype(self, network: NB201SearchNetwork) -> str:
-        seq = network.arch_alpha.detach().argmax(dim=-1).tolist()
-        return sequence_to_arch(seq)
+    def genotype(self, network: NB201SearchNetwork, weights: ArchWeights | None = None) -> str:
+        cell = network.arch_alpha if weights is None else weights[GROUP]
+        return sequence_to_arch(cell.detach().argmax(dim=-1).tolist())
 
     def genotype_to_json(self, genotype: str) -> str:
         return genotype
 
-    def beta_decay_groups(self, network: NB201SearchNetwork) -> dict[str, torch.Tensor]:
-        return {"alpha": network.arch_alpha}
+    def genotype_from_json(self, data: str) -> str:
+        return sequence_to_arch(arch_to_sequence(data))
+
+    def topology(self, group: str) -> None:
+        return None  # every edge of a NAS-Bench-201 cell is kept
 
     def table(self) -> BenchmarkTable | None:
-        """The benchmark table, loaded once (None when none is given or configured).
-
-        Raises:
-            ValueError: the table path does not exist or is not a readable table (the message
-                names the path and where it came from: ``--table`` or ``$FLATARCH_NB201_TABLE``).
-        """
+        """The benchmark table, loaded once (None when none is given or configured)."""
         if not self._table_loaded:
             try:
                 path = find_table(self.table_path)
                 self._table = BenchmarkTable.load(path) if path else None
             except (OSError, ValueError) as exc:
-                raise ValueError(
-                    f"NAS-Bench-201 table: {exc}; pass --table PATH (or set {TABLE_ENV}) to a CSV/npz table "
-                    "such as the one `flatarch nb201 export` writes"
+                raise UsageError(
+                    f"{exc}; pass --table PATH (or set {TABLE_ENV}) to a CSV/npz table such as the one "
+                    "`flatarch nb201 export` writes"
                 ) from None
             self._table_loaded = True
         return self._table
 
-    def evaluate(self, genotype: str, *, dataset: str) -> dict[str, float]:
+    def evaluate(self, genotype: str) -> dict[str, float]:
         """Benchmark test accuracies ``{"cifar10": .., "cifar100": .., "imagenet16-120": ..}`` of
-        the cell (the same whatever dataset the search ran on), ``{}`` without a table."""
+        the cell (whatever dataset the search ran on), ``{}`` without a table."""
         table = self.table()
         if table is None:
             return {}
         return {k: float(v) for k, v in table.lookup(genotype).items()}
+
+    def reference_accuracies(self) -> dict[str, dict[str, float]]:
+        """The best cell's accuracy per dataset (each dataset's own optimum: 94.37, 73.51, 47.31 on the
+        shipped table) and the all-skip cell's (54.30, 15.61, 16.32), from the table."""
+        table = self.table()
+        if table is None:
+            return {}
+        optimum = {d: float(table.accuracies(d).max()) for d in table.lookup(ALL_SKIP)}
+        return {"optimum": optimum, "all-skip": self.evaluate(ALL_SKIP)}
+
+    def save_genotype(self, genotype: str, out_dir: str, title: str) -> list[str]:
+        """``genotype.json``: the arch string and its benchmark accuracies."""
+        record = {"arch": genotype, "benchmark": self.evaluate(genotype), "title": title}
+        atomic_write_text(os.path.join(out_dir, GENOTYPE_NAME), json.dumps(record, indent=2) + "\n")
+        return [GENOTYPE_NAME]

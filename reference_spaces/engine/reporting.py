@@ -1,0 +1,97 @@
+"""What a search reports, as the A2M authors' code does (AsquaredM ``train_search.py`` L241-324).
+
+Every epoch: the genotype read *before* the epoch's training (``genotype_start``) and after it
+(``genotype``), the supernet's training loss and accuracy (weight steps, train mode), its loss and
+accuracy on the whole validation split (eval mode, after the epoch's training), the means of the
+ArchOptimizer's step figures (:class:`~flatarch.StepInfo`) and, where the space knows them, the
+benchmark accuracies of ``genotype``.
+
+Selection (``--select``): ``best-val-loss`` (the paper's protocol) reports the ``genotype_start``
+of the epoch with the lowest validation loss, so the genotype lags the weights that reached that
+loss by one epoch, exactly as the authors' code; ``final`` reports the last epoch's ``genotype``.
+Early stopping (``--early-stop N``): the search ends once more than ``N`` epochs have passed since
+the best one (the authors' ``epoch - best_epoch > 10``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from flatarch.step_info import StepInfo
+
+#: the StepInfo figures averaged over an epoch, in this order
+STEP_FIGURES = ("loss", "perturbed_loss", "sharpness", "grad_norm", "evaluations")
+
+
+class StepStats:
+    """Means over an epoch of every :class:`~flatarch.StepInfo` figure, summed on the device (no
+    host synchronisation until :meth:`means`)."""
+
+    def __init__(self, device: torch.device):
+        self.sums = torch.zeros(len(STEP_FIGURES), dtype=torch.float64, device=device)
+        self.steps = 0
+        self.skipped = 0
+
+    def add(self, info: StepInfo) -> None:
+        if info.skipped:
+            self.skipped += 1
+            return
+        values = [info.loss, info.perturbed_loss, info.sharpness, info.grad_norm]
+        self.sums += torch.stack([v.detach().to(self.sums) for v in values] +
+                                 [self.sums.new_tensor(float(info.evaluations))])
+        self.steps += 1
+
+    def means(self) -> dict[str, float | int]:
+        means = (self.sums / max(self.steps, 1)).tolist() if self.steps else [float("nan")] * len(STEP_FIGURES)
+        return {**dict(zip(STEP_FIGURES, means)), "steps": self.steps, "skipped": self.skipped}
+
+
+def best_record(history: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The epoch record with the lowest validation loss (the first of equals)."""
+    best = None
+    for record in history:
+        if best is None or record["val_loss"] < best["val_loss"]:
+            best = record
+    return best
+
+
+def should_stop(history: Sequence[dict[str, Any]], patience: int) -> bool:
+    """More than ``patience`` epochs since the best one (``patience`` 0: never)."""
+    if not patience or not history:
+        return False
+    return history[-1]["epoch"] - best_record(history)["epoch"] > patience
+
+
+def selected(history: Sequence[dict[str, Any]], selection: str) -> tuple[Any, int]:
+    """``(genotype JSON, epoch)`` that ``selection`` reports."""
+    if selection == "final":
+        return history[-1]["genotype"], history[-1]["epoch"]
+    best = best_record(history)
+    return best["genotype_start"], best["epoch"]
+
+
+def describe_selection(selection: str, epoch: int, history: Sequence[dict[str, Any]]) -> str:
+    if selection == "final":
+        return f"final: the genotype after the last epoch ({epoch})"
+    loss = next(r["val_loss"] for r in history if r["epoch"] == epoch)
+    return f"best-val-loss: the genotype at the start of epoch {epoch}, whose validation loss {loss:.4f} was lowest"
+
+
+def format_epoch(record: dict[str, Any], epochs: int) -> str:
+    """One line per epoch for the terminal or a log file."""
+    parts = [f"epoch {record['epoch']}/{epochs}",
+             f"train {record['train_loss']:.4f} {record['train_acc']:.2f}%",
+             f"val {record['val_loss']:.4f} {record['val_acc']:.2f}%"]
+    step = record.get("step") or {}
+    if step.get("steps"):
+        parts.append(f"sharpness {step['sharpness']:.2e}")
+    if record.get("benchmark"):
+        parts.append(" ".join(f"{k} {v:.2f}" for k, v in record["benchmark"].items()))
+    parts.append(f"{record['seconds']:.1f} s")
+    genotype = record["genotype"]
+    if isinstance(genotype, str):
+        parts.append(genotype)
+    return "  ".join(parts)
