@@ -67,17 +67,21 @@ def test_resume_gives_identical_weights(tmp_path):
     # a fresh process would rebuild the model with another initialisation: the checkpoint must win
     resumed = model(seed=123)
     torch.manual_seed(999)  # and the global RNG state must not matter
-    res = train(resumed, *loaders_for(ds), cfg, out_dir=str(tmp_path / "b"), log=None)
+    res = train(resumed, *loaders_for(ds), cfg, out_dir=str(tmp_path / "b"), log=None, resume=True)
     assert res.resumed_from_epoch == 1 and res.epochs_run == 3
     for (k, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
         assert torch.equal(a, b), k
 
 
-def test_resume_refuses_a_different_epoch_count(tmp_path):
+def test_resume_refuses_fewer_epochs_and_extends_to_more(tmp_path):
     ds = data(n=8)
-    train(model(), *loaders_for(ds), TrainConfig(epochs=1), out_dir=str(tmp_path), log=None)
-    with pytest.raises(ValueError, match="epochs"):
-        train(model(), *loaders_for(ds), TrainConfig(epochs=5), out_dir=str(tmp_path), log=None)
+    train(model(), *loaders_for(ds), TrainConfig(epochs=2), out_dir=str(tmp_path), log=None)
+    with pytest.raises(ValueError, match="epochs: 2 -> 1"):
+        train(model(), *loaders_for(ds), TrainConfig(epochs=1), out_dir=str(tmp_path), log=None, resume=True)
+    with pytest.raises(ValueError, match="already holds a run"):
+        train(model(), *loaders_for(ds), TrainConfig(epochs=3), out_dir=str(tmp_path), log=None)
+    res = train(model(), *loaders_for(ds), TrainConfig(epochs=3), out_dir=str(tmp_path), log=None, resume=True)
+    assert res.resumed_from_epoch == 2 and res.epochs_run == 3
 
 
 def test_resume_refuses_another_genotype(tmp_path):
@@ -86,7 +90,14 @@ def test_resume_refuses_another_genotype(tmp_path):
           extra_state={"genotype": "A"})
     with pytest.raises(ValueError, match="genotype"):
         train(model(), *loaders_for(ds), TrainConfig(epochs=1), out_dir=str(tmp_path), log=None,
-              extra_state={"genotype": "B"})
+              extra_state={"genotype": "B"}, resume=True)
+
+
+def test_models_returning_plain_logits_train_too():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 10))
+    res = train(net, *loaders_for(data(n=8)), TrainConfig(epochs=2, lr=0.01), log=None)
+    assert res.epochs_run == 2 and 0 <= res.final_test_acc <= 100
 
 
 def test_stop_at_training_loss_threshold():
@@ -95,9 +106,15 @@ def test_stop_at_training_loss_threshold():
     assert res.stopped_early and res.epochs_run == 1 and "test_acc" in res.history[-1]
 
 
-def test_amp_on_cpu_is_a_clear_error():
+def test_amp_on_cpu_and_bad_numbers_are_clear_errors():
     with pytest.raises(ValueError, match="CUDA"):
         train(model(), *loaders_for(data(n=8)), TrainConfig(epochs=1, amp=True), log=None)
+    for settings, message in [({"lr": float("nan")}, "--lr must be"), ({"lr": float("inf")}, "--lr must be"),
+                              ({"lr_min": float("nan")}, "--lr-min must be"), ({"channels": 0}, "--channels must"),
+                              ({"cells_per_stage": 0}, "--cells must"), ({"lr": 0.01, "lr_min": 0.1}, "--lr-min"),
+                              ({"drop_path_prob": 1.0}, "--drop-path-prob")]:
+        with pytest.raises(ValueError, match=message):
+            TrainConfig(**settings)
 
 
 def test_train_transform_and_tensor_dataset():
@@ -131,21 +148,94 @@ def test_cutout_zeroes_a_square():
     assert 64 <= zeros <= 256 and img.min() == 1.0  # clipped at the border at worst; input untouched
 
 
+TINY_CLI = ["--epochs", "1", "--channels", "4", "--cells", "1", "--batch-size", "8", "--loader-workers", "0",
+            "--device", "cpu"]
+
+
+def _snapshot(folder):
+    return {n: (folder / n).read_bytes() for n in sorted(os.listdir(folder)) if (folder / n).is_file()}
+
+
 def test_cli_train_end_to_end(tmp_path, monkeypatch, capsys):
     ds = data(n=16, size=32)
     monkeypatch.setattr(loaders, "datasets_for", lambda cfg: (ds, ds, 10))
     out = tmp_path / "run"
-    rc = cli_main(["train", "--genotype", "PC_DARTS", "--dataset", "cifar10", "--epochs", "1",
-                   "--init-channels", "4", "--layers", "3", "--batch-size", "8", "--workers", "0",
-                   "--out", str(out), "--device", "cpu"])
+    rc = cli_main(["train", "--genotype", "PC_DARTS", "--dataset", "cifar10", *TINY_CLI, "--out", str(out)])
     assert rc == 0
     text = capsys.readouterr().out
     assert "final test accuracy" in text and "parameters" in text
     assert {"report.json", "learning_curve.png", "checkpoint.pt", "genotype.json"} <= set(os.listdir(out))
-    # a second call resumes a finished run instead of training again
-    rc = cli_main(["train", "--genotype", str(out / "genotype.json"), "--epochs", "1", "--init-channels", "4",
-                   "--layers", "3", "--batch-size", "8", "--workers", "0", "--out", str(out), "--device", "cpu"])
-    assert rc == 0 and "resumed" in capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    assert report["config"]["channels"] == 4 and report["config"]["cells_per_stage"] == 1
+    before = _snapshot(out)
+    # the same folder again: refused without --resume; --resume of a finished run says it is complete
+    assert cli_main(["train", "--genotype", "PC_DARTS", "--dataset", "cifar10", *TINY_CLI, "--out", str(out)]) == 2
+    assert "--resume" in capsys.readouterr().err
+    rc = cli_main(["train", "--genotype", str(out / "genotype.json"), "--dataset", "cifar10", *TINY_CLI,
+                   "--out", str(out), "--resume"])
+    assert rc == 0 and "complete" in capsys.readouterr().err
+    assert _snapshot(out) == before
+
+
+def test_cli_refused_resume_changes_nothing(tmp_path, monkeypatch, capsys):
+    """A second training of another genotype or with other settings into a run's folder is refused
+    before anything is written: genotype.json stays the run's."""
+    ds = data(n=16, size=32)
+    monkeypatch.setattr(loaders, "datasets_for", lambda cfg: (ds, ds, 10))
+    out = tmp_path / "run"
+    assert cli_main(["train", "--genotype", "DARTS_V2", "--dataset", "cifar10", *TINY_CLI, "--epochs", "2",
+                     "--out", str(out)]) == 0
+    before = _snapshot(out)
+    for change, expect in [(["--genotype", "PC_DARTS"], "genotype"), (["--lr", "0.1"], "lr: 0.025 -> 0.1"),
+                           (["--seed", "3"], "seed: 0 -> 3"), (["--batch-size", "16"], "batch_size: 8 -> 16")]:
+        args = ["train", "--genotype", "DARTS_V2", "--dataset", "cifar10", *TINY_CLI, "--epochs", "2",
+                "--out", str(out), "--resume", *change]
+        assert cli_main(args) == 2
+        err = capsys.readouterr().err
+        assert expect in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+        assert _snapshot(out) == before
+    (out / "checkpoint.pt").write_bytes(b"garbage")
+    damaged = _snapshot(out)
+    assert cli_main(["train", "--genotype", "DARTS_V2", "--dataset", "cifar10", *TINY_CLI, "--epochs", "2",
+                     "--out", str(out), "--resume"]) == 2
+    assert "checkpoint.pt is damaged" in capsys.readouterr().err and _snapshot(out) == damaged
+
+
+def test_cli_train_on_digits_offline_and_bad_input(tmp_path, capsys):
+    out = tmp_path / "digits"
+    assert cli_main(["train", "--genotype", "DARTS_V2", "--epochs", "1", "--channels", "4", "--batch-size", "64",
+                     "--loader-workers", "0", "--device", "cpu", "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["config"]["dataset"] == "digits" and 0 <= report["final_test_acc"] <= 100
+    file = tmp_path / "a-file"
+    file.write_text("x")
+    for args, expect in [(["--out", str(file)], "is a file"), (["--lr", "nan"], "--lr must be"),
+                         (["--amp", "--device", "cpu"], "--amp"), (["--threads", "-1"], "--threads"),
+                         (["--resume"], "--resume needs --out")]:
+        assert cli_main(["train", "--genotype", "DARTS_V2", *args]) == 2
+        err = capsys.readouterr().err
+        assert expect in err and "Traceback" not in err, err
+    assert file.read_text() == "x"
+
+
+def test_cli_resume_of_a_missing_folder_starts_and_says_so(tmp_path, capsys):
+    out = tmp_path / "new"
+    assert cli_main(["train", "--genotype", "DARTS_V2", "--epochs", "1", "--channels", "4", "--batch-size", "64",
+                     "--loader-workers", "0", "--device", "cpu", "--out", str(out), "--resume"]) == 0
+    assert "no run in" in capsys.readouterr().err and (out / "report.json").exists()
+
+
+def test_cli_interrupt_is_one_clean_line(tmp_path, monkeypatch, capsys):
+    from flatarch.reference_spaces.darts import train as train_module
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "train_genotype", interrupted)
+    assert cli_main(["train", "--genotype", "DARTS_V2", "--out", str(tmp_path / "o")]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted; continue with the same command plus --out" in err and "--resume" in err
+    assert "Traceback" not in err
 
 
 def _fake_imagenet16(folder, per_batch=4, val=6):
@@ -169,13 +259,12 @@ def test_cli_train_imagenet16_from_its_pickles(tmp_path, capsys):
     _fake_imagenet16(data)
     out = tmp_path / "run"
     rc = cli_main(["train", "--genotype", "DARTS_V1", "--dataset", "imagenet16-120", "--data-dir", str(tmp_path),
-                   "--epochs", "1", "--init-channels", "4", "--layers", "3", "--batch-size", "8", "--workers", "0",
-                   "--out", str(out), "--device", "cpu"])
+                   *TINY_CLI, "--out", str(out)])
     assert rc == 0, capsys.readouterr().err
     report = json.loads((out / "report.json").read_text())
-    assert report["extra"]["dataset"] == "imagenet16-120" and report["epochs_run"] == 1
+    assert report["config"]["dataset"] == "imagenet16-120" and report["epochs_run"] == 1
     # 120 classes, 16x16 inputs: the classifier and auxiliary head are sized for them
-    state = torch.load(out / "checkpoint.pt", weights_only=False)["model"]
+    state = torch.load(out / "checkpoint.pt", weights_only=True)["model"]
     assert state["classifier.weight"].shape[0] == 120 and state["auxiliary_head.classifier.weight"].shape[0] == 120
 
 

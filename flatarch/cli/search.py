@@ -176,8 +176,8 @@ def print_result(result) -> None:
             print(f"  {dataset:<15} {acc:6.2f}   ({optimum.get(dataset, float('nan')):.2f} / "
                   f"{skip.get(dataset, float('nan')):.2f})")
     if result.config["space"] == "darts" and result.out:
-        print(f"next: flatarch train --genotype {os.path.join(result.out, 'genotype.json')} --dataset cifar10 "
-              f"--out {os.path.join(result.out, 'train')}")
+        print(f"next: flatarch train --genotype {os.path.join(result.out, 'genotype.json')} "
+              f"--dataset {result.config['dataset']} --out {os.path.join(result.out, 'train')}")
     print(f"time: {result.seconds:.1f} s, {result.seconds_per_iteration * 1000:.0f} ms per iteration")
     _print_files(result.out, result.config.get("plot", True))
 

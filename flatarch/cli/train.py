@@ -1,8 +1,11 @@
 """``flatarch train``: train a DARTS-space genotype from scratch and report its test accuracy.
 
-Single process: ``flatarch train --genotype DARTS_V2 --dataset cifar10``. Several GPUs:
-``torchrun --nproc_per_node=4 -m flatarch train ...`` (each process takes ``--batch-size``
-images per step; scale ``--lr`` as you see fit).
+A thin layer over :func:`flatarch.reference_spaces.darts.train.train_genotype`; the options are
+:class:`~flatarch.reference_spaces.darts.train.TrainConfig` fields and share their names with
+``flatarch search`` (``--channels``, ``--cells``, ``--out``, ``--resume``, ``--restart``,
+``--amp``, ``--threads``). Single process: ``flatarch train --genotype DARTS_V2 --dataset
+cifar10``. Several GPUs: ``torchrun --nproc_per_node=4 -m flatarch train ...`` (each process
+takes ``--batch-size`` images per step; scale ``--lr`` as you see fit).
 """
 
 from __future__ import annotations
@@ -10,96 +13,120 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
+from typing import Any
 
 
-def _tristate(value: str) -> bool | None:
-    v = value.lower()
-    if v not in ("auto", "on", "off"):
-        raise argparse.ArgumentTypeError(f"expected auto, on or off, got {value!r}")
-    return None if v == "auto" else v == "on"
+def _options() -> list[tuple[str, str, dict[str, Any], str]]:
+    """``(field, flag, argparse keywords, help)`` of every TrainConfig field on the command line."""
+    from flatarch.reference_spaces.darts.train import DATASET_DEFAULTS, PAPER_DEFAULTS
+
+    p, demo = PAPER_DEFAULTS, DATASET_DEFAULTS["digits"]
+    number, whole = {"type": float}, {"type": int}
+
+    def default(name: str, note: str = "") -> str:
+        digits = f"; {demo[name]} on digits" if name in demo else ""
+        return f"(default: {p[name]}{note}{digits})"
+
+    return [
+        ("epochs", "--epochs", whole, f"training epochs {default('epochs')}"),
+        ("batch_size", "--batch-size", whole, f"images per step per process {default('batch_size')}"),
+        ("lr", "--lr", number, f"initial SGD learning rate, cosine-annealed {default('lr')}"),
+        ("lr_min", "--lr-min", number, "final learning rate of the cosine schedule "
+         f"{default('lr_min', ', the original DARTS code; paper table 5: 0.001')}"),
+        ("momentum", "--momentum", number, f"SGD momentum {default('momentum')}"),
+        ("weight_decay", "--weight-decay", number, f"SGD weight decay {default('weight_decay')}"),
+        ("grad_clip", "--grad-clip", number, f"gradient-norm clip, 0 = off {default('grad_clip')}"),
+        ("channels", "--channels", whole, f"initial channels C {default('channels')}"),
+        ("cells_per_stage", "--cells", whole, "normal cells between reductions N, 3N + 2 cells in all "
+         f"{default('cells_per_stage', ': 20 cells')}"),
+        ("auxiliary_weight", "--auxiliary-weight", number, "weight of the auxiliary head's loss, 0 = no auxiliary "
+         f"head {default('auxiliary_weight')}"),
+        ("drop_path_prob", "--drop-path-prob", number, "final drop-path probability, ramped up linearly "
+         f"{default('drop_path_prob')}"),
+        ("cutout", "--cutout", whole, f"cutout length in pixels, 0 = off {default('cutout')}"),
+        ("seed", "--seed", {"type": int, "default": 0}, "seed of initial weights, shuffling, augmentation and drop "
+         "path (default: 0)"),
+        ("amp", "--amp", {"action": argparse.BooleanOptionalAction}, "bf16 mixed precision; needs CUDA "
+         "(default: on with CUDA)"),
+        ("channels_last", "--channels-last", {"action": argparse.BooleanOptionalAction},
+         "channels-last memory format (default: on with CUDA)"),
+        ("stop_train_loss", "--stop-train-loss", number, "stop after the first epoch whose mean training objective "
+         "(cross-entropy + weighted auxiliary loss, as the original DARTS script logs it) is <= this; the paper's "
+         "neighbourhood study: 0.43 on CIFAR-10, 1.0 on CIFAR-100 (default: off)"),
+        ("eval_every", "--eval-every", {"type": int, "default": 1}, "test-set evaluation every N epochs and after "
+         "the last (default: 1)"),
+        ("loader_workers", "--loader-workers", {"type": int, "default": 2}, "data-loading processes (default: 2)"),
+    ]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from flatarch.reference_spaces.darts.known import KNOWN_GENOTYPES
+    from flatarch.reference_spaces.data import DATASETS
+
     p = subparsers.add_parser(
         "train",
         help="train a DARTS-space genotype from scratch (evaluation protocol of the paper, table 5)",
         description=__doc__,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--genotype", required=True,
-                   help="genotype JSON file, file with a Genotype(...) literal, or a known name "
-                        "(DARTS_V1, DARTS_V2, PC_DARTS, PC_DARTS_IMAGENET)")
-    p.add_argument("--dataset", default="cifar10", choices=["cifar10", "cifar100", "imagenet16-120"],
-                   help="dataset to train and test on")
-    p.add_argument("--data-dir", default="data", help="folder holding the dataset (CIFAR: the torchvision "
-                   "folders; ImageNet16-120: train_data_batch_1..10 and val_data)")
-    p.add_argument("--download", action="store_true", help="download CIFAR if missing")
-    p.add_argument("--out", default=os.path.join("runs", "train"),
-                   help="output folder: checkpoint.pt, report.json, learning_curve.png, genotype.json")
-    p.add_argument("--no-resume", action="store_true",
-                   help="ignore an existing checkpoint in --out and start over (it is overwritten)")
-    p.add_argument("--epochs", type=int, default=600, help="training epochs")
-    p.add_argument("--batch-size", type=int, default=96, help="images per step per process")
-    p.add_argument("--lr", type=float, default=0.025, help="initial SGD learning rate")
-    p.add_argument("--lr-min", type=float, default=0.0,
-                   help="final learning rate of the cosine schedule (original DARTS code: 0; paper table 5: 0.001)")
-    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
-    p.add_argument("--weight-decay", type=float, default=3e-4, help="SGD weight decay")
-    p.add_argument("--grad-clip", type=float, default=5.0, help="gradient-norm clip (0 = off)")
-    p.add_argument("--init-channels", type=int, default=36, help="C of the first cells")
-    p.add_argument("--layers", type=int, default=20, help="number of cells")
-    p.add_argument("--auxiliary-weight", type=float, default=0.4,
-                   help="weight of the auxiliary head's loss (0 = no auxiliary head)")
-    p.add_argument("--drop-path-prob", type=float, default=0.2, help="final drop-path probability (linear ramp)")
-    p.add_argument("--cutout", type=int, default=16, help="cutout length in pixels (0 = off)")
-    p.add_argument("--seed", type=int, default=0, help="seed of initial weights, shuffling, augmentation, drop path")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto: CUDA when available")
-    p.add_argument("--amp", type=_tristate, default="auto", metavar="{auto,on,off}",
-                   help="mixed precision (auto: on with CUDA)")
-    p.add_argument("--channels-last", type=_tristate, default="auto", metavar="{auto,on,off}",
-                   help="channels-last memory format (auto: on with CUDA)")
-    p.add_argument("--workers", type=int, default=2, help="data-loading worker processes")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
-    p.add_argument("--stop-train-loss", type=float, default=None,
-                   help="stop after the first epoch whose mean training objective (cross-entropy + weighted "
-                        "auxiliary loss, as the original DARTS script logs it) is <= this "
-                        "(the paper's neighbourhood study: 0.43 on CIFAR-10, 1.0 on CIFAR-100)")
-    p.add_argument("--eval-every", type=int, default=1, help="test-set evaluation every N epochs (and at the end)")
+    a = p.add_argument
+    a("--genotype", required=True, help="genotype JSON file (e.g. the search's OUT/genotype.json), a file with a "
+      f"Genotype(...) literal, or a known name ({', '.join(KNOWN_GENOTYPES)})")
+    a("--dataset", default="digits", choices=DATASETS, help="dataset to train and test on; digits is the offline "
+      "demo, its last 360 images the test set (default: digits)")
+    a("--data-dir", default=None, help="folder holding the dataset (CIFAR: the torchvision folders; "
+      "ImageNet16-120: train_data_batch_1..10 and val_data) (default: ./data)")
+    a("--download", action="store_true", help="download CIFAR if missing (default: off)")
+    a("--out", default=None, help="output folder: checkpoint.pt, report.json, learning_curve.png, genotype.json "
+      "(default: runs/train-GENOTYPE-DATASET-TIME, a new one)")
+    a("--resume", action="store_true", help="continue the training in --out from its checkpoint; a larger "
+      "--epochs extends it (default: off)")
+    a("--restart", action="store_true", help="start over in an --out that holds a training; its files are moved "
+      "into OUT/replaced-TIME/, never deleted (default: off)")
+    a("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto picks CUDA when available "
+      "(default: auto)")
+    a("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
+    for field_name, flag, kwargs, text in _options():
+        a(flag, dest=field_name, help=text, **kwargs)
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from flatarch.reference_spaces.data import DataError
+def _default_out(args: argparse.Namespace) -> str:
+    name = os.path.splitext(os.path.basename(args.genotype))[0] if os.path.isfile(args.genotype) else args.genotype
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return os.path.join("runs", f"train-{name}-{args.dataset}-{stamp}")
 
+
+def run(args: argparse.Namespace) -> int:
+    from flatarch.reference_spaces.errors import UsageError
+
+    out = args.out if (args.resume or args.restart) else (args.out or _default_out(args))
     try:
-        return _run(args)
-    except (ValueError, FileNotFoundError, DataError) as exc:
+        return _run(args, out)
+    except UsageError as exc:
         print(f"flatarch train: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; continue with the same command plus --out {out} --resume", file=sys.stderr)
+        return 130
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, out: str | None) -> int:
     import torch
 
-    from flatarch.reference_spaces.darts.train import CURVE_NAME, REPORT_NAME, TrainConfig, train_genotype
+    from flatarch.reference_spaces.darts.train import CURVE_NAME, REPORT_NAME, TrainConfig, TrainError, train_genotype
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    config = TrainConfig(
-        epochs=args.epochs, lr=args.lr, lr_min=args.lr_min, momentum=args.momentum,
-        weight_decay=args.weight_decay, grad_clip=args.grad_clip, auxiliary_weight=args.auxiliary_weight,
-        drop_path_prob=args.drop_path_prob, seed=args.seed, amp=args.amp, channels_last=args.channels_last,
-        stop_train_loss=args.stop_train_loss, eval_every=args.eval_every,
-    )
-    result = train_genotype(
-        args.genotype, args.dataset, config=config, data_dir=args.data_dir, download=args.download,
-        batch_size=args.batch_size, cutout=args.cutout, workers=args.workers, init_channels=args.init_channels,
-        layers=args.layers, device=args.device, out_dir=args.out, resume=not args.no_resume,
-    )
+    if args.threads < 1:
+        raise TrainError(f"--threads must be a whole number >= 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
+    config = TrainConfig(**{name: getattr(args, name) for name, *_ in _options()})
+    result = train_genotype(args.genotype, args.dataset, config=config, data_dir=args.data_dir,
+                            download=args.download, device=args.device, out_dir=out, resume=args.resume,
+                            restart=args.restart)
     if not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:
         early = " (stopped early at the training-objective threshold)" if result.stopped_early else ""
         print(f"final test accuracy: {result.final_test_acc:.2f}% after {result.epochs_run} epochs{early}; "
-              f"report {os.path.join(args.out, REPORT_NAME)}, curve {os.path.join(args.out, CURVE_NAME)}")
+              f"report {os.path.join(out, REPORT_NAME)}, curve {os.path.join(out, CURVE_NAME)}")
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
     return 0

@@ -1,5 +1,8 @@
 """Data for training a genotype from scratch (DARTS evaluation protocol).
 
+Datasets are those of the search (:data:`flatarch.reference_spaces.data.DATASETS`); the offline
+``digits`` demo holds out its last 360 images as the test set.
+
 The training set comes from the shared data module (:func:`flatarch.reference_spaces.data.load_dataset`,
 uint8 images in memory); the test set is read here (CIFAR through torchvision, ImageNet16-120 from
 its ``val_data`` pickle). Training images: random crop with zero padding (4 pixels on CIFAR, 2 on
@@ -19,8 +22,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-#: the datasets a genotype can be trained on
-DATASETS = ("cifar10", "cifar100", "imagenet16-120")
+#: the offline digits demo: its last images are the test set, the rest the training set
+DIGITS_TEST_IMAGES = 360
 
 
 class Cutout:
@@ -124,10 +127,12 @@ def datasets_for(cfg: LoaderConfig) -> tuple[Dataset, Dataset, int]:
 
     from ..data import load_dataset
 
-    if cfg.dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {cfg.dataset!r}; choose one of: {', '.join(DATASETS)}")
     data = load_dataset(cfg.dataset, cfg.data_dir, cfg.download)
-    if cfg.dataset == "imagenet16-120":
+    if cfg.dataset == "digits":
+        n = len(data.labels) - DIGITS_TEST_IMAGES
+        test_images, test_labels = data.images[n:], data.labels[n:]
+        data = data.subset(n)
+    elif cfg.dataset == "imagenet16-120":
         test_images, test_labels = imagenet16_test(cfg.data_dir)
     else:
         test_images, test_labels = _cifar_test(cfg.dataset, cfg.data_dir, cfg.download)

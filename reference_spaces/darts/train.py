@@ -5,10 +5,11 @@ SGD with momentum and weight decay; the learning rate follows a cosine from ``lr
 over ``epochs`` (one scheduler step per epoch) and the drop-path probability rises linearly,
 ``p_e = drop_path_prob * e / epochs``.
 
-Exact resume: the state after each epoch (weights, optimiser, scheduler, AMP scaler, history)
-is written atomically to ``checkpoint.pt``, and every epoch starts by reseeding the random
-generators from ``(seed, epoch, rank)``, so shuffling, augmentation and drop-path masks of epoch
-``e`` do not depend on whether the run was interrupted before it.
+Exact resume: the state after each epoch (weights, optimiser, scheduler, history) is written
+atomically to ``checkpoint.pt``, and every epoch starts by reseeding the random generators from
+``(seed, epoch, rank)``, so shuffling, augmentation and drop-path masks of epoch ``e`` do not depend
+on whether the run was interrupted before it. The output folder follows the rules of
+:mod:`flatarch.reference_spaces.run_folder` (``resume``/``restart``, checks before any write).
 
 Works on one device or under ``torchrun`` (``torch.distributed``, NCCL on CUDA, gloo on CPU):
 gradients are averaged by DDP, metrics are summed over processes, only rank 0 writes files.
@@ -21,6 +22,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -34,25 +36,82 @@ from torch import nn
 
 from flatarch.atomic_files import atomic_write
 
-CHECKPOINT_NAME = "checkpoint.pt"
+from ..errors import UsageError
+from ..run_folder import RunFolder, assert_finite_state
+
 REPORT_NAME = "report.json"
 CURVE_NAME = "learning_curve.png"
+GENOTYPE_NAME = "genotype.json"
+#: what a training writes into its folder (moved aside together by --restart)
+RUN_FILES = (REPORT_NAME, CURVE_NAME, GENOTYPE_NAME)
+CHECKPOINT_VERSION = 2
+
+#: paper table 5 (the original DARTS ``train.py`` for ``lr_min = 0``, see docs/darts-space.md)
+PAPER_DEFAULTS: dict[str, Any] = {
+    "epochs": 600, "batch_size": 96, "lr": 0.025, "lr_min": 0.0, "momentum": 0.9, "weight_decay": 3e-4,
+    "grad_clip": 5.0, "auxiliary_weight": 0.4, "drop_path_prob": 0.2, "cutout": 16, "channels": 36,
+    "cells_per_stage": 6,
+}
+#: the offline ``digits`` demo: a narrow network for a few minutes on one CPU core
+DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "digits": {"epochs": 10, "batch_size": 64, "cutout": 0, "channels": 8, "cells_per_stage": 1},
+}
+#: settings that may differ on --resume without changing the result (epochs may also grow)
+NOT_COMPARED = ("eval_every", "stop_train_loss")
+
+
+class TrainError(UsageError):
+    """A training cannot run as asked; the message says what to change."""
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("epochs", lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
+    ("batch_size", lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
+    ("channels", lambda v: _whole(v) and v >= 2 and v % 2 == 0, "an even whole number >= 2"),
+    ("cells_per_stage", lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
+    ("lr", lambda v: _finite(v) and v > 0, "a finite number > 0"),
+    ("lr_min", lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
+    ("momentum", lambda v: _finite(v) and 0 <= v < 1, "a finite number in [0, 1)"),
+    ("weight_decay", lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
+    ("grad_clip", lambda v: _finite(v) and v >= 0, "a finite number >= 0 (0 = off)"),
+    ("auxiliary_weight", lambda v: _finite(v) and v >= 0, "a finite number >= 0 (0 = no auxiliary head)"),
+    ("drop_path_prob", lambda v: _finite(v) and 0 <= v < 1, "a number in [0, 1)"),
+    ("cutout", lambda v: _whole(v) and v >= 0, "a whole number of pixels >= 0 (0 = off)"),
+    ("seed", lambda v: _whole(v) and v >= 0, "a whole number >= 0"),
+    ("stop_train_loss", lambda v: _finite(v), "a finite number"),
+    ("eval_every", lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
+    ("loader_workers", lambda v: _whole(v) and v >= 0, "a whole number >= 0"),
+    ("threads", lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
+)
 
 
 @dataclass
 class TrainConfig:
-    """Hyperparameters of training from scratch; defaults are the paper's (table 5)."""
+    """Everything that determines a training; ``None`` means the default: the dataset's demo size
+    (``digits``), else the paper's (:data:`PAPER_DEFAULTS`). Numbers are checked on construction."""
 
-    epochs: int = 600
-    lr: float = 0.025
-    lr_min: float = 0.0
-    momentum: float = 0.9
-    weight_decay: float = 3e-4
-    grad_clip: float = 5.0
-    auxiliary_weight: float = 0.4
-    drop_path_prob: float = 0.2
+    epochs: int | None = None
+    batch_size: int | None = None  # images per step per process
+    lr: float | None = None
+    lr_min: float | None = None
+    momentum: float | None = None
+    weight_decay: float | None = None
+    grad_clip: float | None = None
+    auxiliary_weight: float | None = None
+    drop_path_prob: float | None = None
+    cutout: int | None = None
+    channels: int | None = None  # C of the first cells
+    cells_per_stage: int | None = None  # normal cells between reductions: 3N + 2 cells in all
     seed: int = 0
-    #: mixed precision (float16 autocast + gradient scaling); None = on exactly when on CUDA
+    #: bf16 mixed precision; None = on exactly when on CUDA
     amp: bool | None = None
     #: channels-last memory format; None = on exactly when on CUDA
     channels_last: bool | None = None
@@ -61,14 +120,27 @@ class TrainConfig:
     stop_train_loss: float | None = None
     #: evaluate on the test set every this many epochs (and always after the last one)
     eval_every: int = 1
+    loader_workers: int = 2  # data-loading processes
 
     def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
-        if not 0.0 <= self.drop_path_prob < 1.0:
-            raise ValueError(f"drop_path_prob must lie in [0, 1), got {self.drop_path_prob}")
-        if self.eval_every < 1:
-            raise ValueError(f"eval_every must be >= 1, got {self.eval_every}")
+        for name, ok, need in _RULES:
+            value = getattr(self, name, None)
+            if value is not None and not ok(value):
+                raise TrainError(f"--{name.replace('_', '-').replace('cells-per-stage', 'cells')} must be {need}, "
+                                 f"got {value!r}")
+        if self.lr is not None and self.lr_min is not None and self.lr_min > self.lr:
+            raise TrainError(f"--lr-min ({self.lr_min}) must not exceed --lr ({self.lr})")
+
+    def resolved(self, dataset: str | None = None) -> TrainConfig:
+        """Every ``None`` default filled (the dataset's demo size, then the paper's)."""
+        demo = DATASET_DEFAULTS.get(dataset or "", {})
+        filled = {k: getattr(self, k) if getattr(self, k) is not None else demo.get(k, v)
+                  for k, v in PAPER_DEFAULTS.items()}
+        return dataclasses.replace(self, **filled)
+
+    @property
+    def layers(self) -> int:
+        return 3 * self.cells_per_stage + 2
 
 
 @dataclass
@@ -108,162 +180,227 @@ def _set_loader_epoch(loader: Iterable, epoch: int) -> None:
         sampler.set_epoch(epoch)
 
 
+def _logits(output: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(logits, aux_logits)`` of a model returning either, or logits alone."""
+    if isinstance(output, tuple):
+        return output[0], output[1] if len(output) > 1 else None
+    return output, None
+
+
 def evaluate(model: nn.Module, loader: Iterable, device: torch.device, amp: bool = False,
              channels_last: bool = False) -> tuple[float, float]:
     """``(loss, accuracy %)`` of ``model`` over ``loader`` (summed over processes when distributed)."""
     was_training = model.training
     model.eval()
-    loss_sum = correct = total = 0.0
+    sums = torch.zeros(3, dtype=torch.float64, device=device)
     with torch.no_grad():
         for x, y in loader:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
-                logits, _ = model(x)
-            loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").item()
-            correct += (logits.argmax(1) == y).sum().item()
-            total += y.numel()
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+                logits, _ = _logits(model(x))
+            sums += torch.stack([F.cross_entropy(logits.float(), y, reduction="sum").double(),
+                                 (logits.argmax(1) == y).sum().double(), sums.new_tensor(float(y.numel()))])
     model.train(was_training)
-    loss_sum, correct, total = _sum_over_processes([loss_sum, correct, total], device)
+    loss_sum, correct, total = _sum_over_processes(sums.tolist(), device)
     if total == 0:
-        raise ValueError("the test loader yielded no samples")
+        raise TrainError("the test loader yielded no samples")
     return loss_sum / total, 100.0 * correct / total
 
 
-def train(model: nn.Module, train_loader: Iterable, test_loader: Iterable, config: TrainConfig,
-          device: torch.device | str = "cpu", out_dir: str | None = None, resume: bool = True,
-          log: Callable[[str], None] | None = print,
-          extra_state: dict[str, Any] | None = None) -> TrainResult:
-    """Train ``model`` (an :class:`EvaluationNetwork`, returning ``(logits, aux_logits)``) from the
-    state it is in or, with ``resume`` and a checkpoint in ``out_dir``, from that checkpoint.
+def _train_epoch(net: nn.Module, model: nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer,
+                 config: TrainConfig, device: torch.device, amp: bool, channels_last: bool) -> list[float]:
+    """One pass over ``loader``; returns ``[loss sum, correct, objective sum, images]`` over processes.
+    Running sums stay on the device: no host sync per step."""
+    net.train()
+    sums = torch.zeros(4, dtype=torch.float64, device=device)
+    for x, y in loader:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+            logits, aux_logits = _logits(net(x))
+        loss = F.cross_entropy(logits.float(), y)
+        objective = loss
+        if aux_logits is not None and config.auxiliary_weight:
+            objective = loss + config.auxiliary_weight * F.cross_entropy(aux_logits.float(), y)
+        objective.backward()
+        if config.grad_clip:
+            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        n = sums.new_tensor(float(y.numel()))
+        sums += torch.stack([loss.detach().double() * n, (logits.argmax(1) == y).sum().double(),
+                             objective.detach().double() * n, n])
+    return _sum_over_processes(sums.tolist(), device)
 
+
+def _settings(config: TrainConfig, extra: dict[str, Any], amp: bool, world: int) -> dict[str, Any]:
+    """What the checkpoint records and ``--resume`` compares."""
+    return {**dataclasses.asdict(config), **extra, "amp": amp, "world_size": world}
+
+
+def _compared(settings: dict[str, Any]) -> list[str]:
+    return [k for k in settings if k not in (*NOT_COMPARED, "loader_workers", "threads", "channels_last")]
+
+
+@dataclass
+class _Run:
+    """A training's moving parts, built once, restored from a checkpoint when resuming."""
+
+    model: nn.Module
+    net: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    result: TrainResult
+    start_epoch: int = 0
+
+    def state(self, epoch: int, settings: dict[str, Any], stopped: bool) -> dict[str, Any]:
+        return {"version": CHECKPOINT_VERSION, "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(), "epoch": epoch,
+                "history": self.result.history, "stopped_early": stopped, "config": settings}
+
+    def restore(self, state: dict[str, Any], path: str, epochs: int) -> None:
+        if state.get("version") != CHECKPOINT_VERSION:
+            raise TrainError(f"{path} was written by another flatarch version; pass --restart to start over")
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise TrainError(f"{path} does not fit this model ({exc}); pass --restart to start over") from None
+        self.scheduler.T_max = epochs  # a larger --epochs extends the cosine schedule
+        self.result.history = list(state["history"])
+        self.start_epoch = self.result.resumed_from_epoch = int(state["epoch"])
+        self.result.stopped_early = bool(state.get("stopped_early", False))
+
+
+def _write_report(out_dir: str, result: TrainResult, settings: dict[str, Any], device: torch.device) -> None:
+    report = {"final_test_acc": result.final_test_acc, "final_test_loss": result.final_test_loss,
+              "epochs_run": result.epochs_run, "stopped_early": result.stopped_early, "config": settings,
+              "device": str(device), "history": result.history}
+    atomic_write(os.path.join(out_dir, REPORT_NAME),
+                 lambda f: f.write(json.dumps(report, indent=2, default=_json_default) + "\n"))
+    from .plots import plot_learning_curve
+
+    plot_learning_curve(result.history, os.path.join(out_dir, CURVE_NAME))
+
+
+def _say_on_rank0(log: Callable[[str], None] | None, rank: int) -> Callable[[str], None]:
+    return log if (log is not None and rank == 0) else (lambda _msg: None)
+
+
+def _notice(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def train(model: nn.Module, train_loader: Iterable, test_loader: Iterable, config: TrainConfig,
+          device: torch.device | str = "cpu", out_dir: str | None = None, resume: bool = False,
+          restart: bool = False, log: Callable[[str], None] | None = print,
+          extra_state: dict[str, Any] | None = None) -> TrainResult:
+    """Train ``model`` from the state it is in or, with ``resume``, from the checkpoint in ``out_dir``.
+
+    ``model`` returns logits or ``(logits, aux_logits)`` (an
+    :class:`~flatarch.reference_spaces.darts.evaluation_network.EvaluationNetwork`: the auxiliary
+    logits in training mode); a ``drop_path_prob`` attribute, where it has one, follows the ramp.
     ``train_loader``/``test_loader`` yield ``(images, labels)`` batches (a ``DistributedSampler``
-    gets ``set_epoch``). Writes ``checkpoint.pt`` every epoch, and ``report.json`` and
-    ``learning_curve.png`` at the end, into ``out_dir`` (rank 0 only; nothing when ``None``).
-    ``extra_state`` (e.g. the genotype) is stored in the checkpoint and report.
+    gets ``set_epoch``). Writes ``checkpoint.pt`` every epoch and ``report.json`` and
+    ``learning_curve.png`` at the end into ``out_dir`` (rank 0 only; nothing when ``None``).
+    ``extra_state`` (e.g. the genotype) is recorded and must match on ``resume``.
+
+    Raises:
+        TrainError (a :class:`~flatarch.reference_spaces.errors.UsageError`): bad settings, an
+            ``out_dir`` in the way, a checkpoint of another run; nothing is written then.
     """
     device = torch.device(device)
+    config = config.resolved()
     rank, world = _rank_world()
     amp = config.amp if config.amp is not None else device.type == "cuda"
-    channels_last = config.channels_last if config.channels_last is not None else device.type == "cuda"
     if amp and device.type != "cuda":
-        raise ValueError("mixed precision (amp) needs a CUDA device; use --amp off (amp=False) on CPU")
-    say = log if (log is not None and rank == 0) else (lambda _msg: None)
+        raise TrainError("--amp (bf16 mixed precision) needs a CUDA device; use --no-amp on CPU")
+    settings = _settings(config, extra_state or {}, amp, world)
+    folder = RunFolder(out_dir if rank == 0 else None, files=RUN_FILES, finished=REPORT_NAME, resume=resume,
+                       restart=restart, say=_say_on_rank0(_notice, rank))
+    checkpoint = folder.check(settings, _compared(settings))
+    return _run(model, train_loader, test_loader, config, device, folder, checkpoint, settings, amp, log)
 
+
+def _run(model: nn.Module, train_loader: Iterable, test_loader: Iterable, config: TrainConfig, device: torch.device,
+         folder: RunFolder, checkpoint: dict[str, Any] | None, settings: dict[str, Any], amp: bool,
+         log: Callable[[str], None] | None, on_open: Callable[[], None] | None = None) -> TrainResult:
+    rank, world = _rank_world()
+    say = _say_on_rank0(log, rank)
+    channels_last = config.channels_last if config.channels_last is not None else device.type == "cuda"
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs, eta_min=config.lr_min)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp)
-    result = TrainResult()
-
-    ckpt_path = os.path.join(out_dir, CHECKPOINT_NAME) if out_dir else None
-    start_epoch = 0
-    if resume and ckpt_path and os.path.exists(ckpt_path):
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if state["config"]["epochs"] != config.epochs:
-            raise ValueError(
-                f"{ckpt_path} was written for {state['config']['epochs']} epochs, not {config.epochs}: "
-                "pass the same --epochs to resume, or another output directory (or --no-resume) to start over"
-            )
-        saved_extra = state.get("extra") or {}
-        changed = sorted(k for k in (extra_state or {}) if k in saved_extra and saved_extra[k] != extra_state[k])
-        if changed:
-            raise ValueError(
-                f"{ckpt_path} belongs to another run ({', '.join(changed)} differ): choose another output "
-                "directory, or pass --no-resume to overwrite it"
-            )
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        result.history = list(state["history"])
-        start_epoch = result.resumed_from_epoch = int(state["epoch"])
-        result.stopped_early = bool(state.get("stopped_early", False))
-        say(f"resumed from {ckpt_path} after epoch {start_epoch}")
-
     net = model
     if world > 1:
-        net = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
-
-    epoch = start_epoch
-    done = result.stopped_early or start_epoch >= config.epochs
-    while not done:
-        _seed_epoch(config.seed, epoch, rank)
-        _set_loader_epoch(train_loader, epoch)
-        model.drop_path_prob = config.drop_path_prob * epoch / config.epochs
-        lr = optimizer.param_groups[0]["lr"]
-        t0 = time.perf_counter()
-        net.train()
-        # running sums stay on the device: no host sync per step
-        sums = torch.zeros(3, dtype=torch.float64, device=device)
-        seen = 0
-        for x, y in train_loader:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
-                logits, aux_logits = net(x)
-                loss = F.cross_entropy(logits.float(), y)
-                total_loss = loss
-                if aux_logits is not None and config.auxiliary_weight:
-                    total_loss = loss + config.auxiliary_weight * F.cross_entropy(aux_logits.float(), y)
-            scaler.scale(total_loss).backward()
-            if config.grad_clip and config.grad_clip > 0:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            sums += torch.stack([loss.detach().double() * y.numel(), (logits.argmax(1) == y).sum().double(),
-                                 total_loss.detach().double() * y.numel()])
-            seen += y.numel()
-        scheduler.step()
-        loss_sum, correct, objective_sum, total = _sum_over_processes(sums.tolist() + [float(seen)], device)
-        if total == 0:
-            raise ValueError("the training loader yielded no samples")
-        if not math.isfinite(loss_sum):
-            raise FloatingPointError(f"non-finite training loss in epoch {epoch + 1}; lower --lr or check the data")
-        train_loss, train_acc, objective = loss_sum / total, 100.0 * correct / total, objective_sum / total
-        epoch += 1
-        stop = config.stop_train_loss is not None and objective <= config.stop_train_loss
-        last = stop or epoch >= config.epochs
-        record = {"epoch": epoch, "lr": lr, "drop_path_prob": model.drop_path_prob,
-                  "train_loss": train_loss, "train_objective": objective, "train_acc": train_acc,
-                  "seconds": time.perf_counter() - t0}
-        if last or epoch % config.eval_every == 0:
-            record["test_loss"], record["test_acc"] = evaluate(model, test_loader, device, amp, channels_last)
-        result.history.append(record)
-        result.stopped_early = stop
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    run = _Run(model, net, optimizer, scheduler, TrainResult())
+    if checkpoint is not None:
+        run.restore(checkpoint, folder.checkpoint_path, config.epochs)
+        say(f"resumed from {folder.checkpoint_path} after epoch {run.start_epoch}")
+    if run.result.stopped_early or run.start_epoch >= config.epochs:
+        _say_on_rank0(_notice, rank)(f"--resume: the training in {folder.out} is complete ({run.start_epoch} "
+                                     "epochs); nothing to run. Pass a larger --epochs to extend it.")
+        return _finish(run, config, folder, settings, device, write=False)
+    folder.open()
+    if on_open is not None and rank == 0:
+        on_open()
+    for epoch in range(run.start_epoch, config.epochs):
+        record = _epoch(run, epoch, train_loader, test_loader, config, device, amp, channels_last)
         say(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
-        if ckpt_path and rank == 0:
-            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                     "epoch": epoch, "history": result.history, "stopped_early": stop,
-                     "config": dataclasses.asdict(config), "extra": extra_state or {}}
-            atomic_write(ckpt_path, lambda f, s=state: torch.save(s, f), binary=True)
-        if stop:
-            say(f"training objective {objective:.4f} <= {config.stop_train_loss}: stopping after epoch {epoch}")
-        done = last
+        assert_finite_state(model.state_dict(), epoch + 1, "Lower --lr.")
+        if rank == 0:
+            folder.save_checkpoint(run.state(epoch + 1, settings, run.result.stopped_early))
+        if run.result.stopped_early:
+            say(f"training objective {record['train_objective']:.4f} <= {config.stop_train_loss}: "
+                f"stopping after epoch {epoch + 1}")
+            break
+    return _finish(run, config, folder, settings, device, write=rank == 0)
 
-    result.epochs_run = epoch
+
+def _epoch(run: _Run, epoch: int, train_loader: Iterable, test_loader: Iterable, config: TrainConfig,
+           device: torch.device, amp: bool, channels_last: bool) -> dict[str, Any]:
+    rank, _ = _rank_world()
+    _seed_epoch(config.seed, epoch, rank)
+    _set_loader_epoch(train_loader, epoch)
+    drop_path = config.drop_path_prob * epoch / config.epochs
+    if hasattr(run.model, "drop_path_prob"):
+        run.model.drop_path_prob = drop_path
+    lr = run.optimizer.param_groups[0]["lr"]
+    t0 = time.perf_counter()
+    loss_sum, correct, objective_sum, total = _train_epoch(run.net, run.model, train_loader, run.optimizer, config,
+                                                           device, amp, channels_last)
+    run.scheduler.step()
+    if total == 0:
+        raise TrainError("the training loader yielded no samples")
+    objective = objective_sum / total
+    stop = config.stop_train_loss is not None and objective <= config.stop_train_loss
+    record = {"epoch": epoch + 1, "lr": lr, "drop_path_prob": drop_path, "train_loss": loss_sum / total,
+              "train_objective": objective, "train_acc": 100.0 * correct / total,
+              "seconds": time.perf_counter() - t0}
+    if stop or epoch + 1 >= config.epochs or (epoch + 1) % config.eval_every == 0:
+        record["test_loss"], record["test_acc"] = evaluate(run.model, test_loader, device, amp, channels_last)
+    run.result.history.append(record)
+    run.result.stopped_early = stop
+    return record
+
+
+def _finish(run: _Run, config: TrainConfig, folder: RunFolder, settings: dict[str, Any], device: torch.device,
+            write: bool) -> TrainResult:
+    result = run.result
+    result.epochs_run = len(result.history)
     tested = [h for h in result.history if "test_acc" in h]
     if tested:
         result.final_test_acc, result.final_test_loss = tested[-1]["test_acc"], tested[-1]["test_loss"]
-    if out_dir and rank == 0:
-        report = {"final_test_acc": result.final_test_acc, "final_test_loss": result.final_test_loss,
-                  "epochs_run": result.epochs_run, "stopped_early": result.stopped_early,
-                  "config": dataclasses.asdict(config), "world_size": world, "device": str(device),
-                  "extra": extra_state or {}, "history": result.history}
-        atomic_write(os.path.join(out_dir, REPORT_NAME),
-                     lambda f: f.write(json.dumps(report, indent=2, default=_json_default) + "\n"))
-        from .plots import plot_learning_curve
-
-        plot_learning_curve(result.history, os.path.join(out_dir, CURVE_NAME))
+    if write and folder.out:
+        _write_report(folder.out, result, settings, device)
     return result
 
 
@@ -277,9 +414,11 @@ def init_distributed(device: str = "auto") -> tuple[torch.device, int, int]:
     """Join the process group ``torchrun`` describes in the environment (``RANK``, ``WORLD_SIZE``,
     ``LOCAL_RANK``, ``MASTER_ADDR``/``PORT``); without it, a single process. Returns
     ``(device, rank, world_size)``; NCCL on CUDA, gloo on CPU."""
-    use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
+    if device not in ("auto", "cpu", "cuda"):
+        raise TrainError(f"unknown device {device!r}; use auto, cpu or cuda")
+    use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
     if use_cuda and not torch.cuda.is_available():
-        raise ValueError("--device cuda requested but CUDA is not available; use --device cpu or auto")
+        raise TrainError("--device cuda requested but CUDA is not available; use --device cpu or auto")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
@@ -292,46 +431,56 @@ def init_distributed(device: str = "auto") -> tuple[torch.device, int, int]:
 
 
 def train_genotype(genotype: Any, dataset: str = "cifar10", *, config: TrainConfig | None = None,
-                   data_dir: str | None = None, download: bool = False, batch_size: int = 96, cutout: int = 16,
-                   workers: int = 2, init_channels: int = 36, layers: int = 20, device: str = "auto",
-                   out_dir: str | None = None, resume: bool = True,
+                   data_dir: str | None = None, download: bool = False, device: str = "auto",
+                   out_dir: str | None = None, resume: bool = False, restart: bool = False,
                    log: Callable[[str], None] | None = print) -> TrainResult:
     """Train ``genotype`` (a :class:`Genotype`, a known name like ``"DARTS_V2"``, or a genotype
-    file) from scratch on ``dataset`` (``cifar10``, ``cifar100``, ``imagenet16-120``) with the
-    paper's evaluation protocol; what :command:`flatarch train` runs. Joins the ``torchrun``
-    process group when there is one (see :func:`init_distributed`). The initial weights depend
-    on ``config.seed`` only. Writes ``genotype.json`` besides :func:`train`'s files into ``out_dir``.
+    file) from scratch on ``dataset`` (``digits``, ``cifar10``, ``cifar100``, ``imagenet16-120``) with
+    the paper's evaluation protocol; what :command:`flatarch train` runs. Joins the ``torchrun``
+    process group when there is one (see :func:`init_distributed`). The initial weights depend on
+    ``config.seed`` only. Writes ``genotype.json`` besides :func:`train`'s files into ``out_dir``.
 
-    Raises:
-        ValueError: unknown genotype or dataset, or a checkpoint of another run in ``out_dir``.
-        flatarch.reference_spaces.data.DataError: the dataset is missing or corrupt.
+    Everything that can refuse the run (settings, genotype, the output folder, a checkpoint of
+    another run) is checked before anything is written.
     """
     from . import genotype as G
     from . import loaders
     from .evaluation_network import EvaluationNetwork, count_parameters
 
-    config = config or TrainConfig()
+    config = (config or TrainConfig()).resolved(dataset)
     if not isinstance(genotype, G.Genotype):
-        genotype = G.load(genotype)
+        try:
+            genotype = G.load(genotype)
+        except ValueError as exc:
+            raise TrainError(str(exc)) from None
     genotype = G.validate(genotype)
     dev, rank, world = init_distributed(device)
-    say = log if (log is not None and rank == 0) else (lambda _msg: None)
-    load_cfg = loaders.LoaderConfig(dataset=dataset, data_dir=data_dir, batch_size=batch_size, cutout=cutout,
-                                    workers=workers, download=download)
+    say = _say_on_rank0(log, rank)
+    amp = config.amp if config.amp is not None else dev.type == "cuda"
+    if amp and dev.type != "cuda":
+        raise TrainError("--amp (bf16 mixed precision) needs a CUDA device; use --no-amp on CPU")
+    extra = {"genotype": G.to_json(genotype), "dataset": dataset}
+    settings = _settings(config, extra, amp, world)
+    folder = RunFolder(out_dir if rank == 0 else None, files=RUN_FILES, finished=REPORT_NAME, resume=resume,
+                       restart=restart, say=_say_on_rank0(_notice, rank))
+    checkpoint = folder.check(settings, _compared(settings))
+    load_cfg = loaders.LoaderConfig(dataset=dataset, data_dir=data_dir, batch_size=config.batch_size,
+                                    cutout=config.cutout, workers=config.loader_workers, download=download)
     train_set, test_set, num_classes = loaders.datasets_for(load_cfg)
-    input_size = int(train_set[0][0].shape[-1])
+    sample = train_set[0][0]
     torch.manual_seed(config.seed)  # identical initial weights in every process
-    model = EvaluationNetwork(genotype, num_classes=num_classes, C=init_channels, layers=layers,
-                              auxiliary=config.auxiliary_weight > 0, input_size=input_size)
+    model = EvaluationNetwork(genotype, num_classes=num_classes, C=config.channels, layers=config.layers,
+                              auxiliary=config.auxiliary_weight > 0, in_channels=int(sample.shape[0]),
+                              input_size=int(sample.shape[-1]))
     train_loader, test_loader = loaders.make_loaders(load_cfg, train_set, test_set)
-    n_params = count_parameters(model)
-    if out_dir and rank == 0:
-        os.makedirs(out_dir, exist_ok=True)
-        G.save(genotype, os.path.join(out_dir, "genotype.json"))
     say(f"genotype: {G.to_literal(genotype)}")
-    say(f"parameters: {n_params:,} (without auxiliary head); device {dev}, processes {world}, "
+    say(f"parameters: {count_parameters(model):,} (without auxiliary head); device {dev}, processes {world}, "
         f"torch threads {torch.get_num_threads()}")
-    extra = {"genotype": G.to_json(genotype), "dataset": dataset, "parameters": n_params,
-             "init_channels": init_channels, "layers": layers}
-    return train(model, train_loader, test_loader, config, device=dev, out_dir=out_dir, resume=resume, log=log,
-                 extra_state=extra)
+
+    def save_genotype() -> None:
+        if folder.out:
+            G.save(genotype, os.path.join(folder.out, GENOTYPE_NAME))
+
+    return _run(model, train_loader, test_loader, config, dev, folder, checkpoint, settings, amp, log,
+                on_open=save_genotype)
+

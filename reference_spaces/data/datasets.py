@@ -197,4 +197,4 @@ def load_dataset(name: str, data_dir: str | None = None, download: bool = False)
         return _cifar(name, data_dir, download)
     if name == "imagenet16-120":
         return _imagenet16(data_dir, download)
-    raise ValueError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+    raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
