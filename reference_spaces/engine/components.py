@@ -106,3 +106,54 @@ class AuxiliarySkipDecay:
     def start_epoch(self, ctx: Context, epoch: int) -> None:
         epochs = ctx.config.epochs
         ctx.network.set_auxiliary_skip(1.0 if epoch == 0 else (epochs - epoch + 1) / epochs)
+
+
+class LambdaCorrection:
+    """lambda-DARTS (Movahedi et al. 2023): every cell of the weight step gets its own copy ``A_l``
+    of the mixing weights, and the weights' gradient is corrected by
+    ``lambda_t * flatarch.regularizers.lambda_correction(...)`` before clipping, with
+    ``lambda_t = lambda * epoch / (epochs - 1)`` (Lambda-DARTS ``sota/cnn/train_search.py``
+    L168-170, L243-248). Reduction cells keep the shared weights: the repository perturbs normal
+    cells only (``model_search.py`` L263-265); on NAS-Bench-201 all 15 cells take part."""
+
+    shared_groups = ("reduce",)
+
+    def per_cell(self, ctx: Context, weights: dict[str, torch.Tensor]
+                 ) -> tuple[dict[str, Any], list[torch.Tensor], list[tuple[str, int]]]:
+        """The weights with one leaf copy per cell for every regularised group, the leaves, and
+        their layout ``[(group, cells)]``."""
+        counts = ctx.network.cells_per_group()
+        out: dict[str, Any] = dict(weights)
+        leaves: list[torch.Tensor] = []
+        layout = []
+        for group, w in weights.items():
+            if group in self.shared_groups:
+                continue
+            cells = [w.detach().clone().requires_grad_(True) for _ in range(counts[group])]
+            out[group] = cells
+            leaves += cells
+            layout.append((group, len(cells)))
+        return out, leaves, layout
+
+    def correct(self, ctx: Context, batch: Any, weights: dict[str, Any], leaves: list[torch.Tensor],
+                layout: list[tuple[str, int]], params: list[torch.Tensor], epoch: int) -> None:
+        """``w.grad += lambda_t * correction``; ``leaves`` hold ``dL/dA_l`` from the step's backward."""
+        cfg = ctx.config
+        strength = cfg.lambda_coef * epoch / max(cfg.epochs - 1, 1)
+        x, y = batch
+
+        def regrouped(layer_weights: list[torch.Tensor]) -> dict[str, Any]:
+            out, start = dict(weights), 0
+            for group, count in layout:
+                out[group] = layer_weights[start:start + count]
+                start += count
+            return out
+
+        correction = flatarch.regularizers.lambda_correction(
+            lambda ws: cross_entropy(ctx, x, y, regrouped(ws)), [leaf.detach() for leaf in leaves], params,
+            eps0=cfg.lambda_eps0, corr=cfg.lambda_corr, layer_grads=[leaf.grad for leaf in leaves])
+        for param, term in zip(params, correction):
+            if param.grad is None:
+                param.grad = strength * term
+            else:
+                param.grad.add_(term, alpha=strength)

@@ -35,8 +35,9 @@ PAPER_DEFAULTS: dict[str, Any] = {
     "arch_betas": DARTS_ADAM_DEFAULTS["betas"],
     "arch_weight_decay": DARTS_ADAM_DEFAULTS["weight_decay"],
     "warmup_epochs": 0,
-    # SDARTS' largest smoothing radius (SmoothDARTS train_search.py --epsilon_alpha)
-    "smoothing_epsilon": 0.3,
+    "select": "best-val-loss",
+    # the A2M authors' patience (AsquaredM train_search.py L239, L321-324)
+    "early_stop": 10,
 }
 
 #: The offline ``digits`` default is a demo sized to finish in about a minute on one CPU core:
@@ -44,7 +45,7 @@ PAPER_DEFAULTS: dict[str, Any] = {
 DATASET_DEFAULTS: dict[str, dict[str, int]] = {"digits": {"epochs": 5, "channels": 8, "cells_per_stage": 1}}
 
 #: command-line flags whose name is not the field name with dashes
-FLAGS: dict[str, str] = {"cells_per_stage": "--cells", "space_options": "--table"}
+FLAGS: dict[str, str] = {"cells_per_stage": "--cells", "space_options": "--table", "lambda_coef": "--lambda"}
 
 
 def flag(name: str) -> str:
@@ -52,8 +53,9 @@ def flag(name: str) -> str:
     return FLAGS.get(name, "--" + name.replace("_", "-"))
 
 
-#: ``--select``: which epoch's genotype a search reports
+#: ``--select``: which epoch's genotype a search reports (DARTS-PT always reports its projection's)
 SELECTIONS = ("best-val-loss", "final")
+PROJECTED = "projection"
 
 
 class SearchError(UsageError):
@@ -101,8 +103,13 @@ class SearchConfig:
     arch_weight_decay: float | None = None
     warmup_epochs: int | None = None  # epochs of weight steps only, before the first alpha step
     smoothing_epsilon: float | None = None  # SDARTS: the largest smoothing radius
-    select: str = "best-val-loss"  # which epoch's genotype is reported: best-val-loss | final
-    early_stop: int = 10  # stop once more than N epochs passed without a new best (0: off)
+    lambda_coef: float | None = None  # lambda-DARTS: the regulariser's final strength lambda
+    lambda_eps0: float | None = None  # lambda-DARTS: the finite-difference radius
+    lambda_corr: str | None = None  # lambda-DARTS: corr | signcorr
+    projection_interval: int | None = None  # DARTS-PT: tuning epochs between projections
+    tune_epochs: int | None = None  # DARTS-PT: tuning epochs (default: the repository's schedule)
+    select: str | None = None  # which epoch's genotype is reported: best-val-loss | final
+    early_stop: int | None = None  # stop once more than N epochs passed without a new best (0: off)
     on_nonfinite: str = "raise"  # a NaN/Inf architecture step: raise (stop) or skip it
     space_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"table": path} for nb201
     progress: bool = True  # tqdm bars
@@ -137,28 +144,35 @@ class SearchConfig:
                 )
         if self.difference is not None and self.difference not in ("central", "forward"):
             raise SearchError(f"--difference must be central or forward, got {self.difference!r}")
-        if self.select not in SELECTIONS:
+        if self.select is not None and self.select not in (*SELECTIONS, PROJECTED):
             raise SearchError(f"--select must be one of {', '.join(SELECTIONS)}, got {self.select!r}")
+        if self.lambda_corr is not None and self.lambda_corr not in ("corr", "signcorr"):
+            raise SearchError(f"--lambda-corr must be corr or signcorr, got {self.lambda_corr!r}")
         if self.on_nonfinite not in ("raise", "skip"):
             raise SearchError(f"--on-nonfinite must be raise or skip, got {self.on_nonfinite!r}")
         return self
 
     def resolved(self, space_defaults: dict[str, Any]) -> SearchConfig:
-        """Validate, then fill every ``None`` default. Settings the update does not take stay
+        """Validate, then fill every ``None`` default: the recipe's, the method's, the dataset's demo
+        size, the space's, the paper's. Settings the update or the method does not take stay
         ``None``, so the config records what ran."""
         from .methods import METHOD_SETTINGS, get_method
 
         self.validate()
         try:
             method = get_method(self.method)
-            recipe = method.recipe(self.recipe)
+            recipe = method.recipe(self.recipe, self.space)
         except ValueError as exc:
             raise SearchError(str(exc)) from None
         for name in sorted(METHOD_SETTINGS - set(method.settings)):
             if getattr(self, name) is not None:
                 raise SearchError(f"{flag(name)} does not apply to --method {self.method}; drop it")
+        for name, fixed in method.fixed.items():
+            if getattr(self, name) not in (None, fixed):
+                raise SearchError(f"--method {self.method} always runs with {flag(name)} {fixed}; drop {flag(name)}")
         takes = update_settings(self.optimizer)
-        sources = (recipe, DATASET_DEFAULTS.get(self.dataset, {}), space_defaults, PAPER_DEFAULTS)
+        sources = (recipe, method.fixed, method.defaults.for_space(self.space), DATASET_DEFAULTS.get(self.dataset, {}),
+                   space_defaults, PAPER_DEFAULTS)
 
         def default(name: str) -> Any:
             value = getattr(self, name)
@@ -168,10 +182,9 @@ class SearchConfig:
                 value = source.get(name)
             return value
 
-        applies = {n for n in (*PAPER_DEFAULTS, "channels", "cells_per_stage")
-                   if n not in METHOD_SETTINGS or n in method.settings}
-        filled = {name: default(name) if name in applies else None
-                  for name in (*PAPER_DEFAULTS, "channels", "cells_per_stage")}
+        names = (*PAPER_DEFAULTS, *METHOD_SETTINGS, "channels", "cells_per_stage", "ops")
+        filled = {name: default(name) if name not in METHOD_SETTINGS or name in method.settings else None
+                  for name in names}
         resolved = self.replace(
             **filled,
             optimizer=canonical_update(self.optimizer),
@@ -179,7 +192,6 @@ class SearchConfig:
             rho=default("rho") if "rho" in takes else None,
             eps=default("eps") if "eps" in takes else None,
             difference=(self.difference or "central") if "difference" in takes else None,
-            ops=self.ops or method.space_ops.get(self.space),
             val_augment=self.val_augment if self.val_augment is not None else self.space not in method.val_augment_off,
         )
         return resolved.validate()
@@ -215,6 +227,10 @@ _RULES: tuple[tuple[str, Any, str], ...] = (
     ("arch_betas", lambda v: len(v) == 2 and all(_finite(b) and 0 <= b < 1 for b in v), "two numbers in [0, 1)"),
     ("warmup_epochs", lambda v: _integer(v) and v >= 0, "a whole number >= 0"),
     ("smoothing_epsilon", lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
+    ("lambda_coef", lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
+    ("lambda_eps0", lambda v: _finite(v) and v > 0, "a finite number > 0"),
+    ("projection_interval", lambda v: _integer(v) and v >= 1, "a whole number >= 1"),
+    ("tune_epochs", lambda v: _integer(v) and v >= 1, "a whole number >= 1"),
     ("early_stop", lambda v: _integer(v) and v >= 0, "a whole number >= 0 (0 = off)"),
 )
 

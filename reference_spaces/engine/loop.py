@@ -8,12 +8,14 @@ Each iteration ``t`` of epoch ``e``, with a validation batch ``(x_v, y_v)`` and 
    method's regulariser, which so enters every gradient evaluation (the perturbed ones too), and
    its inner Adam steps;
 2. **weight step** -- ``w <- SGD(w, grad_w CE(f(x_t; w, A), y_t))``, the gradient norm clipped,
-   ``A = softmax(alpha)`` unless the method's smoothing replaces it (SDARTS).
+   ``A = softmax(alpha)`` unless the method's smoothing replaces it (SDARTS); a method's correction
+   adds to the gradient before clipping (lambda-DARTS).
 
 The weight learning rate follows a cosine from ``lr`` to ``lr_min`` over the epochs. After each
 epoch: the whole validation split in eval mode, a record (:mod:`.reporting`), a line on the
 terminal, an atomic checkpoint; at the end the selected genotype (``--select``), its files and
-the plot.
+the plot. A method with a projection phase (DARTS-PT, :mod:`.projection`) then tunes the supernet
+while it projects, with the same iteration on the projected weights.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,9 +39,10 @@ from ..run_folder import RunFolder, assert_finite_state
 from ..space import NetworkOptions
 from . import reporting
 from .checkpoint import write_json, write_json_lines
-from .components import Context
+from .components import Context, mixing_weights
 from .config import SearchConfig, SearchError, resolve_device
 from .methods import get_method
+from .projection import ProjectionState, check_schedule, schedule, topology_nodes, tune_epochs
 
 LOG_NAME = "search.jsonl"
 RESULT_NAME = "result.json"
@@ -129,11 +133,32 @@ class _Searcher:
         self._build_data(data)
         self._build_model()
         self.start_epoch = 0
-        self.history: list[dict[str, Any]] = []
+        self.records: list[dict[str, Any]] = []  # epoch records and DARTS-PT projection records, in order
         self.elapsed = 0.0
         self.iterations_done = 0
+        self.projection: ProjectionState | None = None  # set when DARTS-PT's tuning phase starts
+        self._plan_projection()
         if checkpoint is not None:
             self.restore(checkpoint)
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """The epoch records (search and tuning phases)."""
+        return [r for r in self.records if "projection" not in r]
+
+    def _plan_projection(self) -> None:
+        """DARTS-PT: the topology nodes, the tuning length and a check that the schedule fits."""
+        self.tune_epochs = 0
+        if self.method.projection is None:
+            return
+        groups = list(self.net.alphas())
+        self.nodes = topology_nodes(self.space, groups)
+        edges = self.net.alphas()[groups[0]].shape[0]
+        topology = max(len(n) for n in self.nodes.values())
+        k = self.cfg.projection_interval
+        self.tune_epochs = self.cfg.tune_epochs or tune_epochs(k, edges, topology)
+        check_schedule(self.tune_epochs, k, edges, topology)
+        self.rounds = dict(schedule(self.tune_epochs, k, edges))
 
     # --- set-up --------------------------------------------------------------------------------
     def _build_data(self, data: ImageData | None) -> None:
@@ -195,9 +220,10 @@ class _Searcher:
             "network": self.net.state_dict(),
             "arch_optimizer": self.arch_opt.state_dict(),
             "weight_optimizer": self.w_opt.state_dict(),
-            "scheduler": self.sched.state_dict(),
+            "scheduler": None if self.sched is None else self.sched.state_dict(),
             "rng": {"torch": torch.get_rng_state(), "generator": self.generator.get_state()},
-            "history": self.history,
+            "records": self.records,
+            "projection": None if self.projection is None else self.projection.to_json(),
             "elapsed": self.elapsed,
             "iterations_done": self.iterations_done,
             # batch order and augmentation are functions of (seed, epoch): see data.batches
@@ -209,17 +235,24 @@ class _Searcher:
             raise CheckpointError(f"{where} was written by another flatarch version (checkpoint version "
                                   f"{ckpt.get('version')}); pass --restart to start over")
         try:
+            if ckpt["projection"] is not None:
+                self._start_tuning(ProjectionState.from_json(ckpt["projection"]))
             self.net.load_state_dict(ckpt["network"])
             self.arch_opt.load_state_dict(ckpt["arch_optimizer"])
             self.w_opt.load_state_dict(ckpt["weight_optimizer"])
-            self.sched.load_state_dict(ckpt["scheduler"])
+            if self.sched is not None:
+                self.sched.load_state_dict(ckpt["scheduler"])
             self.generator.set_state(ckpt["rng"]["generator"])
             rng = ckpt["rng"]["torch"]
         except (KeyError, RuntimeError, ValueError) as exc:
             raise CheckpointError(f"{where} does not fit this search ({exc}); pass --restart to start over") from None
-        self.sched.T_max = self.cfg.epochs  # --resume --epochs N extends the cosine schedule to N epochs
+        self.records = list(ckpt["records"])
+        if self.sched is not None:
+            self.sched.T_max = self.cfg.epochs  # --resume --epochs N extends the cosine schedule to N epochs
+        elif self.cfg.epochs != ckpt["config"]["epochs"]:
+            raise CheckpointError(f"--resume: the search in {self.cfg.out} is in its projection phase; its supernet "
+                                  f"search cannot be extended to {self.cfg.epochs} epochs")
         torch.set_rng_state(rng)
-        self.history = list(ckpt["history"])
         self.elapsed = float(ckpt.get("elapsed", 0.0))
         self.iterations_done = int(ckpt.get("iterations_done", 0))
         self.start_epoch = int(ckpt["epoch"])
@@ -230,6 +263,13 @@ class _Searcher:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
+    def mixing(self, module) -> dict[str, torch.Tensor] | None:
+        """The mixing weights the network runs with: DARTS-PT's projected ones in the tuning phase,
+        else ``None`` (the network's own ``softmax(alpha)``)."""
+        if self.projection is None:
+            return None
+        return self.projection.apply(mixing_weights(module))
+
     def arch_loss(self, batch, epoch: int):
         """The functional validation loss handed to the ArchOptimizer (regulariser included)."""
         regularizer = self.method.regularizer
@@ -237,7 +277,7 @@ class _Searcher:
         def compute(module, batch):
             x, y = batch
             with self.autocast():
-                logits = module(x)
+                logits = module(x, self.mixing(module))
             loss = F.cross_entropy(logits.float(), y)
             term = regularizer.loss_term(self.ctx, module, epoch) if regularizer is not None else None
             return loss if term is None else loss + term
@@ -246,13 +286,18 @@ class _Searcher:
 
     def weight_step(self, batch, epoch: int, sums: torch.Tensor) -> None:
         x, y = batch
-        smoothing = self.method.smoothing
-        weights = smoothing.weights(self.ctx, epoch, batch) if smoothing is not None else None
+        smoothing, correction = self.method.smoothing, self.method.correction
+        weights = smoothing.weights(self.ctx, epoch, batch) if smoothing is not None else self.mixing(self.net)
+        leaves: list[torch.Tensor] = []
+        if correction is not None:
+            weights, leaves, layout = correction.per_cell(self.ctx, weights or mixing_weights(self.net))
         self.w_opt.zero_grad(set_to_none=True)
         with self.autocast():
             logits = self.net(x, weights)
         loss = F.cross_entropy(logits.float(), y)
-        loss.backward(inputs=self.weights)  # no gradient for alpha: it is not updated here
+        loss.backward(inputs=self.weights + leaves)  # no gradient for alpha: it is not updated here
+        if correction is not None:
+            correction.correct(self.ctx, batch, weights, leaves, layout, self.weights, epoch)
         if self.cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.weights, self.cfg.grad_clip)
         self.w_opt.step()
@@ -260,26 +305,37 @@ class _Searcher:
                              sums.new_tensor(float(len(y)))])
 
     # --- epochs --------------------------------------------------------------------------------
-    def validate(self, epoch: int) -> tuple[float, float]:
-        """Loss and accuracy (%) on the whole validation split, eval mode (AsquaredM ``infer``)."""
-        self.net.eval()
+    def _sweep(self, epoch: int, weights: dict[str, torch.Tensor] | None) -> tuple[float, float]:
+        """Loss and accuracy (%) on the whole validation split, no gradient, in the network's mode."""
         sums = torch.zeros(3, dtype=torch.float64, device=self.device)
         with torch.no_grad():
             for x, y in self.valid.sweep(epoch):
                 with self.autocast():
-                    logits = self.net(x)
+                    logits = self.net(x, weights)
                 loss = F.cross_entropy(logits.float(), y, reduction="sum")
                 sums += torch.stack([loss.double(), (logits.argmax(1) == y).sum().double(),
                                      sums.new_tensor(float(len(y)))])
-        self.net.train()
         loss_sum, correct, seen = sums.tolist()
         return loss_sum / seen, 100.0 * correct / seen
 
+    def validate(self, epoch: int) -> tuple[float, float]:
+        """Loss and accuracy (%) on the whole validation split, eval mode (AsquaredM ``infer``)."""
+        self.net.eval()
+        try:
+            return self._sweep(epoch, self.mixing(self.net))
+        finally:
+            self.net.train()
+
+    def projection_accuracy(self, epoch: int) -> Callable[[dict[str, torch.Tensor]], float]:
+        """DARTS-PT's score: validation accuracy at given weights, BatchNorm in train mode as in
+        darts-pt's ``infer(..., eval=False)`` (its running statistics move, as there)."""
+        return lambda weights: self._sweep(epoch, weights)[1]
+
     def run_epoch(self, epoch: int) -> dict[str, Any]:
         cfg = self.cfg
-        for schedule in self.method.schedules:
-            schedule.start_epoch(self.ctx, epoch)
-        genotype_start = self.space.genotype(self.net)
+        for per_epoch in self.method.schedules:
+            per_epoch.start_epoch(self.ctx, epoch)
+        genotype_start = self.space.genotype(self.net, self.mixing(self.net))
         self.net.train()
         step_stats = reporting.StepStats(self.device)
         sums = torch.zeros(3, dtype=torch.float64, device=self.device)
@@ -295,7 +351,8 @@ class _Searcher:
             if cfg.progress and t % 10 == 9:  # a host sync every 10 iterations, only with a bar
                 loss_sum, correct, seen = sums.tolist()
                 bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100 * correct / seen:.1f}%")
-        self.sched.step()
+        if self.sched is not None:
+            self.sched.step()
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         train_seconds = time.perf_counter() - t0
@@ -304,9 +361,10 @@ class _Searcher:
         self.elapsed += seconds
         self.iterations_done += self.iters
         loss_sum, correct, seen = sums.tolist()
-        genotype = self.space.genotype(self.net)
+        genotype = self.space.genotype(self.net, self.mixing(self.net))
         return {
             "epoch": epoch + 1,
+            "phase": "search" if self.projection is None else "tune",
             "genotype_start": self.space.genotype_to_json(genotype_start),
             "genotype": self.space.genotype_to_json(genotype),
             "train_loss": loss_sum / seen,
@@ -321,29 +379,73 @@ class _Searcher:
             "seconds_per_iteration": train_seconds / self.iters,  # alpha step + weight step
         }
 
+    def search_records(self) -> list[dict[str, Any]]:
+        return [r for r in self.history if r.get("phase", "search") == "search"]
+
+    def search_finished(self) -> bool:
+        done = self.search_records()
+        return len(done) >= self.cfg.epochs or reporting.should_stop(done, self.cfg.early_stop)
+
     def finished(self) -> bool:
-        return self.start_epoch >= self.cfg.epochs or reporting.should_stop(self.history, self.cfg.early_stop)
+        tuned = len(self.history) - len(self.search_records())
+        return self.search_finished() and tuned >= self.tune_epochs
 
     def run(self) -> SearchResult:
         cfg = self.cfg
-        if self.history and self.finished():
+        if self.records and self.finished():
             _say(f"--resume: the search in {cfg.out} is complete ({len(self.history)} epochs); nothing to run. "
                  "Pass a larger --epochs to extend it.")
             return self.result(write=False)
         self.folder.open()
-        epochs = range(self.start_epoch, cfg.epochs)
-        for epoch in _tqdm(epochs, cfg.progress, total=cfg.epochs, initial=self.start_epoch, desc="search"):
-            record = self.run_epoch(epoch)
-            assert_finite_state(self.net.state_dict(), epoch + 1, "Lower --lr or --arch-lr.")
-            self.history.append(record)
-            self._print(reporting.format_epoch(record, cfg.epochs))
-            if cfg.out:
-                write_json_lines(self.history, self.path(LOG_NAME))
-                self.folder.save_checkpoint(self.state(epoch + 1))
-            if reporting.should_stop(self.history, cfg.early_stop):
-                self._print(f"early stop: {cfg.early_stop} epochs without a lower validation loss")
-                break
+        bar = _tqdm(range(cfg.epochs + self.tune_epochs), cfg.progress, initial=len(self.history), desc="search")
+        while not self.search_finished():
+            self._epoch(len(self.history), bar)
+            if reporting.should_stop(self.search_records(), cfg.early_stop):
+                self._print(f"early stop: more than {cfg.early_stop} epochs without a lower validation loss")
+        if self.tune_epochs:
+            self._tune(bar)
         return self.result(write=bool(cfg.out))
+
+    def _epoch(self, epoch: int, bar) -> None:
+        """One epoch, its record and line, its checkpoint."""
+        record = self.run_epoch(epoch)
+        assert_finite_state(self.net.state_dict(), epoch + 1, "Lower --lr or --arch-lr.")
+        self.records.append(record)
+        self._print(reporting.format_epoch(record, self.cfg.epochs + self.tune_epochs))
+        if self.cfg.out:
+            write_json_lines(self.records, self.path(LOG_NAME))
+            self.folder.save_checkpoint(self.state(epoch + 1))
+        if hasattr(bar, "update"):
+            bar.update(1)
+
+    def _start_tuning(self, state: ProjectionState) -> None:
+        """DARTS-PT's tuning: a fresh SGD at a tenth of the learning rate, constant (darts-pt
+        ``reset_optimizer(args.learning_rate / 10, ...)``)."""
+        self.projection = state
+        cfg = self.cfg
+        self.w_opt = torch.optim.SGD(self.weights, cfg.lr / 10, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        self.sched = None
+
+    def _tune(self, bar) -> None:
+        if self.projection is None:
+            self._start_tuning(ProjectionState.empty({g: a.shape[0] for g, a in self.net.alphas().items()}))
+        searched = len(self.search_records())
+        while len(self.history) - searched < self.tune_epochs:
+            t = len(self.history) - searched
+            if t in self.rounds and not self.projection.complete(self.nodes):
+                self._project(self.rounds[t], len(self.history) + 1)
+            self._epoch(len(self.history), bar)
+
+    def _project(self, kind: str, epoch: int) -> None:
+        with torch.no_grad():
+            weights = mixing_weights(self.net)
+        self.net.train()
+        made = self.method.projection.round(kind, self.projection, weights, self.projection_accuracy(epoch),
+                                            self.generator, self.net, self.nodes)
+        for record in made:
+            self.records.append({"projection": {"epoch": epoch, **record}})
+            self._print(f"projection before epoch {epoch}: {record['kind']} {record['cell']} edge "
+                        f"{record['edge_name']}: {record['chosen']}")
 
     def _print(self, line: str) -> None:
         if self.cfg.progress:
@@ -358,16 +460,17 @@ class _Searcher:
         genotype_json, epoch = reporting.selected(self.history, cfg.select)
         genotype = space.genotype_from_json(genotype_json)
         final = space.genotype_from_json(self.history[-1]["genotype"])
-        best = reporting.best_record(self.history)
+        best = reporting.best_record(self.search_records())
         result = SearchResult(
             genotype=genotype, genotype_json=genotype_json, benchmark=space.evaluate(genotype),
             selection=reporting.describe_selection(cfg.select, epoch, self.history), selected_epoch=epoch,
             best_epoch=best["epoch"], best_genotype=best["genotype_start"], final_genotype=self.history[-1]["genotype"],
             final_benchmark=space.evaluate(final), history=self.history, config=cfg.to_json(), out=cfg.out,
             seconds=self.elapsed, seconds_per_iteration=self.elapsed / max(1, self.iterations_done),
-            stopped_early=len(self.history) < cfg.epochs, reference=space.reference_accuracies(),
+            stopped_early=len(self.search_records()) < cfg.epochs, reference=space.reference_accuracies(),
         )
         if write:
+            write_json_lines(self.records, self.path(LOG_NAME))
             write_json(result.to_json(), self.path(RESULT_NAME))
             title = f"{cfg.space} {cfg.method} {cfg.optimizer} seed {cfg.seed}"
             space.save_genotype(genotype, cfg.out, title=title)

@@ -9,7 +9,7 @@ benchmark accuracies of ``genotype``.
 Selection (``--select``): ``best-val-loss`` (the paper's protocol) reports the ``genotype_start``
 of the epoch with the lowest validation loss, so the genotype lags the weights that reached that
 loss by one epoch, exactly as the authors' code; ``final`` reports the last epoch's ``genotype``.
-Early stopping (``--early-stop N``): the search ends once more than ``N`` epochs have passed since
+DARTS-PT reports its projection's genotype (``projection``). Early stopping (``--early-stop N``): the search ends once more than ``N`` epochs have passed since
 the best one (the authors' ``epoch - best_epoch > 10``).
 """
 
@@ -67,15 +67,17 @@ def should_stop(history: Sequence[dict[str, Any]], patience: int) -> bool:
 
 def selected(history: Sequence[dict[str, Any]], selection: str) -> tuple[Any, int]:
     """``(genotype JSON, epoch)`` that ``selection`` reports."""
-    if selection == "final":
+    if selection in ("final", "projection"):
         return history[-1]["genotype"], history[-1]["epoch"]
-    best = best_record(history)
+    best = best_record([r for r in history if r.get("phase", "search") == "search"])
     return best["genotype_start"], best["epoch"]
 
 
 def describe_selection(selection: str, epoch: int, history: Sequence[dict[str, Any]]) -> str:
     if selection == "final":
         return f"final: the genotype after the last epoch ({epoch})"
+    if selection == "projection":
+        return f"projection: DARTS-PT's projected genotype after its tuning (epoch {epoch})"
     loss = next(r["val_loss"] for r in history if r["epoch"] == epoch)
     return f"best-val-loss: the genotype at the start of epoch {epoch}, whose validation loss {loss:.4f} was lowest"
 
