@@ -95,14 +95,24 @@ def _run_nb201(args) -> int:
 
 
 def _run_darts(args) -> int:
-    from flatarch.reference_spaces.darts.geometry import load_genotype, write_neighbours, write_path
+    from flatarch.reference_spaces.darts.genotype import load
+    from flatarch.reference_spaces.darts.geometry import (
+        path_tree_genotypes,
+        sample_neighbour_genotypes,
+        write_neighbours,
+        write_path,
+    )
 
-    genotype = load_genotype(args.genotype)
+    # everything is read, sampled and checked before the first file is written
+    genotype = load(args.genotype)
+    target = load(args.target) if args.target else None
     cells = ("normal", "reduce") if args.cells == "both" else (args.cells,)
-    manifest = write_neighbours(genotype, args.out, tuple(args.radius), args.samples, args.seed, cells)
+    sample = sample_neighbour_genotypes(genotype, tuple(args.radius), args.samples, args.seed, cells)
+    levels = path_tree_genotypes(genotype, target, args.max_path_archs) if target else None
+    manifest = write_neighbours(sample, args.out)
     print(f"wrote {len(manifest['neighbours'])} neighbour genotypes under {args.out} (manifest.json lists them)")
-    if args.target:
-        path = write_path(genotype, load_genotype(args.target), args.out, args.max_path_archs)
+    if levels is not None:
+        path = write_path(genotype, levels, args.out)
         print(f"wrote the path tree (distance {path['distance']}) under {args.out}/path")
     print("train each with: flatarch train --genotype FILE (see docs/geometry.md for the early-stop flag)")
     return 0
@@ -184,7 +194,9 @@ def register(subparsers) -> None:
         help="sample neighbour genotypes in the DARTS space",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    da.add_argument("--genotype", required=True, help="genotype JSON file, or a name (DARTS_V1, DARTS_V2)")
+    da.add_argument(
+        "--genotype", required=True, help="genotype JSON file, file with a Genotype(...) literal, or a known name"
+    )
     da.add_argument("--radius", type=int, nargs="+", default=[1], help="radius (or radii) of the neighbours")
     da.add_argument("--samples", type=int, default=30, help="neighbours per radius (the paper samples 30)")
     da.add_argument("--seed", type=int, default=0)
