@@ -1,12 +1,11 @@
 """NAS-Bench-201 geometry: exact neighbourhoods, trees, paths, barriers and locality."""
 
 import itertools
-import os
 from math import comb
 
 import numpy as np
 import pytest
-from flatarch.reference_spaces.nb201.benchmark import DATASETS, BenchmarkTable
+from flatarch.reference_spaces.nb201.benchmark import DATASETS, packaged_table
 from flatarch.reference_spaces.nb201.encoding import (
     NUM_ARCHS,
     code_to_sequence,
@@ -35,19 +34,9 @@ codes = st.integers(min_value=0, max_value=NUM_ARCHS - 1)
 
 
 @pytest.fixture(scope="module")
-def nats_bench_csv():  # module-scoped twin of the conftest fixture (same skip), so the table loads once
-    from conftest import SHARED_NATS_BENCH
-
-    path = os.environ.get("FLATARCH_NATS_BENCH_CSV", SHARED_NATS_BENCH)
-    if not os.path.exists(path):
-        pytest.skip(f"NAS-Bench-201 table not found at {path} (set FLATARCH_NATS_BENCH_CSV)")
-    return os.path.abspath(path)
-
-
-@pytest.fixture(scope="module")
-def real_table(nats_bench_csv):
-    """(code_of_index, {dataset: acc by code}) from the real benchmark table."""
-    table = BenchmarkTable.load(nats_bench_csv)
+def real_table():
+    """(code_of_index, {dataset: acc by code}) from the NAS-Bench-201 table shipped with flatarch."""
+    table = packaged_table()
     return np.asarray(table.code_of_index), {ds: table.accuracies(ds) for ds in DATASETS}
 
 
@@ -184,7 +173,7 @@ def test_similar_neighbour_respects_tolerance():
     assert similar_neighbour(acc, 100, 3, 0.1) is None
 
 
-# ------------------------------------------------------------------ the real table
+# ------------------------------------------------------------------ the real table (shipped with flatarch)
 
 
 def test_paper_pairs_are_radius3_neighbours_of_similar_accuracy(real_table):
