@@ -577,7 +577,9 @@ def _subcommand(parser: argparse.ArgumentParser, *names: str) -> argparse.Argume
     return parser
 
 
-@pytest.mark.parametrize("command", [("nb201", "lookup"), ("nb201", "export")])
+@pytest.mark.parametrize(
+    "command", [("nb201", "lookup"), ("nb201", "export"), ("geometry", "nb201"), ("geometry", "darts")]
+)
 def test_cli_help_has_text_for_every_option_and_no_none_defaults(command):
     parser = _subcommand(build_parser(), *command)
     assert all(action.help for action in parser._actions), [a.dest for a in parser._actions if not a.help]
