@@ -4,7 +4,7 @@ Usage::
 
     python benchmarks/geometry.py [TABLE] [--dataset cifar10] [--repeats 3] [--scan-cells N]
 
-TABLE defaults to ``$FLATARCH_NB201_TABLE``. Reports, with the thread count:
+TABLE defaults to ``$FLATARCH_NB201_TABLE``, else the table shipped with flatarch. Reports, with the thread count:
 
 1. the whole-space radius-1..3 neighbourhood analysis (every cell's neighbour mean/min/max and
    mean |acc difference|) on one dataset, computed (a) by combinatorial generation of the radius-r
@@ -29,7 +29,7 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
-from flatarch.reference_spaces.nb201.benchmark import DATASETS, BenchmarkTable, find_table  # noqa: E402
+from flatarch.reference_spaces.nb201.benchmark import DATASETS, load_table  # noqa: E402
 from flatarch.reference_spaces.nb201.encoding import NUM_ARCHS  # noqa: E402
 from flatarch.reference_spaces.nb201.geometry import (  # noqa: E402
     codes_to_digits,
@@ -78,14 +78,10 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--scan-cells", type=int, default=NUM_ARCHS)
     args = parser.parse_args()
-    path = find_table(args.table)
-    if path is None:
-        print("give a table path or set $FLATARCH_NB201_TABLE", file=sys.stderr)
-        return 2
     print(f"threads: {_threads()}")
     start = time.perf_counter()
-    table = BenchmarkTable.load(path)
-    print(f"table load: {time.perf_counter() - start:.2f} s ({path})")
+    table = load_table(args.table)
+    print(f"table load: {time.perf_counter() - start:.2f} s ({table.source})")
 
     acc = table.accuracies(args.dataset)
     fast_s, stats = best_of(lambda: neighbourhood_stats(acc, (1, 2, 3)), args.repeats)

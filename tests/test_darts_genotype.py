@@ -1,5 +1,6 @@
-"""Genotype derivation (SPEC section 6) on hand-built alphas, and the JSON / literal formats."""
+"""Genotype derivation (DARTS / PC-DARTS ``genotype()``) on hand-built alphas, the JSON / literal formats, names."""
 
+import ast
 import json
 import os
 import stat
@@ -7,6 +8,7 @@ import stat
 import pytest
 import torch
 from flatarch.reference_spaces.darts import genotype as G
+from flatarch.reference_spaces.darts import known
 from flatarch.reference_spaces.darts.known import DARTS_V1, DARTS_V2, KNOWN_GENOTYPES, PC_DARTS
 
 OP = {name: i for i, name in enumerate(G.PRIMITIVES)}
@@ -156,10 +158,44 @@ def test_invalid_genotypes_are_rejected():
 
 
 def test_known_names():
-    assert G.load("DARTS_V2") == DARTS_V2 == G.load("darts-v2")
+    assert G.load("DARTS_V2") == DARTS_V2 == G.load("darts-v2") == G.load(" Darts_V2 ")
     assert KNOWN_GENOTYPES["DARTS"] == DARTS_V2
-    with pytest.raises(ValueError, match="known names"):
+    for name, genotype in KNOWN_GENOTYPES.items():
+        assert G.load(name) == G.validate(genotype)
+    with pytest.raises(ValueError, match="known name; give a JSON file.*known names DARTS_V1, DARTS_V2"):
         G.load("NOT_A_GENOTYPE")
+
+
+def test_known_genotypes_import_nothing_from_flatarch():
+    """genotype.load looks names up in known.py, so known.py must not import genotype.py (no cycle)."""
+    tree = ast.parse(open(known.__file__).read())
+    imported = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert all(isinstance(n, ast.ImportFrom) and n.module in ("__future__", "collections") for n in imported)
+    assert G.Genotype is known.Genotype
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('{"normal": 5, "normal_concat": [2], "reduce": [], "reduce_concat": [2]}', "lists of \\[op, input\\]"),
+        ('{"normal": [["sep_conv_3x3", 0]], "normal_concat": 3, "reduce": [], "reduce_concat": [2]}', "concats"),
+        ("{not json", "invalid JSON"),
+        ("just some notes", "not a Python Genotype"),
+    ],
+)
+def test_bad_genotype_files_name_the_file_and_problem(tmp_path, content, message):
+    path = tmp_path / "g.json"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=message) as info:
+        G.load(str(path))
+    assert str(info.value).startswith(f"{path}: ") and "\n" not in str(info.value)
+
+
+def test_unreadable_genotype_file(tmp_path):
+    path = tmp_path / "g.json"
+    path.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(ValueError, match="cannot be read as a genotype file"):
+        G.load(str(path))
 
 
 def test_saved_files_get_ordinary_permissions(tmp_path):

@@ -1,13 +1,16 @@
-"""``flatarch geometry nb201`` end to end: on a synthetic table (fast) and on the real one (slow)."""
+"""``flatarch geometry nb201`` end to end: on a synthetic table (fast), on the shipped real one (slow),
+and ``--arch`` on one cell."""
 
 import csv
 import json
 import os
+import re
 
 import numpy as np
 import pytest
-from flatarch.reference_spaces.nb201.benchmark import DATASETS, BenchmarkTable
-from flatarch.reference_spaces.nb201.encoding import NUM_ARCHS, code_to_sequence
+from flatarch.reference_spaces.nb201.benchmark import DATASETS, BenchmarkTable, packaged_table
+from flatarch.reference_spaces.nb201.encoding import NUM_ARCHS, OPS, arch_to_sequence, code_to_arch, code_to_sequence
+from flatarch.reference_spaces.nb201.geometry import path_between
 
 from flatarch.cli import main
 
@@ -117,22 +120,32 @@ def test_cli_nb201_warns_when_paper_pairs_do_not_fit_the_table(synthetic_table, 
 
 
 def test_cli_nb201_errors_are_clear(synthetic_table, tmp_path, capsys, monkeypatch):
-    monkeypatch.delenv("FLATARCH_NB201_TABLE", raising=False)
-    assert main(["geometry", "nb201", "--out", str(tmp_path / "a")]) == 2
-    assert "--table" in capsys.readouterr().err
-    assert main(["geometry", "nb201", "--table", synthetic_table, "--dataset", "mnist", "--out", str(tmp_path)]) == 2
-    assert "unknown NAS-Bench-201 dataset" in capsys.readouterr().err
-    args = ["geometry", "nb201", "--table", synthetic_table, "--tier-refs", "A=1", "--out", str(tmp_path)]
-    assert main(args) == 2
-    assert "prefix it with the dataset" in capsys.readouterr().err
-    assert main(["geometry", "nb201", "--table", str(tmp_path / "none.csv"), "--out", str(tmp_path)]) == 2
-    assert "does not exist" in capsys.readouterr().err
+    cases = [
+        (["--table", synthetic_table, "--dataset", "mnist"], "unknown NAS-Bench-201 dataset 'mnist'"),
+        (["--table", synthetic_table, "--tier-refs", "A=1"], "prefix it with the dataset"),
+        (["--table", synthetic_table, "--dataset", "c10", "--tier-refs", "A"], "--tier-refs 'A': give tier"),
+        (["--table", synthetic_table, "--dataset", "c10", "--tier-thresholds", "70"], "--tier-thresholds '70': give"),
+        (["--table", str(tmp_path / "none.csv")], r"none.csv \(from --table\): does not exist"),
+    ]
+    for args, message in cases:
+        out = tmp_path / "out"
+        assert main(["geometry", "nb201", *args, "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert re.match("flatarch geometry: error: .*" + message, err) and len(err.splitlines()) == 1, err
+        assert not out.exists()
+
+
+def test_cli_nb201_out_must_be_a_folder(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("keep")
+    assert main(["geometry", "nb201", "--arch", "111111", "--out", str(blocker)]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err and blocker.read_text() == "keep"
 
 
 @pytest.mark.slow
-def test_cli_nb201_on_the_real_table_reproduces_the_barrier_ordering(nats_bench_csv, tmp_path):
+def test_cli_nb201_on_the_real_table_reproduces_the_barrier_ordering(tmp_path, monkeypatch):
     out = tmp_path / "geo"
-    assert main(["geometry", "nb201", "--table", nats_bench_csv, "--out", str(out)]) == 0
+    assert main(["geometry", "nb201", "--out", str(out)]) == 0  # the table shipped with flatarch
     barriers = json.load(open(out / "barriers.json"))
     for ds in DATASETS:
         paths = barriers[ds]["paths"]
@@ -142,3 +155,72 @@ def test_cli_nb201_on_the_real_table_reproduces_the_barrier_ordering(nats_bench_
         for t in "ABC":
             assert paths[t]["distance"] == 3
     assert len(open(out / "ks_table.md").read().splitlines()) >= 11
+
+
+# ------------------------------------------------------------------ --arch: one cell
+ALL_SKIP = "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|"
+
+
+def _radius1_by_hand(table, arch: str, dataset: str) -> list[float]:
+    """Accuracies of the 24 cells that differ from ``arch`` in exactly one edge, built edge by edge."""
+    seq = arch_to_sequence(arch)
+    return [
+        table.accuracy(seq[:e] + (op,) + seq[e + 1 :], dataset)
+        for e in range(len(seq))
+        for op in range(len(OPS))
+        if op != seq[e]
+    ]
+
+
+@pytest.mark.parametrize("spelling", [ALL_SKIP, "111111", "1,1,1,1,1,1", "code:3906", "index:1835"])
+def test_cli_arch_all_skip_radius1_matches_the_table(spelling, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "cell"
+    assert main(["geometry", "nb201", "--arch", spelling, "--radii", "1", "2", "--out", str(out)]) == 0
+    report = json.load(open(out / "cell.json"))
+    table = packaged_table()
+    assert report["arch"] == ALL_SKIP and report["index"] == table.index_of(ALL_SKIP) == 1835
+    for ds in DATASETS:
+        got, own = report["datasets"][ds], table.accuracy(ALL_SKIP, ds)
+        expected = _radius1_by_hand(table, ALL_SKIP, ds)
+        r1 = got["neighbourhoods"][0]
+        assert got["accuracy"] == own and r1["radius"] == 1 and r1["n"] == 24
+        assert r1["mean"] == pytest.approx(np.mean(expected)) and r1["min"] == min(expected)
+        assert r1["max"] == max(expected) and r1["better"] == sum(x > own for x in expected)
+        assert got["neighbourhoods"][1]["n"] == 240
+        assert got["optimum"]["accuracy"] == float(table.accuracies(ds).max())
+    printed = capsys.readouterr().out
+    assert "cifar10          54.30       1    24" in printed and "to the optimum 94.37" in printed
+
+
+def test_cli_arch_barrier_to_the_optimum(tmp_path, capsys):
+    """Path and barrier equal path_between on the same cells; the optimum itself has distance 0."""
+    table = packaged_table()
+    best = int(np.argmax(table.accuracies("cifar100")))
+    out = tmp_path / "cell"
+    assert main(["geometry", "nb201", "--arch", f"code:{best}", "--dataset", "c100", "--out", str(out)]) == 0
+    own = json.load(open(out / "cell.json"))["datasets"]["cifar100"]
+    assert set(json.load(open(out / "cell.json"))["datasets"]) == {"cifar100"}
+    assert own["path_to_optimum"]["distance"] == 0 and own["path_to_optimum"]["barrier"]["raw_min_cell"] == 0
+    assert main(["geometry", "nb201", "--arch", ALL_SKIP, "--dataset", "c100", "--out", str(out)]) == 0
+    path = json.load(open(out / "cell.json"))["datasets"]["cifar100"]["path_to_optimum"]
+    expected = path_between(table.accuracies("cifar100"), table.code_of(ALL_SKIP), best)
+    assert path["distance"] == 5 and path["b"] == code_to_arch(best)
+    assert path["accuracy_path"] == pytest.approx(expected.accuracy_path.tolist())
+    assert path["barrier"] == pytest.approx(expected.barrier.to_dict())
+
+
+@pytest.mark.parametrize(
+    "arch, message",
+    [
+        ("11111", "--arch: a NAS-Bench-201 op sequence has 6 op indices"),
+        ("index:99999", r"--arch: 'index:99999': index must be in \[0, 15624\]"),
+        ("|conv~0|+|none~0|none~1|+|none~0|none~1|none~2|", "--arch: unknown op 'conv'"),
+    ],
+)
+def test_cli_arch_bad_arch_is_one_line_and_writes_nothing(arch, message, tmp_path, capsys):
+    out = tmp_path / "cell"
+    assert main(["geometry", "nb201", "--arch", arch, "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert re.match("flatarch geometry: error: " + message, err) and len(err.splitlines()) == 1, err
+    assert captured.out == "" and not out.exists()

@@ -5,23 +5,19 @@ import os
 
 import numpy as np
 import pytest
-from flatarch.reference_spaces.darts.genotype import PRIMITIVES, Genotype
+from flatarch.reference_spaces.darts.genotype import PRIMITIVES, STEPS, Genotype, from_json, load, to_json
 from flatarch.reference_spaces.darts.geometry import (
     MOVE_OPS,
-    NAMED_GENOTYPES,
-    NUM_NODES,
     DartsSpace,
     arch_to_genotype,
     cell_to_matrix,
     check_matrix,
-    genotype_from_dict,
     genotype_to_arch,
-    genotype_to_dict,
-    load_genotype,
     matrix_to_cell,
     matrix_to_sequence,
     sequence_to_matrix,
 )
+from flatarch.reference_spaces.darts.known import DARTS_V1, DARTS_V2, KNOWN_GENOTYPES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -32,7 +28,7 @@ from flatarch.geometry import neighbour_tree, path_tree, random_neighbour, sampl
 @st.composite
 def cells(draw):
     cell = []
-    for node in range(NUM_NODES):
+    for node in range(STEPS):
         inputs = draw(st.lists(st.integers(0, node + 1), min_size=2, max_size=2, unique=True))
         for j in inputs:
             cell.append((draw(st.sampled_from(MOVE_OPS)), j))
@@ -48,12 +44,12 @@ def assert_valid(arch):
     """Every intermediate node has exactly two distinct predecessors, all earlier nodes."""
     for seq in arch:
         mat = sequence_to_matrix(seq)  # validates: two non-zero entries per row, at j < i + 2
-        for i in range(NUM_NODES):
+        for i in range(STEPS):
             assert np.count_nonzero(mat[i]) == 2
 
 
 def test_matrix_encoding_matches_the_spec():
-    g = NAMED_GENOTYPES["DARTS_V2"]
+    g = DARTS_V2
     mat = cell_to_matrix(g.normal)
     assert mat.shape == (4, 5)
     sep3, skip, dil3 = (1 + PRIMITIVES.index(o) for o in ("sep_conv_3x3", "skip_connect", "dil_conv_3x3"))
@@ -72,16 +68,16 @@ def test_conversions_round_trip(g):
     for cell, cell_back in ((g.normal, back.normal), (g.reduce, back.reduce)):
         np.testing.assert_array_equal(cell_to_matrix(cell), cell_to_matrix(cell_back))
         # per node, same (op, input) pairs up to order
-        for node in range(NUM_NODES):
+        for node in range(STEPS):
             assert sorted(cell[2 * node : 2 * node + 2]) == sorted(cell_back[2 * node : 2 * node + 2])
     for seq in arch:
         assert matrix_to_sequence(sequence_to_matrix(seq)) == seq
         assert matrix_to_sequence(cell_to_matrix(matrix_to_cell(sequence_to_matrix(seq)))) == seq
-    assert genotype_to_arch(genotype_from_dict(json.loads(json.dumps(genotype_to_dict(g))))) == arch
+    assert genotype_to_arch(from_json(json.loads(json.dumps(to_json(g))))) == arch
 
 
 def test_invalid_cells_are_rejected_with_clear_errors():
-    g = NAMED_GENOTYPES["DARTS_V2"]
+    g = DARTS_V2
     with pytest.raises(ValueError, match="twice"):
         cell_to_matrix([("sep_conv_3x3", 0), ("skip_connect", 0)] + list(g.normal[2:]))
     with pytest.raises(ValueError, match="inputs 0..1"):
@@ -105,7 +101,7 @@ def test_radius1_moves_keep_two_distinct_predecessors_and_are_one_move_away(g):
     targets = [m.arch for m in moves]
     assert len(targets) == len(set(targets))  # every move gives a different architecture
     # per cell: op changes 8 edges x 6 other ops; adjustments sum over nodes of 2 x (i) free inputs x 7 ops
-    per_cell = 8 * (len(MOVE_OPS) - 1) + sum(2 * i * len(MOVE_OPS) for i in range(NUM_NODES))
+    per_cell = 8 * (len(MOVE_OPS) - 1) + sum(2 * i * len(MOVE_OPS) for i in range(STEPS))
     assert len(moves) == 2 * per_cell == 264
     for m in moves:
         assert_valid(m.arch)
@@ -114,7 +110,7 @@ def test_radius1_moves_keep_two_distinct_predecessors_and_are_one_move_away(g):
 
 
 def test_moves_restricted_to_one_cell():
-    root = genotype_to_arch(NAMED_GENOTYPES["DARTS_V2"])
+    root = genotype_to_arch(DARTS_V2)
     for cell in ("normal", "reduce"):
         keep = 1 if cell == "normal" else 0
         for m in DartsSpace(cells=(cell,)).moves(root):
@@ -125,7 +121,7 @@ def test_moves_restricted_to_one_cell():
 
 def test_neighbour_tree_level2_is_exactly_distance_2():
     space = DartsSpace(cells=("reduce",))
-    root = genotype_to_arch(NAMED_GENOTYPES["DARTS_V1"])
+    root = genotype_to_arch(DARTS_V1)
     tree = neighbour_tree(space, root, 2)
     assert len(tree[1]) == 132
     assert all(space.distance(root, x) == 2 for x in tree[2])
@@ -173,21 +169,6 @@ def test_path_tree_is_shortest_and_symmetric(ga, radius, seed):
             assert space.distance(a, arch) == l and space.distance(arch, b) == d - l
 
 
-def test_load_genotype_by_name_file_and_errors(tmp_path):
-    assert load_genotype("DARTS_V2") == NAMED_GENOTYPES["DARTS_V2"]
-    path = tmp_path / "g.json"
-    path.write_text(json.dumps(genotype_to_dict(NAMED_GENOTYPES["DARTS_V1"])))
-    assert genotype_to_arch(load_genotype(str(path))) == genotype_to_arch(NAMED_GENOTYPES["DARTS_V1"])
-    with pytest.raises(ValueError, match="neither a file nor a known name"):
-        load_genotype(str(tmp_path / "missing.json"))
-    path.write_text("{not json")
-    with pytest.raises(ValueError, match="not valid JSON"):
-        load_genotype(str(path))
-    path.write_text('{"normal": []}')
-    with pytest.raises(ValueError, match="lacks reduce"):
-        load_genotype(str(path))
-
-
 def test_cli_darts_writes_trainable_neighbour_genotypes(tmp_path, capsys):
     out = tmp_path / "nb"
     rc = main(
@@ -212,10 +193,10 @@ def test_cli_darts_writes_trainable_neighbour_genotypes(tmp_path, capsys):
     assert rc == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert len(manifest["neighbours"]) == 8
-    root = genotype_to_arch(load_genotype(str(out / "root.json")))
+    root = genotype_to_arch(load(str(out / "root.json")))
     space = DartsSpace()
     for entry in manifest["neighbours"]:
-        g = load_genotype(str(out / entry["file"]))
+        g = load(str(out / entry["file"]))
         assert set(json.loads((out / entry["file"]).read_text())) == {
             "normal",
             "normal_concat",
@@ -252,8 +233,27 @@ def test_cli_darts_writes_trainable_neighbour_genotypes(tmp_path, capsys):
 def test_cli_darts_reports_bad_genotype(tmp_path, capsys):
     rc = main(["geometry", "darts", "--genotype", "NOPE", "--out", str(tmp_path / "x")])
     assert rc == 2
-    assert "neither a file nor a known name" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "neither a genotype file nor a known name" in err and "PC_DARTS" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not os.path.exists(tmp_path / "x")
+
+
+@pytest.mark.parametrize("name", sorted(KNOWN_GENOTYPES) + ["darts-v2", "pc_darts"])
+def test_cli_darts_accepts_every_known_name(name, tmp_path, capsys):
+    out = tmp_path / "nb"
+    assert main(["geometry", "darts", "--genotype", name, "--samples", "2", "--out", str(out)]) == 0
+    assert load(str(out / "root.json")) == load(name)
+
+
+def test_cli_darts_bad_target_or_too_large_path_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "x"
+    base = ["geometry", "darts", "--genotype", "DARTS_V2", "--samples", "2", "--out", str(out)]
+    assert main(base + ["--target", "NOPE"]) == 2
+    assert "neither a genotype file nor a known name" in capsys.readouterr().err
+    assert main(base + ["--target", "PC_DARTS", "--max-path-archs", "3"]) == 2
+    assert "--max-path-archs" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_cli_darts_impossible_request_writes_nothing(tmp_path, capsys):

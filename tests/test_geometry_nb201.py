@@ -1,12 +1,11 @@
 """NAS-Bench-201 geometry: exact neighbourhoods, trees, paths, barriers and locality."""
 
 import itertools
-import os
 from math import comb
 
 import numpy as np
 import pytest
-from flatarch.reference_spaces.nb201.benchmark import DATASETS, BenchmarkTable
+from flatarch.reference_spaces.nb201.benchmark import DATASETS, packaged_table
 from flatarch.reference_spaces.nb201.encoding import (
     NUM_ARCHS,
     code_to_sequence,
@@ -23,7 +22,6 @@ from flatarch.reference_spaces.nb201.geometry import (
     paper_pair_codes,
     path_between,
     path_levels,
-    scan_neighbour_codes,
     similar_neighbour,
 )
 from hypothesis import given, settings
@@ -32,22 +30,18 @@ from hypothesis import strategies as st
 from flatarch.geometry import neighbour_tree, path_tree, tiers_around
 
 codes = st.integers(min_value=0, max_value=NUM_ARCHS - 1)
+ALL_SEQUENCES = np.array([code_to_sequence(c) for c in range(NUM_ARCHS)])
+
+
+def scan_neighbour_codes(code: int, radius: int) -> np.ndarray:
+    """Oracle: the cells at Hamming distance ``radius``, found by scanning all 15,625 (sorted codes)."""
+    return np.flatnonzero((ALL_SEQUENCES != ALL_SEQUENCES[code]).sum(-1) == radius)
 
 
 @pytest.fixture(scope="module")
-def nats_bench_csv():  # module-scoped twin of the conftest fixture (same skip), so the table loads once
-    from conftest import SHARED_NATS_BENCH
-
-    path = os.environ.get("FLATARCH_NATS_BENCH_CSV", SHARED_NATS_BENCH)
-    if not os.path.exists(path):
-        pytest.skip(f"NAS-Bench-201 table not found at {path} (set FLATARCH_NATS_BENCH_CSV)")
-    return os.path.abspath(path)
-
-
-@pytest.fixture(scope="module")
-def real_table(nats_bench_csv):
-    """(code_of_index, {dataset: acc by code}) from the real benchmark table."""
-    table = BenchmarkTable.load(nats_bench_csv)
+def real_table():
+    """(code_of_index, {dataset: acc by code}) from the NAS-Bench-201 table shipped with flatarch."""
+    table = packaged_table()
     return np.asarray(table.code_of_index), {ds: table.accuracies(ds) for ds in DATASETS}
 
 
@@ -184,7 +178,7 @@ def test_similar_neighbour_respects_tolerance():
     assert similar_neighbour(acc, 100, 3, 0.1) is None
 
 
-# ------------------------------------------------------------------ the real table
+# ------------------------------------------------------------------ the real table (shipped with flatarch)
 
 
 def test_paper_pairs_are_radius3_neighbours_of_similar_accuracy(real_table):

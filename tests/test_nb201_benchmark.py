@@ -1,16 +1,24 @@
-"""NAS-Bench-201 benchmark table: formats, validation, official-API export and the `flatarch nb201` CLI."""
+"""NAS-Bench-201 benchmark table: the shipped table, formats, validation, official-API export and
+the `flatarch nb201` CLI."""
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import os
+import re
+import subprocess
 import sys
 import types
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
+from flatarch.reference_spaces.errors import UsageError
 from flatarch.reference_spaces.nb201 import benchmark as bm
+from flatarch.reference_spaces.nb201.arch_strings import all_arch_strings
 from flatarch.reference_spaces.nb201.benchmark import (
     CSV_HEADER,
     DATASETS,
@@ -18,14 +26,16 @@ from flatarch.reference_spaces.nb201.benchmark import (
     BenchmarkTableError,
     canonical_dataset,
     find_table,
+    load_table,
+    packaged_table,
 )
 from flatarch.reference_spaces.nb201.encoding import NUM_ARCHS, arch_to_code, code_to_arch, sequence_to_code
 from flatarch.reference_spaces.nb201.isomorphism import unique_string
 
 from flatarch.atomic_files import atomic_write
-from flatarch.cli import main
+from flatarch.cli import build_parser, main
 
-SPEC_OPTIMAL = (
+CIFAR100_OPTIMUM = (
     "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 )
 ALL_SKIP = "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|"
@@ -41,43 +51,36 @@ def synthetic():
 
 
 @pytest.fixture
-def table(nats_bench_csv):
-    return _cached_load(nats_bench_csv)
+def table():
+    """The table shipped with flatarch (no CSV needed)."""
+    return packaged_table()
 
 
-_CACHE: dict[str, BenchmarkTable] = {}
-
-
-def _cached_load(path: str) -> BenchmarkTable:
-    if path not in _CACHE:
-        _CACHE[path] = BenchmarkTable.load(path)
-    return _CACHE[path]
-
-
-# ------------------------------------------------------------------ the real table
+# ------------------------------------------------------------------ the real table (shipped with flatarch)
 def test_real_table_known_cells(table):
     assert len(table) == NUM_ARCHS
     skip = table.lookup(ALL_SKIP)
     assert [round(skip[d], 2) for d in DATASETS] == [54.30, 15.61, 16.32]
-    spec = table.lookup(SPEC_OPTIMAL)
+    spec = table.lookup(CIFAR100_OPTIMUM)
     assert list(spec) == list(DATASETS)
     assert round(spec["cifar100"], 2) == 73.51
 
 
 def test_real_table_optima_from_argmax(table):
-    """The per-dataset optima, found by argmax, are 94.37 / 73.51 / 47.31 (SPEC section 5).
+    """The per-dataset optima, found by argmax, are 94.37 / 73.51 / 47.31 (the "Optimal" row of the A2M
+    paper's table 2, citing NAS-Bench-201, prints 94.37 / 73.51 / 46.71).
 
-    They are three different cells: the cell SPEC writes out is the CIFAR-100 optimum; on CIFAR-10 it
-    is 0.01 short (94.36) and on ImageNet16-120 it scores 46.34.
+    They are three different cells: the often-quoted cell CIFAR100_OPTIMUM is the CIFAR-100 optimum; on
+    CIFAR-10 it is 0.01 short (94.36) and on ImageNet16-120 it scores 46.34.
     """
     best = {d: int(np.argmax(table.accuracies(d))) for d in DATASETS}
     assert [round(float(table.accuracies(d)[best[d]]), 2) for d in DATASETS] == [94.37, 73.51, 47.31]
-    assert code_to_arch(best["cifar100"]) == SPEC_OPTIMAL
+    assert code_to_arch(best["cifar100"]) == CIFAR100_OPTIMUM
     assert best["cifar10"] != best["cifar100"] != best["imagenet16-120"]
     assert code_to_arch(best["cifar10"]) == (
         "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_1x1~1|nor_conv_3x3~2|"
     )
-    spec = table.lookup(SPEC_OPTIMAL)
+    spec = table.lookup(CIFAR100_OPTIMUM)
     assert [round(spec[d], 2) for d in DATASETS] == [94.36, 73.51, 46.34]
 
 
@@ -95,12 +98,13 @@ def test_accuracies_agree_with_lookup(table):
         assert list(table.test_accuracy[index]) == [looked[d] for d in DATASETS]
 
 
-def test_index_matches_csv_rows(table, nats_bench_csv):
+def test_shipped_table_equals_the_csv(table, nats_bench_csv):
+    """Every cell at the same index, every accuracy bit for bit equal to the CSV's text."""
     with open(nats_bench_csv, newline="") as handle:
         rows = list(csv.reader(handle))[1:]
-    for index in (0, 1, 1462, 9930, NUM_ARCHS - 1):
-        assert table.arch_at(index) == rows[index][3]
-        assert table.accuracy(f"index:{index}", "cifar10") == float(rows[index][0])
+    assert [table.arch_at(i) for i in range(NUM_ARCHS)] == [r[3] for r in rows]
+    assert table.test_accuracy.tolist() == [[float(x) for x in r[:3]] for r in rows]
+    assert table.accuracy("index:9930", "cifar10") == float(rows[9930][0])
 
 
 def test_permutations_are_inverse(table):
@@ -116,8 +120,9 @@ def test_unique_string_column_reproduced(nats_bench_csv):
     assert all(unique_string(r[3]) == r[4] for r in rows)
 
 
-def test_csv_npz_round_trip(table, nats_bench_csv, tmp_path):
+def test_csv_npz_round_trip(nats_bench_csv, tmp_path):
     npz, out_csv = tmp_path / "t.npz", tmp_path / "t.csv"
+    table = BenchmarkTable.load(nats_bench_csv)
     table.to_npz(npz)
     again = BenchmarkTable.load(npz)
     assert np.array_equal(again.code_of_index, table.code_of_index)
@@ -189,7 +194,7 @@ def test_arrays_are_read_only(synthetic):
 
 
 def test_template_arch_strings_match_encoding():
-    assert bm._all_arch_strings() == [code_to_arch(c) for c in range(NUM_ARCHS)]
+    assert all_arch_strings() == tuple(code_to_arch(c) for c in range(NUM_ARCHS))
 
 
 def test_constructor_validation():
@@ -206,7 +211,6 @@ def test_constructor_validation():
 
 
 def test_find_table(tmp_path, monkeypatch):
-    monkeypatch.delenv(bm.TABLE_ENV, raising=False)
     assert find_table() is None
     path = tmp_path / "t.csv"
     path.write_text("x")
@@ -214,10 +218,72 @@ def test_find_table(tmp_path, monkeypatch):
     monkeypatch.setenv(bm.TABLE_ENV, str(path))
     assert find_table() == str(path)
     monkeypatch.setenv(bm.TABLE_ENV, str(tmp_path / "gone.csv"))
-    with pytest.raises(FileNotFoundError, match=bm.TABLE_ENV):
+    with pytest.raises(BenchmarkTableError, match=rf"gone.csv \(from \${bm.TABLE_ENV}\): does not exist; point"):
         find_table()
-    with pytest.raises(FileNotFoundError, match="given path"):
+    with pytest.raises(BenchmarkTableError, match=r"missing.csv \(from --table\): does not exist; give --table"):
         find_table(tmp_path / "missing.csv")
+
+
+# ------------------------------------------------------------------ load_table: which table, errors
+def test_load_table_without_path_or_env_is_the_shipped_table():
+    assert load_table() is packaged_table() is packaged_table()  # read once per process
+    assert packaged_table().source.endswith(os.path.join("nb201", "data", "nb201_table.npz"))
+
+
+def test_shipped_table_optima_and_all_skip():
+    """The benchmark's reference numbers from the shipped table alone (no CSV needed)."""
+    table = load_table()
+    best = [round(float(table.accuracies(d).max()), 2) for d in DATASETS]
+    assert best == [94.37, 73.51, 47.31]
+    assert [round(v, 2) for v in table.lookup(ALL_SKIP).values()] == [54.30, 15.61, 16.32]
+
+
+def test_load_table_explicit_path_beats_env_beats_shipped(tmp_path, monkeypatch, synthetic):
+    explicit, env = tmp_path / "explicit.npz", tmp_path / "env.csv"
+    synthetic.to_npz(explicit)
+    BenchmarkTable(synthetic.code_of_index, synthetic.test_accuracy / 2, source="half").to_csv(env)
+    monkeypatch.setenv(bm.TABLE_ENV, str(env))
+    assert load_table(explicit).source == str(explicit)
+    assert np.array_equal(load_table(explicit).test_accuracy, synthetic.test_accuracy)
+    assert load_table().source == str(env)
+    assert np.array_equal(load_table().test_accuracy, synthetic.test_accuracy / 2)
+
+
+@pytest.mark.parametrize("origin", ["--table", "env"])
+def test_load_table_errors_name_path_origin_and_fix_once(tmp_path, monkeypatch, origin):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("CIFAR10TestAccuracy200Epochs\n")
+    missing = tmp_path / "missing.npz"
+    for path, problem in [(bad, "line 1: header lacks column"), (missing, "does not exist")]:
+        if origin == "env":
+            monkeypatch.setenv(bm.TABLE_ENV, str(path))
+        with pytest.raises(BenchmarkTableError) as info:
+            load_table(path if origin == "--table" else None)
+        where = "--table" if origin == "--table" else f"${bm.TABLE_ENV}"
+        message = str(info.value)
+        assert message.startswith(f"{path} (from {where}): {problem}"), message
+        assert "table shipped with flatarch" in message and "\n" not in message
+        assert message.count(str(path)) == 1 and "NAS-Bench-201 table:" not in message
+    assert issubclass(BenchmarkTableError, UsageError)
+
+
+def test_wheel_ships_the_table(tmp_path):
+    """An installed wheel holds data/nb201_table.npz and its README, and load_table() reads it."""
+    root = Path(__file__).resolve().parents[1]
+    wheel_dir = tmp_path / "wheel"
+    pip_wheel = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w"]
+    built = subprocess.run([*pip_wheel, str(wheel_dir), str(root)], capture_output=True, text=True, cwd=tmp_path)
+    assert built.returncode == 0, built.stderr[-2000:]
+    with zipfile.ZipFile(next(wheel_dir.glob("flatarch-*.whl"))) as wheel:
+        names = set(wheel.namelist())
+        wheel.extractall(tmp_path / "site")
+    data = "flatarch/reference_spaces/nb201/data/"
+    assert {data + "nb201_table.npz", data + "README.md"} <= names and data + "make_table.py" not in names
+    probe = "from flatarch.reference_spaces.nb201.benchmark import load_table as l; t = l(); print(t.source, len(t))"
+    env = {k: v for k, v in os.environ.items() if k != bm.TABLE_ENV} | {"PYTHONPATH": str(tmp_path / "site")}
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split() == [str(tmp_path / "site" / data / "nb201_table.npz"), str(NUM_ARCHS)]
 
 
 # ------------------------------------------------------------------ corrupt files give clear errors
@@ -435,25 +501,25 @@ def test_official_api_missing_package(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "nats_bench", None)
     pth = tmp_path / "b.pth"
     pth.write_bytes(b"x")
-    with pytest.raises(ImportError, match="pip install nas-bench-201"):
+    with pytest.raises(BenchmarkTableError, match=r"b.pth: reading it needs .*pip install nas-bench-201"):
         BenchmarkTable.load(pth)
-    with pytest.raises(ImportError, match="pip install nats_bench"):
+    with pytest.raises(BenchmarkTableError, match="pip install nats_bench"):
         BenchmarkTable.load(tmp_path)
 
 
 # ------------------------------------------------------------------ CLI
-def test_cli_lookup_table(table, nats_bench_csv, capsys):
-    rc = main(["nb201", "lookup", SPEC_OPTIMAL, "111111", "index:0", "--table", nats_bench_csv])
+def test_cli_lookup_uses_the_shipped_table_by_default(table, capsys):
+    rc = main(["nb201", "lookup", CIFAR100_OPTIMUM, "111111", "index:0"])
     out = capsys.readouterr().out.splitlines()
     assert rc == 0
     assert out[0].split() == ["arch", "index", *DATASETS]
-    assert out[1].split() == [SPEC_OPTIMAL, str(table.index_of(SPEC_OPTIMAL)), "94.36", "73.51", "46.34"]
+    assert out[1].split() == [CIFAR100_OPTIMUM, str(table.index_of(CIFAR100_OPTIMUM)), "94.36", "73.51", "46.34"]
     assert out[2].split()[2:] == ["54.30", "15.61", "16.32"]
     assert out[3].split()[:2] == [table.arch_at(0), "0"]
     assert len({len(line) for line in out}) == 1  # aligned columns
 
 
-def test_cli_lookup_json_env(table, nats_bench_csv, capsys, monkeypatch):
+def test_cli_lookup_json_with_the_csv_from_env(table, nats_bench_csv, capsys, monkeypatch):
     monkeypatch.setenv(bm.TABLE_ENV, nats_bench_csv)
     assert main(["nb201", "lookup", "1,1,1,1,1,1", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
@@ -467,25 +533,57 @@ def test_cli_lookup_json_env(table, nats_bench_csv, capsys, monkeypatch):
     ]
 
 
-def test_cli_lookup_errors(tmp_path, synthetic, capsys, monkeypatch):
-    monkeypatch.delenv(bm.TABLE_ENV, raising=False)
+def test_cli_table_option_overrides_env_and_shipped(tmp_path, synthetic, capsys, monkeypatch):
+    path = tmp_path / "t.npz"
+    synthetic.to_npz(path)
+    monkeypatch.setenv(bm.TABLE_ENV, str(tmp_path / "ignored.csv"))
+    assert main(["nb201", "lookup", "333333", "--table", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["test_accuracy"] == synthetic.lookup("333333")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["|nor_conv~0|+|none~0|none~1|+|none~0|none~1|none~2|"], "ARCH: unknown op 'nor_conv'"),
+        (["33333"], "ARCH: a NAS-Bench-201 op sequence has 6 op indices"),
+        (["index:x"], "ARCH: 'index:x': index must be followed by an integer"),
+        (["code:15625"], r"ARCH: 'code:15625': code must be in \[0, 15624\]"),
+        (["333333", "--table", "nope.csv"], r"nope.csv \(from --table\): does not exist; give --table"),
+        (["333333", "--table", "bad.csv"], r"bad.csv \(from --table\): line 1: header lacks"),
+    ],
+)
+def test_cli_lookup_errors_are_one_line(tmp_path, capsys, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.csv").write_text("CIFAR10TestAccuracy200Epochs\n")
+    assert main(["nb201", "lookup", *args]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert re.match("flatarch nb201: error: " + message, err), err
+    assert len(err.splitlines()) == 1 and captured.out == ""
+
+
+def test_cli_lookup_bad_env_table_names_the_variable(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv(bm.TABLE_ENV, str(tmp_path / "gone.npz"))
     assert main(["nb201", "lookup", "333333"]) == 2
     err = capsys.readouterr().err
-    assert "no NAS-Bench-201 table" in err and "flatarch nb201 export" in err and "--table" in err
-    assert "Traceback" not in err
+    assert f"gone.npz (from ${bm.TABLE_ENV}): does not exist; point ${bm.TABLE_ENV} at" in err
+    assert "unset it to use the table shipped with flatarch" in err
 
-    path = tmp_path / "t.csv"
-    synthetic.to_csv(path)
-    assert (
-        main(["nb201", "lookup", "|nor_conv~0|+|none~0|none~1|+|none~0|none~1|none~2|", "--table", str(path)])
-        == 2
-    )
-    assert "unknown op 'nor_conv'" in capsys.readouterr().err
-    assert main(["nb201", "lookup", "333333", "--table", str(tmp_path / "nope.csv")]) == 2
-    assert "does not exist" in capsys.readouterr().err
-    path.write_text("CIFAR10TestAccuracy200Epochs\n")
-    assert main(["nb201", "lookup", "333333", "--table", str(path)]) == 2
-    assert "header lacks" in capsys.readouterr().err
+
+def _subcommand(parser: argparse.ArgumentParser, *names: str) -> argparse.ArgumentParser:
+    for name in names:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = sub.choices[name]
+    return parser
+
+
+@pytest.mark.parametrize(
+    "command", [("nb201", "lookup"), ("nb201", "export"), ("geometry", "nb201"), ("geometry", "darts")]
+)
+def test_cli_help_has_text_for_every_option_and_no_none_defaults(command):
+    parser = _subcommand(build_parser(), *command)
+    assert all(action.help for action in parser._actions), [a.dest for a in parser._actions if not a.help]
+    assert "default: None" not in parser.format_help()
 
 
 def test_cli_export(tmp_path, synthetic, monkeypatch, capsys):
@@ -508,5 +606,8 @@ def test_cli_export(tmp_path, synthetic, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "nats_bench", None)
     assert main(["nb201", "export", "--from", str(archive), "--out", str(tmp_path / "x.csv"), "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert "pip install nats_bench" in err and "Traceback" not in err
+    assert f"error: {archive}: reading it needs the official `nats_bench` package" in err
+    assert "pip install nats_bench" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x.csv").exists()
+    assert main(["nb201", "export", "--from", str(out), "--out", str(tmp_path), "--quiet"]) == 2
+    assert f"--out {tmp_path}: cannot be written" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""Geometry of discrete architecture spaces (paper section 4.1, SPEC section 7).
+"""Geometry of discrete architecture spaces (paper section 4.1).
 
 Space-generic tools; a space plugs in through the small :class:`Space` protocol (radius-1 moves with
 the sites they touch, moves towards a target, distance). Plug-ins:

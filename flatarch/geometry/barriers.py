@@ -1,4 +1,4 @@
-"""Accuracy barriers along a path tree (paper Eq. 9, SPEC section 7).
+"""Accuracy barriers along a path tree (paper section 5.1.1, Eq. 9).
 
 For endpoints ``a, b`` and intermediate architectures ``c`` (path-tree levels ``1..d-1``)::
 

@@ -1,4 +1,4 @@
-"""Locality statistics on a table of accuracies (paper section 5.1, appendix D.3, SPEC section 7).
+"""Locality statistics on a table of accuracies (paper section 5.1, appendix D.3).
 
 * **Tiers**: accuracy intervals ``[low, high]`` naming high/medium/low-accuracy reference sets
   (A/B/C). :func:`tiers_around` builds them as windows around reference accuracies (the paper's

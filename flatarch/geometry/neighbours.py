@@ -1,4 +1,4 @@
-"""Neighbourhoods in a discrete architecture space (paper section 4.1.1, SPEC section 7).
+"""Neighbourhoods in a discrete architecture space (paper section 4.1.1).
 
 The **neighbour tree** of a root architecture has the root at level 0; a node at level ``r`` has one
 child per radius-1 move whose sites are disjoint from every site touched on the way from the root,

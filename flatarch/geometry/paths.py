@@ -1,4 +1,4 @@
-"""Shortest paths between two architectures (paper section 4.1.2, SPEC section 7).
+"""Shortest paths between two architectures (paper section 4.1.2).
 
 The **path tree** from ``a`` to ``b`` holds every shortest move sequence from ``a`` to ``b``: each
 move brings the current architecture one step closer to ``b`` (in NAS-Bench-201: set one differing

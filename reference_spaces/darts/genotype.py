@@ -4,7 +4,9 @@
 two ``(op, input)`` pairs per intermediate node, in node order; inputs 0 and 1 are the two
 previous cells, input ``k >= 2`` is intermediate node ``k - 2``.
 
-Derivation (SPEC section 6). Edge ``e`` of a cell enters node ``i`` from predecessor ``j``; rows of
+Derivation (DARTS, Liu et al. 2019, section 2.4: ``Network.genotype`` in ``cnn/model_search.py``
+of quark0/darts; PC-DARTS edge normalisation, Xu et al. 2020: ``genotype`` in ``model_search.py``
+of yuhuixu1993/PC-DARTS). Edge ``e`` of a cell enters node ``i`` from predecessor ``j``; rows of
 alpha are ordered node by node, predecessors ascending (node 0 owns rows 0-1, node 1 rows 2-4, ...).
 With ``w_e = softmax(alpha_e)`` (and, for PC-DARTS, ``w_e <- w_e * softmax_{e in in(i)}(beta)_e``)::
 
@@ -20,13 +22,14 @@ from __future__ import annotations
 import ast
 import json
 import os
-from collections import namedtuple
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from flatarch.atomic_files import atomic_write
+
+from .known import KNOWN_GENOTYPES, Genotype, known_genotype
 
 #: The 8 candidate ops, in alpha column order.
 PRIMITIVES: tuple[str, ...] = (
@@ -43,8 +46,6 @@ PRIMITIVES: tuple[str, ...] = (
 #: Candidate-op sets by name: the DARTS space (8 ops) and ``s5``, the same without ``none``
 #: (the 7-op space of SDARTS and DARTS-PT, ``spaces.py`` of darts-pt).
 OP_SETS: dict[str, tuple[str, ...]] = {"darts": PRIMITIVES, "s5": PRIMITIVES[1:]}
-
-Genotype = namedtuple("Genotype", "normal normal_concat reduce reduce_concat")
 
 #: Intermediate nodes per cell and the number of edges they give (2 + 3 + 4 + 5).
 STEPS = 4
@@ -180,13 +181,21 @@ def to_json(genotype: Genotype) -> dict[str, Any]:
 
 def from_json(data: dict[str, Any]) -> Genotype:
     """Inverse of :func:`to_json` (accepts lists or tuples for the pairs)."""
+    if not isinstance(data, dict):
+        raise ValueError(f"genotype JSON must be an object with keys {', '.join(Genotype._fields)}")
     missing = [k for k in Genotype._fields if k not in data]
     if missing:
         raise ValueError(f"genotype JSON lacks {', '.join(missing)}; expected keys {', '.join(Genotype._fields)}")
-    return validate(Genotype(
-        normal=[tuple(p) for p in data["normal"]], normal_concat=list(data["normal_concat"]),
-        reduce=[tuple(p) for p in data["reduce"]], reduce_concat=list(data["reduce_concat"]),
-    ))
+    try:
+        genotype = Genotype(
+            normal=[tuple(p) for p in data["normal"]], normal_concat=list(data["normal_concat"]),
+            reduce=[tuple(p) for p in data["reduce"]], reduce_concat=list(data["reduce_concat"]),
+        )
+    except TypeError:
+        raise ValueError(
+            "genotype JSON: normal/reduce must be lists of [op, input] pairs and the concats lists of node indices"
+        ) from None
+    return validate(genotype)
 
 
 def _concat_literal(concat: Sequence[int]) -> str:
@@ -260,25 +269,40 @@ def save(genotype: Genotype, path: str | os.PathLike) -> None:
 
 
 def load(spec: str | os.PathLike) -> Genotype:
-    """A genotype from a well-known name (``DARTS_V2``), a JSON file, a file holding the Python
-    literal, or the literal itself."""
-    from .known import KNOWN_GENOTYPES
-
+    """A genotype from a well-known name (``DARTS_V2``, see :mod:`.known`), a JSON file, a file
+    holding the Python literal, or the literal itself."""
     text = os.fspath(spec)
-    if text.upper().replace("-", "_") in KNOWN_GENOTYPES:
-        return KNOWN_GENOTYPES[text.upper().replace("-", "_")]
+    known = known_genotype(text)
+    if known is not None:
+        return known
     if os.path.isfile(text):
-        with open(text) as f:
-            content = f.read()
-        stripped = content.lstrip()
-        if stripped.startswith("{"):
-            try:
-                return from_json(json.loads(content))
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{text}: invalid JSON ({exc})") from exc
-        return from_literal(content)
+        return _load_file(text)
     if "Genotype(" in text:
         return from_literal(text)
     raise ValueError(
-        f"{text!r} is neither a genotype file nor a known name; known names: {', '.join(KNOWN_GENOTYPES)}"
+        f"{text!r} is neither a genotype file nor a known name; give a JSON file, a file holding a "
+        f"Genotype(...) literal, or one of the known names {', '.join(KNOWN_GENOTYPES)}"
     )
+
+
+def _load_file(path: str) -> Genotype:
+    """A genotype file: JSON (:func:`to_json`'s layout) or the original repositories' literal."""
+    try:
+        with open(path) as f:
+            content = f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: cannot be read as a genotype file ({exc})") from None
+    try:
+        return _parse_file_content(content)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+
+
+def _parse_file_content(content: str) -> Genotype:
+    if not content.lstrip().startswith("{"):
+        return from_literal(content)
+    try:
+        data = json.loads(content)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"invalid JSON ({exc})") from None
+    return from_json(data)

@@ -1,14 +1,14 @@
-"""DARTS plug-in for :mod:`flatarch.geometry` (paper section 4.1.1, SPEC sections 6 and 7).
+"""DARTS plug-in for :mod:`flatarch.geometry` (paper section 4.1.1).
 
-Encodings of one cell (M = 4 intermediate nodes):
+Encodings of one cell (M = :data:`~.genotype.STEPS` = 4 intermediate nodes):
 
-* the **genotype** list ``[(op, input), ...]``, two pairs per intermediate node;
+* the **genotype** list ``[(op, input), ...]``, two pairs per intermediate node (:mod:`.genotype`);
 * the **adjacency matrix** ``M x (M + 1)``: entry ``(i, j)`` is ``1 + PRIMITIVES.index(op)`` for the
   edge from node ``j`` (0, 1 = the two cell inputs, ``j >= 2`` = intermediate node ``j - 2``) into
   intermediate node ``i``, 0 for no edge; every row has exactly two non-zero entries, all at
   ``j < i + 2``;
 * the **sequence**: the meaningful entries ``(i, j), j < i + 2``, row by row: 2 + 3 + 4 + 5 = 14
-  integers, one per edge of the supernet in its usual order.
+  integers, one per edge of the supernet in its usual order (:func:`~.genotype.edge_index`).
 
 An architecture for the geometry tools is the pair ``(normal_sequence, reduce_sequence)`` of tuples.
 Radius-1 moves, on the normal or the reduction cell:
@@ -19,88 +19,29 @@ Radius-1 moves, on the normal or the reduction cell:
 
 The sites of a move are the ``(cell, edge)`` slots it writes; the neighbour tree never touches a
 slot twice, so a radius-``r`` neighbour is exactly ``r`` moves away (:meth:`DartsSpace.distance`).
+Genotype files are read and written by :mod:`.genotype` (``load``, ``save``, ``to_json``).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-from flatarch.atomic_files import atomic_write_text
+from flatarch.geometry.neighbours import sample_neighbours
+from flatarch.geometry.paths import path_tree
+from flatarch.geometry.report import atomic_write_json
 from flatarch.geometry.space import Move
 
-from .genotype import PRIMITIVES, Genotype
+from .genotype import PRIMITIVES, STEPS, Genotype, edge_index, num_edges, save, to_json
 
-NUM_NODES = 4  #: intermediate nodes per cell
-NUM_CELL_EDGES = sum(i + 2 for i in range(NUM_NODES))  #: 14
 #: Position of edge (node i, input 0) in the sequence.
-ROW_START = tuple(sum(t + 2 for t in range(i)) for i in range(NUM_NODES))
+ROW_START = tuple(edge_index(i, 0) for i in range(STEPS))
 CELLS = ("normal", "reduce")
 #: Ops a move may place: every primitive but ``none`` (a genotype never holds ``none``).
 MOVE_OPS = tuple(op for op in PRIMITIVES if op != "none")
-
-#: Published genotypes usable by name (original DARTS paper; SPEC section 6 format).
-NAMED_GENOTYPES: dict[str, Genotype] = {
-    "DARTS_V1": Genotype(
-        normal=[
-            ("sep_conv_3x3", 1),
-            ("sep_conv_3x3", 0),
-            ("skip_connect", 0),
-            ("sep_conv_3x3", 1),
-            ("skip_connect", 0),
-            ("sep_conv_3x3", 1),
-            ("sep_conv_3x3", 0),
-            ("skip_connect", 2),
-        ],
-        normal_concat=[2, 3, 4, 5],
-        reduce=[
-            ("max_pool_3x3", 0),
-            ("max_pool_3x3", 1),
-            ("skip_connect", 2),
-            ("max_pool_3x3", 0),
-            ("max_pool_3x3", 0),
-            ("skip_connect", 2),
-            ("skip_connect", 2),
-            ("avg_pool_3x3", 0),
-        ],
-        reduce_concat=[2, 3, 4, 5],
-    ),
-    "DARTS_V2": Genotype(
-        normal=[
-            ("sep_conv_3x3", 0),
-            ("sep_conv_3x3", 1),
-            ("sep_conv_3x3", 0),
-            ("sep_conv_3x3", 1),
-            ("sep_conv_3x3", 1),
-            ("skip_connect", 0),
-            ("skip_connect", 0),
-            ("dil_conv_3x3", 2),
-        ],
-        normal_concat=[2, 3, 4, 5],
-        reduce=[
-            ("max_pool_3x3", 0),
-            ("max_pool_3x3", 1),
-            ("skip_connect", 2),
-            ("max_pool_3x3", 1),
-            ("max_pool_3x3", 0),
-            ("skip_connect", 2),
-            ("skip_connect", 2),
-            ("max_pool_3x3", 1),
-        ],
-        reduce_concat=[2, 3, 4, 5],
-    ),
-}
-NAMED_GENOTYPES["DARTS"] = NAMED_GENOTYPES["DARTS_V2"]
-
-
-def edge_index(node: int, source: int) -> int:
-    """Sequence position of the edge ``source -> intermediate node``."""
-    if not (0 <= node < NUM_NODES and 0 <= source < node + 2):
-        raise ValueError(f"no edge from node {source} into intermediate node {node}")
-    return ROW_START[node] + source
 
 
 # ----------------------------------------------------------------------------------------------
@@ -110,9 +51,9 @@ def edge_index(node: int, source: int) -> int:
 def cell_to_matrix(cell: Sequence[tuple[str, int]]) -> np.ndarray:
     """Genotype cell list -> ``[4, 5]`` int matrix (entry = 1 + op index, 0 = no edge)."""
     cell = [tuple(x) for x in cell]
-    if len(cell) != 2 * NUM_NODES:
-        raise ValueError(f"a DARTS cell has {2 * NUM_NODES} (op, input) pairs (two per node), got {len(cell)}")
-    mat = np.zeros((NUM_NODES, NUM_NODES + 1), dtype=np.int64)
+    if len(cell) != 2 * STEPS:
+        raise ValueError(f"a DARTS cell has {2 * STEPS} (op, input) pairs (two per node), got {len(cell)}")
+    mat = np.zeros((STEPS, STEPS + 1), dtype=np.int64)
     for k, (op, src) in enumerate(cell):
         node = k // 2
         if op not in PRIMITIVES:
@@ -129,11 +70,11 @@ def cell_to_matrix(cell: Sequence[tuple[str, int]]) -> np.ndarray:
 def check_matrix(mat: np.ndarray) -> np.ndarray:
     """Validate a cell matrix (shape, entries, two predecessors per row, edges only at j < i + 2)."""
     mat = np.asarray(mat, dtype=np.int64)
-    if mat.shape != (NUM_NODES, NUM_NODES + 1):
-        raise ValueError(f"a DARTS cell matrix is {NUM_NODES} x {NUM_NODES + 1}, got {mat.shape}")
+    if mat.shape != (STEPS, STEPS + 1):
+        raise ValueError(f"a DARTS cell matrix is {STEPS} x {STEPS + 1}, got {mat.shape}")
     if mat.min() < 0 or mat.max() > len(PRIMITIVES):
         raise ValueError(f"matrix entries are 0 (no edge) or 1 + op index in 1..{len(PRIMITIVES)}")
-    for i in range(NUM_NODES):
+    for i in range(STEPS):
         if np.count_nonzero(mat[i]) != 2 or np.count_nonzero(mat[i, i + 2 :]):
             raise ValueError(f"row {i} must have exactly two non-zero entries, at columns < {i + 2}: {mat[i]}")
     return mat
@@ -142,21 +83,21 @@ def check_matrix(mat: np.ndarray) -> np.ndarray:
 def matrix_to_cell(mat: np.ndarray) -> list[tuple[str, int]]:
     """Matrix -> genotype cell list (each node's inputs in increasing order)."""
     mat = check_matrix(mat)
-    return [(PRIMITIVES[mat[i, j] - 1], int(j)) for i in range(NUM_NODES) for j in np.flatnonzero(mat[i])]
+    return [(PRIMITIVES[mat[i, j] - 1], int(j)) for i in range(STEPS) for j in np.flatnonzero(mat[i])]
 
 
 def matrix_to_sequence(mat: np.ndarray) -> tuple[int, ...]:
     """Matrix -> the 14 entries ``(i, j), j < i + 2`` row by row."""
     mat = check_matrix(mat)
-    return tuple(int(mat[i, j]) for i in range(NUM_NODES) for j in range(i + 2))
+    return tuple(int(mat[i, j]) for i in range(STEPS) for j in range(i + 2))
 
 
 def sequence_to_matrix(seq: Sequence[int]) -> np.ndarray:
     """Inverse of :func:`matrix_to_sequence` (validated)."""
-    if len(seq) != NUM_CELL_EDGES:
-        raise ValueError(f"a DARTS cell sequence has {NUM_CELL_EDGES} entries, got {len(seq)}")
-    mat = np.zeros((NUM_NODES, NUM_NODES + 1), dtype=np.int64)
-    for i in range(NUM_NODES):
+    if len(seq) != num_edges():
+        raise ValueError(f"a DARTS cell sequence has {num_edges()} entries, got {len(seq)}")
+    mat = np.zeros((STEPS, STEPS + 1), dtype=np.int64)
+    for i in range(STEPS):
         mat[i, : i + 2] = seq[ROW_START[i] : ROW_START[i] + i + 2]
     return check_matrix(mat)
 
@@ -178,59 +119,6 @@ def arch_to_genotype(arch, normal_concat=(2, 3, 4, 5), reduce_concat=(2, 3, 4, 5
         reduce=matrix_to_cell(sequence_to_matrix(reduce)),
         reduce_concat=list(reduce_concat),
     )
-
-
-# ----------------------------------------------------------------------------------------------
-# Genotype files
-
-
-def genotype_to_dict(genotype: Genotype) -> dict:
-    """JSON-ready ``{"normal": [[op, input], ...], "normal_concat": [...], "reduce": ..., ...}``."""
-    return {
-        "normal": [[op, int(src)] for op, src in genotype.normal],
-        "normal_concat": [int(x) for x in genotype.normal_concat],
-        "reduce": [[op, int(src)] for op, src in genotype.reduce],
-        "reduce_concat": [int(x) for x in genotype.reduce_concat],
-    }
-
-
-def genotype_from_dict(data: dict) -> Genotype:
-    missing = [k for k in ("normal", "reduce") if k not in data]
-    if missing:
-        raise ValueError(
-            f"genotype JSON lacks {', '.join(missing)}; expected keys normal, normal_concat, reduce, reduce_concat"
-        )
-    genotype = Genotype(
-        normal=[(str(op), int(src)) for op, src in data["normal"]],
-        normal_concat=[int(x) for x in data.get("normal_concat", [2, 3, 4, 5])],
-        reduce=[(str(op), int(src)) for op, src in data["reduce"]],
-        reduce_concat=[int(x) for x in data.get("reduce_concat", [2, 3, 4, 5])],
-    )
-    genotype_to_arch(genotype)  # validates
-    return genotype
-
-
-def load_genotype(spec: str) -> Genotype:
-    """A genotype from a JSON file path, or a name in :data:`NAMED_GENOTYPES`."""
-    if spec in NAMED_GENOTYPES:
-        return NAMED_GENOTYPES[spec]
-    if not os.path.exists(spec):
-        raise ValueError(
-            f"--genotype {spec!r} is neither a file nor a known name ({', '.join(NAMED_GENOTYPES)}); "
-            'give a JSON file like {"normal": [["sep_conv_3x3", 0], ...], "normal_concat": [2, 3, 4, 5], ...}'
-        )
-    with open(spec) as f:
-        try:
-            data = json.load(f)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{spec} is not valid JSON: {exc}") from exc
-    return genotype_from_dict(data)
-
-
-def save_genotype(genotype: Genotype, path: str) -> None:
-    """Write ``genotype`` as JSON atomically (one key per line, pairs inline: readable and diffable)."""
-    data = genotype_to_dict(genotype)
-    atomic_write_text(path, "{\n" + ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}" for k, v in data.items()) + "\n}\n")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -261,7 +149,7 @@ class DartsSpace:
     def moves(self, arch) -> Iterable[Move]:
         for c in self.cells:
             seq = arch[c]
-            for node in range(NUM_NODES):
+            for node in range(STEPS):
                 inputs = _inputs(seq, node)
                 free = [k for k in range(node + 2) if k not in inputs]
                 for j, entry in inputs.items():
@@ -277,7 +165,7 @@ class DartsSpace:
     def path_moves(self, arch, target) -> Iterable[Hashable]:
         for c in range(len(CELLS)):
             seq, tgt = arch[c], target[c]
-            for node in range(NUM_NODES):
+            for node in range(STEPS):
                 have, want = _inputs(seq, node), _inputs(tgt, node)
                 for j, entry in have.items():
                     e_j = ROW_START[node] + j
@@ -294,7 +182,7 @@ class DartsSpace:
         with different ops (one op change each), summed over both cells."""
         total = 0
         for c in range(len(CELLS)):
-            for node in range(NUM_NODES):
+            for node in range(STEPS):
                 ia, ib = _inputs(a[c], node), _inputs(b[c], node)
                 total += sum(1 for j in ia if j not in ib) + sum(1 for j in ia if j in ib and ia[j] != ib[j])
         return total
@@ -313,70 +201,74 @@ class DartsSpace:
 # Writing neighbours and paths to train
 
 
-def write_neighbours(
-    genotype: Genotype,
-    out_dir: str,
-    radii: Sequence[int] = (1,),
-    samples: int = 30,
-    seed: int = 0,
-    cells: Sequence[str] = CELLS,
-) -> dict:
-    """Sample ``samples`` distinct radius-r neighbours per radius and write each as a genotype JSON.
+@dataclass(frozen=True)
+class NeighbourSample:
+    """Sampled neighbours of ``root``: ``by_radius[r]`` lists distinct radius-``r`` architectures."""
 
-    Layout: ``out_dir/root.json``, ``out_dir/radius{r}/neighbour_{i:03d}.json`` and
-    ``out_dir/manifest.json`` (root, seed, cells, and per file its radius and move distance).
-    Each radius uses seed ``seed + r`` so that adding a radius leaves the others unchanged.
-    """
-    from flatarch.geometry.neighbours import sample_neighbours
-    from flatarch.geometry.report import atomic_write_json
-
-    space = DartsSpace(cells)
-    root = genotype_to_arch(genotype)
-    # sample everything first: a request that cannot be met writes nothing
-    sampled = {r: sample_neighbours(space, root, r, samples, seed=seed + r) for r in radii}
-    os.makedirs(out_dir, exist_ok=True)
-    save_genotype(genotype, os.path.join(out_dir, "root.json"))
-    manifest = {"root": genotype_to_dict(genotype), "seed": seed, "cells": list(cells), "neighbours": []}
-    for r, archs in sampled.items():
-        os.makedirs(os.path.join(out_dir, f"radius{r}"), exist_ok=True)
-        for i, arch in enumerate(archs):
-            name = os.path.join(f"radius{r}", f"neighbour_{i:03d}.json")
-            g = arch_to_genotype(arch, genotype.normal_concat, genotype.reduce_concat)
-            save_genotype(g, os.path.join(out_dir, name))
-            manifest["neighbours"].append({"file": name, "radius": r, "distance": space.distance(root, arch)})
-    atomic_write_json(os.path.join(out_dir, "manifest.json"), manifest)
-    return manifest
+    root: Genotype
+    seed: int
+    cells: tuple[str, ...]
+    by_radius: dict[int, list]
 
 
-def write_path(genotype: Genotype, target: Genotype, out_dir: str, max_archs: int = 200) -> dict:
-    """Write every unique architecture of the path tree from ``genotype`` to ``target``.
+def sample_neighbour_genotypes(
+    genotype: Genotype, radii: Sequence[int] = (1,), samples: int = 30, seed: int = 0, cells: Sequence[str] = CELLS
+) -> NeighbourSample:
+    """``samples`` distinct radius-r neighbours of ``genotype`` per radius (the paper samples 30,
+    section 5.1). Radius ``r`` uses seed ``seed + r`` so that adding a radius leaves the others
+    unchanged. Raises ``ValueError`` when a radius has fewer distinct neighbours than asked."""
+    space, root = DartsSpace(cells), genotype_to_arch(genotype)
+    by_radius = {r: sample_neighbours(space, root, r, samples, seed=seed + r) for r in radii}
+    return NeighbourSample(genotype, seed, tuple(cells), by_radius)
 
-    Layout: ``out_dir/path/level{l}_{i:03d}.json`` and ``out_dir/path/manifest.json``. Raises
-    ``ValueError`` when the tree holds more than ``max_archs`` architectures (train a sample instead).
-    """
-    from flatarch.geometry.paths import path_tree
-    from flatarch.geometry.report import atomic_write_json
 
-    space = DartsSpace()
-    levels = path_tree(space, genotype_to_arch(genotype), genotype_to_arch(target))
+def path_tree_genotypes(genotype: Genotype, target: Genotype, max_archs: int = 200) -> list[list]:
+    """Levels of the path tree from ``genotype`` to ``target`` (paper section 4.1.2); raises
+    ``ValueError`` when it holds more than ``max_archs`` architectures (train a sample instead)."""
+    levels = path_tree(DartsSpace(), genotype_to_arch(genotype), genotype_to_arch(target))
     total = sum(len(level) for level in levels)
     if total > max_archs:
         raise ValueError(
             f"the path tree holds {total} architectures (distance {len(levels) - 1}); "
-            f"raise --max-path-archs above {total} or choose a closer target"
+            f"raise --max-path-archs to {total} or choose a closer --target"
         )
+    return levels
+
+
+def _save_arch(arch, like: Genotype, path: str) -> None:
+    """Write ``arch`` as a genotype file, with the concat lists of ``like``."""
+    save(arch_to_genotype(arch, like.normal_concat, like.reduce_concat), path)
+
+
+def write_neighbours(sample: NeighbourSample, out_dir: str) -> dict:
+    """Write each sampled neighbour as a genotype JSON to train with ``flatarch train --genotype``.
+
+    Layout: ``out_dir/root.json``, ``out_dir/radius{r}/neighbour_{i:03d}.json`` and
+    ``out_dir/manifest.json`` (root, seed, cells, and per file its radius and move distance).
+    """
+    root = genotype_to_arch(sample.root)
+    save(sample.root, os.path.join(out_dir, "root.json"))
+    manifest = {"root": to_json(sample.root), "seed": sample.seed, "cells": list(sample.cells), "neighbours": []}
+    for r, archs in sample.by_radius.items():
+        for i, arch in enumerate(archs):
+            name = os.path.join(f"radius{r}", f"neighbour_{i:03d}.json")
+            _save_arch(arch, sample.root, os.path.join(out_dir, name))
+            manifest["neighbours"].append({"file": name, "radius": r, "distance": DartsSpace().distance(root, arch)})
+    atomic_write_json(os.path.join(out_dir, "manifest.json"), manifest)
+    return manifest
+
+
+def write_path(genotype: Genotype, levels: Sequence[Sequence], out_dir: str) -> dict:
+    """Write every architecture of a path tree (:func:`path_tree_genotypes`) as a genotype JSON.
+
+    Layout: ``out_dir/path/level{l}_{i:03d}.json`` and ``out_dir/path/manifest.json``.
+    """
     sub = os.path.join(out_dir, "path")
-    os.makedirs(sub, exist_ok=True)
     manifest = {"distance": len(levels) - 1, "levels": []}
     for level, archs in enumerate(levels):
-        names = []
-        for i, arch in enumerate(archs):
-            name = f"level{level}_{i:03d}.json"
-            save_genotype(
-                arch_to_genotype(arch, genotype.normal_concat, genotype.reduce_concat),
-                os.path.join(sub, name),
-            )
-            names.append(name)
+        names = [f"level{level}_{i:03d}.json" for i in range(len(archs))]
+        for name, arch in zip(names, archs):
+            _save_arch(arch, genotype, os.path.join(sub, name))
         manifest["levels"].append(names)
     atomic_write_json(os.path.join(sub, "manifest.json"), manifest)
     return manifest

@@ -1,8 +1,17 @@
-"""Well-known DARTS-space genotypes, as published by their authors (data, keyed by name)."""
+"""The DARTS genotype record and the published genotypes, by name.
+
+As in the original repositories' ``genotypes.py`` (``cnn/genotypes.py`` of quark0/darts,
+``genotypes.py`` of yuhuixu1993/PC-DARTS), the ``Genotype`` record and the published genotypes
+live together; this module imports nothing from flatarch, so :mod:`.genotype` can look names up
+here without an import cycle. Two ``(op, input)`` pairs per intermediate node, in node order;
+inputs 0 and 1 are the two previous cells, input ``k >= 2`` is intermediate node ``k - 2``.
+"""
 
 from __future__ import annotations
 
-from .genotype import Genotype
+from collections import namedtuple
+
+Genotype = namedtuple("Genotype", "normal normal_concat reduce reduce_concat")
 
 _CONCAT = [2, 3, 4, 5]
 
@@ -46,7 +55,7 @@ PC_DARTS_IMAGENET = Genotype(
     reduce_concat=_CONCAT,
 )
 
-#: name -> genotype (names upper case; ``load`` also accepts ``darts-v2`` style spellings).
+#: name -> genotype (names upper case; :func:`known_genotype` also accepts ``darts-v2`` style spellings).
 KNOWN_GENOTYPES: dict[str, Genotype] = {
     "DARTS_V1": DARTS_V1,
     "DARTS_V2": DARTS_V2,
@@ -55,3 +64,8 @@ KNOWN_GENOTYPES: dict[str, Genotype] = {
     "PCDARTS": PC_DARTS,
     "PC_DARTS_IMAGENET": PC_DARTS_IMAGENET,
 }
+
+
+def known_genotype(name: str) -> Genotype | None:
+    """The published genotype called ``name`` (any case, ``-`` or ``_``), or ``None``."""
+    return KNOWN_GENOTYPES.get(name.strip().upper().replace("-", "_"))

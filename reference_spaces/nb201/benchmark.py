@@ -6,126 +6,106 @@ holds those numbers in the benchmark's own row order ("index") and maps between 
 flatarch's base-5 "code" (:func:`~flatarch.reference_spaces.nb201.encoding.sequence_to_code`),
 so whole-space analyses can work on plain arrays::
 
-    table = BenchmarkTable.load(find_table())
+    table = load_table()                       # --table path, else $FLATARCH_NB201_TABLE, else shipped
     table.lookup("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|")
     acc = table.accuracies("cifar10")          # float64 [15625], acc[code]
 
-Formats (:meth:`BenchmarkTable.load` dispatches on the path):
-
-* compact CSV, header ``CIFAR10TestAccuracy200Epochs, CIFAR100TestAccuracy200Epochs,
-  ImageNetTestAccuracy200Epochs, ArchitectureString, UniqueString``, one row per cell in
-  benchmark index order (the ``UniqueString`` column is optional on reading);
-* flatarch's ``.npz`` (no pickles): ``code_of_index`` int32 [15625] and ``test_accuracy``
-  float64 [15625, 3] in index order, plus ``datasets`` and a ``format``/``version`` tag;
-* the official files, through the official APIs when installed: NAS-Bench-201 ``.pth``
-  (``nas_201_api``) and NATS-Bench topology ``.pickle.pbz2`` files or ``fast_mode`` archive
-  directories (``nats_bench``).
+flatarch ships the NATS-Bench topology table (``data/nb201_table.npz``, see ``data/README.md``).
+:func:`read_table` reads any other: the compact CSV or ``.npz`` (:mod:`.table_formats`), or the
+official files through the official APIs (:mod:`.official`).
 """
 
 from __future__ import annotations
 
-import csv
-import inspect
-import itertools
 import os
 from collections.abc import Callable, Iterable, Sequence
+from functools import cache
+from importlib import resources
 from typing import Any
 
 import numpy as np
 
-from flatarch.atomic_files import atomic_write
+from ..errors import UsageError
+from .arch_strings import arch_string_code
+from .datasets import DATASETS, OFFICIAL_DATASET_NAMES, canonical_dataset
+from .encoding import NUM_ARCHS, NUM_EDGES, OPS, code_to_arch, sequence_to_code
+from .official import OFFICIAL_SUFFIXES, open_official_api, read_api, read_official
+from .table_errors import BenchmarkTableError
+from .table_formats import CSV_ACCURACY_COLUMNS, CSV_HEADER, read_csv, read_npz, write_csv, write_npz
 
-from .encoding import NUM_ARCHS, NUM_EDGES, OPS, arch_to_sequence, code_to_arch, sequence_to_code
-from .isomorphism import unique_string_of_sequence
+__all__ = [
+    "ARCH_SPELLINGS",
+    "CSV_HEADER",
+    "DATASETS",
+    "OFFICIAL_DATASET_NAMES",
+    "PACKAGED_TABLE",
+    "TABLE_ENV",
+    "BenchmarkTable",
+    "BenchmarkTableError",
+    "canonical_dataset",
+    "code_of_argument",
+    "find_table",
+    "load_official",
+    "load_table",
+    "open_official_api",
+    "read_table",
+]
 
-#: Canonical dataset names, in column order.
-DATASETS: tuple[str, ...] = ("cifar10", "cifar100", "imagenet16-120")
-
-#: Header of the compact CSV (the layout of the NATS-Bench export the project ships with).
-CSV_ACCURACY_COLUMNS: tuple[str, ...] = (
-    "CIFAR10TestAccuracy200Epochs",
-    "CIFAR100TestAccuracy200Epochs",
-    "ImageNetTestAccuracy200Epochs",
-)
-CSV_ARCH_COLUMN = "ArchitectureString"
-CSV_UNIQUE_COLUMN = "UniqueString"
-CSV_HEADER: tuple[str, ...] = (*CSV_ACCURACY_COLUMNS, CSV_ARCH_COLUMN, CSV_UNIQUE_COLUMN)
-
-#: Dataset names the official APIs use, per canonical name.
-OFFICIAL_DATASET_NAMES: dict[str, str] = {
-    "cifar10": "cifar10",
-    "cifar100": "cifar100",
-    "imagenet16-120": "ImageNet16-120",
-}
-
-#: Environment variable naming the table :func:`find_table` falls back to.
+#: Environment variable naming the table to use when no path is given.
 TABLE_ENV = "FLATARCH_NB201_TABLE"
+#: The table shipped with flatarch, relative to this package.
+PACKAGED_TABLE = "data/nb201_table.npz"
 
-NPZ_FORMAT = "flatarch-nb201-table"
-NPZ_VERSION = 1
-
-_DATASET_ALIASES: dict[str, str] = {
-    "cifar10": "cifar10",
-    "cifar-10": "cifar10",
-    "c10": "cifar10",
-    "cifar100": "cifar100",
-    "cifar-100": "cifar100",
-    "c100": "cifar100",
-    "imagenet16-120": "imagenet16-120",
-    "imagenet16": "imagenet16-120",
-    "imagenet": "imagenet16-120",
-    "imagenet16_120": "imagenet16-120",
-    "in16": "imagenet16-120",
-    "in16-120": "imagenet16-120",
+_PACKAGED_ORIGIN = "the flatarch package"
+_TABLE_KINDS = "a compact CSV, a flatarch .npz, or an official NAS-Bench-201 / NATS-Bench topology file"
+#: Where a table path came from -> how to fix a table that cannot be used.
+_FIXES = {
+    "--table": f"give --table {_TABLE_KINDS}, or leave --table out to use the table shipped with flatarch",
+    f"${TABLE_ENV}": f"point ${TABLE_ENV} at {_TABLE_KINDS}, or unset it to use the table shipped with flatarch",
+    _PACKAGED_ORIGIN: f"reinstall flatarch, or give --table (or set ${TABLE_ENV}) another table",
 }
 
 
-class BenchmarkTableError(ValueError):
-    """A benchmark table file is malformed (the message names the file, row and problem)."""
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
 
 
-def canonical_dataset(name: str) -> str:
-    """``'ImageNet16-120'``, ``'imagenet'``, ``'CIFAR-10'``... -> the canonical name in :data:`DATASETS`."""
-    key = str(name).strip().lower()
-    if key not in _DATASET_ALIASES:
-        raise ValueError(f"unknown NAS-Bench-201 dataset {name!r}; use one of {', '.join(DATASETS)}")
-    return _DATASET_ALIASES[key]
+def _check_codes(codes: np.ndarray, source: str) -> np.ndarray:
+    """``code_of_index`` as int64, a permutation of ``0..15624``; returns its inverse ``index_of_code``."""
+    if codes.shape != (NUM_ARCHS,):
+        raise BenchmarkTableError(
+            f"a NAS-Bench-201 table has {NUM_ARCHS} cells, got {codes.shape[0] if codes.ndim else 0}", source
+        )
+    if not np.issubdtype(codes.dtype, np.integer):
+        raise BenchmarkTableError(f"cell codes must be integers, got dtype {codes.dtype}", source)
+    if codes.min() < 0 or codes.max() >= NUM_ARCHS:
+        bad = int(np.flatnonzero((codes < 0) | (codes >= NUM_ARCHS))[0])
+        raise BenchmarkTableError(f"index {bad} has code {codes[bad]}, outside [0, {NUM_ARCHS})", source)
+    index_of_code = np.full(NUM_ARCHS, -1, dtype=np.int64)
+    index_of_code[codes] = np.arange(NUM_ARCHS)
+    if (index_of_code < 0).any():
+        missing = int(np.flatnonzero(index_of_code < 0)[0])
+        first = np.flatnonzero(np.bincount(codes, minlength=NUM_ARCHS) > 1)[0]
+        raise BenchmarkTableError(
+            f"cell {code_to_arch(int(first))} appears at indexes {np.flatnonzero(codes == first).tolist()} "
+            f"and cell {code_to_arch(missing)} is missing; every cell must appear exactly once",
+            source,
+        )
+    return index_of_code
 
 
-def _all_arch_strings() -> list[str]:
-    """Arch string of every code, in code order (a fixed template: much faster than parsing)."""
-    return [
-        f"|{a}~0|+|{b}~0|{c}~1|+|{d}~0|{e}~1|{f}~2|" for a, b, c, d, e, f in itertools.product(OPS, repeat=6)
-    ]
-
-
-_ARCH_TO_CODE: dict[str, int] | None = None
-_UNIQUE_STRINGS: list[str] | None = None
-
-
-def _all_unique_strings() -> list[str]:
-    """Unique (isomorphism) string of every code, in code order; computed once."""
-    global _UNIQUE_STRINGS
-    if _UNIQUE_STRINGS is None:
-        _UNIQUE_STRINGS = [
-            unique_string_of_sequence(s) for s in itertools.product(range(len(OPS)), repeat=NUM_EDGES)
-        ]
-    return _UNIQUE_STRINGS
-
-
-def _arch_to_code_map() -> dict[str, int]:
-    global _ARCH_TO_CODE
-    if _ARCH_TO_CODE is None:
-        _ARCH_TO_CODE = {arch: code for code, arch in enumerate(_all_arch_strings())}
-    return _ARCH_TO_CODE
-
-
-def _fast_arch_to_code(arch: str) -> int:
-    """Code of a benchmark arch string; the strict parser explains anything non-canonical."""
-    code = _arch_to_code_map().get(arch)
-    if code is None:
-        code = sequence_to_code(arch_to_sequence(arch))
-    return code
+def _check_accuracies(acc: np.ndarray, source: str) -> None:
+    if acc.shape != (NUM_ARCHS, len(DATASETS)):
+        raise BenchmarkTableError(
+            f"test accuracies must have shape ({NUM_ARCHS}, {len(DATASETS)}), got {acc.shape}", source
+        )
+    bad = ~((acc >= 0.0) & (acc <= 100.0))  # also catches NaN
+    if bad.any():
+        i, j = (int(x) for x in np.argwhere(bad)[0])
+        raise BenchmarkTableError(
+            f"index {i} ({DATASETS[j]}) has accuracy {acc[i, j]!r}; accuracies are percent in [0, 100]", source
+        )
 
 
 def _parse_sequence_text(text: str) -> tuple[int, ...] | None:
@@ -138,9 +118,19 @@ def _parse_sequence_text(text: str) -> tuple[int, ...] | None:
     return tuple(int(d) for d in digits)
 
 
-def _read_only(array: np.ndarray) -> np.ndarray:
-    array.flags.writeable = False
-    return array
+def _parse_numbered(text: str) -> tuple[str, int] | None:
+    """``'index:N'`` / ``'code:N'`` -> ``(kind, N)`` (range-checked); ``None`` for other text."""
+    kind, sep, number = text.partition(":")
+    kind = kind.strip().lower()
+    if not sep or kind not in ("index", "code"):
+        return None
+    try:
+        value = int(number)
+    except ValueError:
+        raise ValueError(f"{text!r}: {kind} must be followed by an integer") from None
+    if not 0 <= value < NUM_ARCHS:
+        raise ValueError(f"{text!r}: {kind} must be in [0, {NUM_ARCHS - 1}]")
+    return kind, value
 
 
 class BenchmarkTable:
@@ -160,179 +150,29 @@ class BenchmarkTable:
         self.source = str(source)
         codes = np.asarray(code_of_index)
         acc = np.array(test_accuracy, dtype=np.float64)  # copy: the table owns its numbers
-        if codes.shape != (NUM_ARCHS,):
-            raise BenchmarkTableError(
-                f"{self.source}: a NAS-Bench-201 table has {NUM_ARCHS} cells, "
-                f"got {codes.shape[0] if codes.ndim else 0}"
-            )
-        if acc.shape != (NUM_ARCHS, len(DATASETS)):
-            raise BenchmarkTableError(
-                f"{self.source}: test accuracies must have shape ({NUM_ARCHS}, {len(DATASETS)}), "
-                f"got {acc.shape}"
-            )
-        if not np.issubdtype(codes.dtype, np.integer):
-            raise BenchmarkTableError(f"{self.source}: cell codes must be integers, got dtype {codes.dtype}")
-        codes = codes.astype(np.int64)
-        if codes.min() < 0 or codes.max() >= NUM_ARCHS:
-            bad = int(np.flatnonzero((codes < 0) | (codes >= NUM_ARCHS))[0])
-            raise BenchmarkTableError(
-                f"{self.source}: index {bad} has code {codes[bad]}, outside [0, {NUM_ARCHS})"
-            )
-        index_of_code = np.full(NUM_ARCHS, -1, dtype=np.int64)
-        index_of_code[codes] = np.arange(NUM_ARCHS)
-        if (index_of_code < 0).any():
-            missing = int(np.flatnonzero(index_of_code < 0)[0])
-            first = np.flatnonzero(np.bincount(codes, minlength=NUM_ARCHS) > 1)[0]
-            dups = np.flatnonzero(codes == first)
-            raise BenchmarkTableError(
-                f"{self.source}: cell {code_to_arch(int(first))} appears at indexes {dups.tolist()} "
-                f"and cell {code_to_arch(missing)} is missing; every cell must appear exactly once"
-            )
-        bad = ~((acc >= 0.0) & (acc <= 100.0))  # also catches NaN
-        if bad.any():
-            i, j = (int(x) for x in np.argwhere(bad)[0])
-            raise BenchmarkTableError(
-                f"{self.source}: index {i} ({DATASETS[j]}) has accuracy {acc[i, j]!r}; "
-                "accuracies are percent in [0, 100]"
-            )
-        self.code_of_index: np.ndarray = _read_only(codes)
+        index_of_code = _check_codes(codes, self.source)
+        _check_accuracies(acc, self.source)
+        self.code_of_index: np.ndarray = _read_only(codes.astype(np.int64))
         self.index_of_code: np.ndarray = _read_only(index_of_code)
         self.test_accuracy: np.ndarray = _read_only(acc)
         # One contiguous row per dataset, indexed by code, for vectorised whole-space analyses.
         self._by_code = _read_only(np.ascontiguousarray(acc[index_of_code].T))
 
-    # ---------------------------------------------------------------- loading
+    # ---------------------------------------------------------------- reading and writing
     @classmethod
     def load(cls, path: str | os.PathLike) -> BenchmarkTable:
-        """Load a table, dispatching on what ``path`` is (see the module docstring)."""
-        path = os.fspath(path)
-        if os.path.isdir(path):
-            return load_official(path)
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"NAS-Bench-201 table not found: {path}")
-        lower = path.lower()
-        if lower.endswith(".npz"):
-            return cls.from_npz(path)
-        if lower.endswith(".csv"):
-            return cls.from_csv(path)
-        if lower.endswith((".pth", ".pbz2", ".pickle")):
-            return load_official(path)
-        with open(path, "rb") as handle:
-            head = handle.read(64)
-        if head.startswith(b"PK\x03\x04"):
-            return cls.from_npz(path)
-        if head.startswith(CSV_ACCURACY_COLUMNS[0].encode()) or head.lstrip().startswith(b"CIFAR"):
-            return cls.from_csv(path)
-        raise BenchmarkTableError(
-            f"{path}: not a NAS-Bench-201 table flatarch can read. Expected a compact CSV (.csv), a flatarch "
-            ".npz, a NAS-Bench-201 .pth, or a NATS-Bench topology .pickle.pbz2 file or archive directory"
-        )
+        """The table at ``path``, in any format :func:`read_table` reads."""
+        return read_table(path)
 
     @classmethod
     def from_csv(cls, path: str | os.PathLike) -> BenchmarkTable:
-        """Read the compact CSV; errors name the file, the line and what is wrong."""
-        path = os.fspath(path)
-        codes = np.empty(NUM_ARCHS, dtype=np.int64)
-        acc = np.empty((NUM_ARCHS, len(DATASETS)), dtype=np.float64)
-        arch_map = _arch_to_code_map()
-        with open(path, newline="") as handle:
-            reader = csv.reader(handle)
-            header = next(reader, None)
-            if not header or not any(h.strip() for h in header):
-                raise BenchmarkTableError(f"{path}: empty file; expected the header {','.join(CSV_HEADER)}")
-            header = [h.strip() for h in header]
-            missing = [c for c in (*CSV_ACCURACY_COLUMNS, CSV_ARCH_COLUMN) if c not in header]
-            if missing:
-                raise BenchmarkTableError(
-                    f"{path}: line 1: header lacks column(s) {', '.join(missing)}; "
-                    f"expected {','.join(CSV_HEADER)}"
-                )
-            acc_cols = [header.index(c) for c in CSV_ACCURACY_COLUMNS]
-            arch_col = header.index(CSV_ARCH_COLUMN)
-            width = len(header)
-            n = 0
-            for line, row in enumerate(reader, start=2):
-                if not row:
-                    continue  # blank lines (e.g. a trailing one) carry no cell
-                if len(row) != width:
-                    raise BenchmarkTableError(
-                        f"{path}: line {line}: {len(row)} fields, the header has {width}"
-                    )
-                if n >= NUM_ARCHS:
-                    raise BenchmarkTableError(
-                        f"{path}: line {line}: more than {NUM_ARCHS} data rows; "
-                        "a NAS-Bench-201 table has exactly "
-                        f"{NUM_ARCHS} (one per cell)"
-                    )
-                arch = row[arch_col]
-                code = arch_map.get(arch)
-                if code is None:
-                    try:
-                        code = sequence_to_code(arch_to_sequence(arch))
-                    except (ValueError, TypeError) as err:
-                        raise BenchmarkTableError(
-                            f"{path}: line {line}: bad {CSV_ARCH_COLUMN}: {err}"
-                        ) from None
-                codes[n] = code
-                for j, col in enumerate(acc_cols):
-                    try:
-                        acc[n, j] = float(row[col])
-                    except ValueError:
-                        raise BenchmarkTableError(
-                            f"{path}: line {line}: {CSV_ACCURACY_COLUMNS[j]} is {row[col]!r}, not a number"
-                        ) from None
-                    if not 0.0 <= acc[n, j] <= 100.0:
-                        raise BenchmarkTableError(
-                            f"{path}: line {line}: {CSV_ACCURACY_COLUMNS[j]} is {row[col]!r}; accuracies are "
-                            "percent in [0, 100]"
-                        )
-                n += 1
-        if n != NUM_ARCHS:
-            raise BenchmarkTableError(
-                f"{path}: {n} data rows; a NAS-Bench-201 table has exactly {NUM_ARCHS} (one per cell, in "
-                "benchmark index order)"
-            )
-        seen = np.full(NUM_ARCHS, -1, dtype=np.int64)
-        for i, code in enumerate(codes.tolist()):
-            if seen[code] >= 0:
-                raise BenchmarkTableError(
-                    f"{path}: line {i + 2}: cell {code_to_arch(code)} already appeared "
-                    f"on line {seen[code] + 2}; "
-                    "every cell must appear exactly once"
-                )
-            seen[code] = i
-        return cls(codes, acc, source=path)
+        """Read the compact CSV (:func:`~.table_formats.read_csv`)."""
+        return cls(*read_csv(os.fspath(path)), source=os.fspath(path))
 
     @classmethod
     def from_npz(cls, path: str | os.PathLike) -> BenchmarkTable:
-        """Read flatarch's compact binary table (written by :meth:`to_npz`)."""
-        path = os.fspath(path)
-        try:
-            data = np.load(path, allow_pickle=False)
-        except Exception as err:  # zip/format errors come in several types
-            raise BenchmarkTableError(f"{path}: not a readable .npz file ({err})") from None
-        with data:
-            missing = [
-                k
-                for k in ("format", "version", "datasets", "code_of_index", "test_accuracy")
-                if k not in data
-            ]
-            if missing:
-                raise BenchmarkTableError(
-                    f"{path}: not a flatarch NAS-Bench-201 table (missing arrays {', '.join(missing)}); "
-                    "write one with `flatarch nb201 export`"
-                )
-            if str(data["format"]) != NPZ_FORMAT or int(data["version"]) != NPZ_VERSION:
-                raise BenchmarkTableError(
-                    f"{path}: format {str(data['format'])!r} version {int(data['version'])}; "
-                    "this flatarch reads "
-                    f"{NPZ_FORMAT!r} version {NPZ_VERSION}"
-                )
-            datasets = tuple(str(d) for d in data["datasets"])
-            if datasets != DATASETS:
-                raise BenchmarkTableError(f"{path}: datasets {datasets}, expected {DATASETS}")
-            codes, acc = data["code_of_index"], data["test_accuracy"]
-        return cls(codes, acc, source=path)
+        """Read flatarch's compact binary table (:func:`~.table_formats.read_npz`)."""
+        return cls(*read_npz(os.fspath(path)), source=os.fspath(path))
 
     @classmethod
     def from_api(
@@ -342,79 +182,20 @@ class BenchmarkTable:
         progress: Callable[[Iterable[int]], Iterable[int]] | None = None,
         source: str = "<official API>",
     ) -> BenchmarkTable:
-        """Read the 200-epoch test accuracy (mean over seeds) of every cell from an official API object.
+        """Read every cell from an official API object (:func:`~.official.read_api`)."""
+        return cls(*read_api(api, progress=progress, source=source), source=source)
 
-        ``api`` is a ``nas_201_api.NASBench201API`` or a ``nats_bench`` topology API (``len(api)``,
-        ``api.arch(index)``, ``api.get_more_info(index, dataset, hp='200', is_random=False)``). Older
-        NAS-Bench-201 APIs without ``hp`` take ``use_12epochs_result=False`` for the 200-epoch runs.
-        The accuracy is ``'test-accuracy'``: CIFAR-10 ``ori-test``, the others ``x-test``.
-        ``progress`` wraps the index range (e.g. ``tqdm``).
-        """
-        n = len(api)
-        if n != NUM_ARCHS:
-            raise BenchmarkTableError(f"{source}: the API lists {n} architectures, expected {NUM_ARCHS}")
-        params = inspect.signature(api.get_more_info).parameters
-        epochs_kw = {"hp": "200"} if "hp" in params else {"use_12epochs_result": False}
-        codes = np.empty(NUM_ARCHS, dtype=np.int64)
-        acc = np.empty((NUM_ARCHS, len(DATASETS)), dtype=np.float64)
-        indexes: Iterable[int] = range(NUM_ARCHS)
-        if progress is not None:
-            indexes = progress(indexes)
-        for index in indexes:
-            arch = api.arch(index)
-            try:
-                codes[index] = _fast_arch_to_code(arch)
-            except (ValueError, TypeError) as err:
-                raise BenchmarkTableError(
-                    f"{source}: index {index}: bad architecture string: {err}"
-                ) from None
-            for j, dataset in enumerate(DATASETS):
-                info = api.get_more_info(index, OFFICIAL_DATASET_NAMES[dataset], is_random=False, **epochs_kw)
-                if "test-accuracy" not in info:
-                    raise BenchmarkTableError(
-                        f"{source}: index {index} has no 200-epoch test accuracy "
-                        f"on {OFFICIAL_DATASET_NAMES[dataset]}"
-                    )
-                acc[index, j] = float(info["test-accuracy"])
-        return cls(codes, acc, source=source)
-
-    # ---------------------------------------------------------------- writing
     def to_csv(self, path: str | os.PathLike) -> None:
-        """Write the compact CSV, atomically.
-
-        Floats are written in shortest round-trip form, so reading the file back gives the same table.
-        """
-
-        def write(handle):
-            writer = csv.writer(handle, lineterminator="\n")
-            writer.writerow(CSV_HEADER)
-            archs, uniques = _all_arch_strings(), _all_unique_strings()
-            for code, row in zip(self.code_of_index.tolist(), self.test_accuracy.tolist()):
-                writer.writerow([*(repr(x) for x in row), archs[code], uniques[code]])
-
-        atomic_write(path, write)
+        """Write the compact CSV, atomically; reading it back gives the same table."""
+        write_csv(path, self.code_of_index, self.test_accuracy)
 
     def to_npz(self, path: str | os.PathLike) -> None:
         """Write flatarch's compact binary table (atomically, no pickles)."""
-
-        def write(handle):
-            np.savez_compressed(
-                handle,
-                format=np.array(NPZ_FORMAT),
-                version=np.array(NPZ_VERSION),
-                datasets=np.array(DATASETS),
-                code_of_index=self.code_of_index.astype(np.int32),
-                test_accuracy=self.test_accuracy,
-            )
-
-        atomic_write(path, write, binary=True)
+        write_npz(path, self.code_of_index, self.test_accuracy)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write ``.npz`` when the path ends so, else the compact CSV."""
-        if os.fspath(path).lower().endswith(".npz"):
-            self.to_npz(path)
-        else:
-            self.to_csv(path)
+        (self.to_npz if os.fspath(path).lower().endswith(".npz") else self.to_csv)(path)
 
     # ---------------------------------------------------------------- queries
     def __len__(self) -> int:
@@ -434,30 +215,25 @@ class BenchmarkTable:
         if hasattr(arch, "tostr") and not isinstance(arch, str):
             arch = arch.tostr()
         if isinstance(arch, str):
-            text = arch.strip()
-            kind, sep, number = text.partition(":")
-            if sep and kind.strip().lower() in ("index", "code"):
-                try:
-                    value = int(number)
-                except ValueError:
-                    raise ValueError(
-                        f"bad architecture {arch!r}: {kind} must be followed by an integer"
-                    ) from None
-                if not 0 <= value < NUM_ARCHS:
-                    raise ValueError(f"bad architecture {arch!r}: {kind} must be in [0, {NUM_ARCHS - 1}]")
-                return int(self.code_of_index[value]) if kind.strip().lower() == "index" else value
-            seq = _parse_sequence_text(text)
-            if seq is not None:
-                return sequence_to_code(seq)
-            if text and set(text) <= set("0123456789, "):
-                raise ValueError(
-                    f"a NAS-Bench-201 op sequence has {NUM_EDGES} op indices in [0, {len(OPS) - 1}] "
-                    f"(like 333333 or 3,3,3,3,3,3), got {text!r}"
-                )
-            return _fast_arch_to_code(text)
+            return self._code_of_text(arch.strip())
         if isinstance(arch, (Sequence, np.ndarray)):
             return sequence_to_code(arch)
         raise TypeError(f"cannot read a NAS-Bench-201 architecture from {type(arch).__name__}: {arch!r}")
+
+    def _code_of_text(self, text: str) -> int:
+        numbered = _parse_numbered(text)
+        if numbered is not None:
+            kind, value = numbered
+            return int(self.code_of_index[value]) if kind == "index" else value
+        seq = _parse_sequence_text(text)
+        if seq is not None:
+            return sequence_to_code(seq)
+        if text and set(text) <= set("0123456789, "):
+            raise ValueError(
+                f"a NAS-Bench-201 op sequence has {NUM_EDGES} op indices in [0, {len(OPS) - 1}] "
+                f"(like 333333 or 3,3,3,3,3,3), got {text!r}"
+            )
+        return arch_string_code(text)
 
     def index_of(self, arch: Any) -> int:
         """Benchmark row index of ``arch`` (any form :meth:`code_of` accepts)."""
@@ -484,56 +260,113 @@ class BenchmarkTable:
         return self._by_code[DATASETS.index(canonical_dataset(dataset))]
 
 
-# -------------------------------------------------------------------- official files
-def _import_official(module: str, pip_name: str, path: str):
+#: How a command-line ARCH may be spelled (every form :meth:`BenchmarkTable.code_of` reads from text).
+ARCH_SPELLINGS = (
+    "arch string '|op~0|+|op~0|op~1|+|op~0|op~1|op~2|', 6-digit op sequence (333333 or 3,3,3,3,3,3), "
+    "index:N (benchmark index) or code:N (base-5 code)"
+)
+
+
+def code_of_argument(table: BenchmarkTable, text: str, option: str) -> int:
+    """:meth:`BenchmarkTable.code_of` of a command-line value; a bad one raises a one-line
+    :class:`~flatarch.reference_spaces.errors.UsageError` starting with ``option``."""
     try:
-        return __import__(module)
-    except ImportError:
-        raise ImportError(
-            f"reading {path} needs the official `{module}` package, which is not installed. Install it with "
-            f"`pip install {pip_name}`, or read a compact CSV / .npz table exported elsewhere with "
-            "`flatarch nb201 export`"
-        ) from None
+        return table.code_of(text)
+    except (ValueError, TypeError) as err:
+        raise UsageError(f"{option}: {err}") from None
 
 
-def open_official_api(path: str | os.PathLike) -> Any:
-    """Open an official benchmark file through its own API.
+# -------------------------------------------------------------------- reading a table from a path
+def _format_of(path: str) -> str:
+    """``'official'``, ``'npz'`` or ``'csv'``: by what ``path`` is, its suffix, else its first bytes."""
+    lower = path.lower()
+    if os.path.isdir(path) or lower.endswith(OFFICIAL_SUFFIXES):
+        return "official"
+    if lower.endswith(".npz"):
+        return "npz"
+    if lower.endswith(".csv"):
+        return "csv"
+    with open(path, "rb") as handle:
+        head = handle.read(64)
+    if head.startswith(b"PK\x03\x04"):
+        return "npz"
+    if head.startswith(CSV_ACCURACY_COLUMNS[0].encode()) or head.lstrip().startswith(b"CIFAR"):
+        return "csv"
+    raise BenchmarkTableError(
+        "not a NAS-Bench-201 table flatarch can read. Expected a compact CSV (.csv), a flatarch "
+        ".npz, a NAS-Bench-201 .pth, or a NATS-Bench topology .pickle.pbz2 file or archive directory",
+        path,
+    )
 
-    * ``*.pth`` -> ``nas_201_api.NASBench201API(path, verbose=False)`` (NAS-Bench-201);
-    * a directory -> ``nats_bench.create(path, 'tss', fast_mode=True, verbose=False)`` (NATS-Bench archive);
-    * ``*.pickle.pbz2`` / ``*.pickle`` -> ``nats_bench.create(path, 'tss', fast_mode=False, verbose=False)``.
+
+def read_table(path: str | os.PathLike) -> BenchmarkTable:
+    """The table at ``path``: a compact CSV, a flatarch ``.npz`` or an official file (through its API).
+
+    Raises :class:`BenchmarkTableError` (``PATH: PROBLEM``) for a path that is missing, unreadable
+    or not a valid table, or an official file whose API package is not installed.
     """
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"official benchmark file not found: {path}")
-    if os.path.isdir(path) or path.lower().endswith((".pbz2", ".pickle")):
-        nats_bench = _import_official("nats_bench", "nats_bench", path)
-        return nats_bench.create(path, "tss", fast_mode=os.path.isdir(path), verbose=False)
-    if path.lower().endswith(".pth"):
-        nas_201_api = _import_official("nas_201_api", "nas-bench-201", path)
-        return nas_201_api.NASBench201API(path, verbose=False)
-    raise BenchmarkTableError(
-        f"{path}: not an official benchmark file (expected NAS-Bench-201 .pth, or a NATS-Bench topology "
-        ".pickle.pbz2 file or fast-mode archive directory)"
-    )
+    try:
+        if not os.path.exists(path):
+            raise BenchmarkTableError("does not exist", path)
+        kind = _format_of(path)
+        if kind == "official":
+            return BenchmarkTable(*read_official(path), source=path)
+        return BenchmarkTable(*(read_npz if kind == "npz" else read_csv)(path), source=path)
+    except OSError as err:
+        raise BenchmarkTableError(f"cannot be read ({err.strerror or err})", path) from None
 
 
 def load_official(path: str | os.PathLike, *, progress=None) -> BenchmarkTable:
     """Read an official benchmark file into a :class:`BenchmarkTable` (see :func:`open_official_api`)."""
-    return BenchmarkTable.from_api(open_official_api(path), progress=progress, source=os.fspath(path))
+    return BenchmarkTable(*read_official(path, progress=progress), source=os.fspath(path))
+
+
+# -------------------------------------------------------------------- which table to use
+def _configured(explicit: str | os.PathLike | None) -> tuple[str, str] | None:
+    """``(path, origin)`` of the table asked for: ``explicit`` (``--table``), else ``$FLATARCH_NB201_TABLE``."""
+    if explicit is not None:
+        return os.fspath(explicit), "--table"
+    path = os.environ.get(TABLE_ENV, "").strip()
+    return (path, f"${TABLE_ENV}") if path else None
 
 
 def find_table(explicit: str | os.PathLike | None = None) -> str | None:
-    """Path of the table to use: ``explicit`` if given, else ``$FLATARCH_NB201_TABLE``, else ``None``.
+    """Path of the table asked for: ``explicit`` if given, else ``$FLATARCH_NB201_TABLE``, else ``None``
+    (then :func:`load_table` uses the table shipped with flatarch).
 
-    A path that is given but does not exist raises :class:`FileNotFoundError` naming where it came from.
+    A path that is given but does not exist raises :class:`BenchmarkTableError` naming where it came from.
     """
-    if explicit is not None:
-        path, origin = os.fspath(explicit), "the given path"
-    else:
-        path, origin = os.environ.get(TABLE_ENV, "").strip(), f"${TABLE_ENV}"
-        if not path:
-            return None
+    configured = _configured(explicit)
+    if configured is None:
+        return None
+    path, origin = configured
     if not os.path.exists(path):
-        raise FileNotFoundError(f"NAS-Bench-201 table {path} (from {origin}) does not exist")
+        raise BenchmarkTableError("does not exist", path, origin, _FIXES[origin])
     return path
+
+
+def load_table(path: str | os.PathLike | None = None) -> BenchmarkTable:
+    """The benchmark table: ``path`` if given (``--table``), else ``$FLATARCH_NB201_TABLE``, else the
+    table shipped with flatarch (read once per process).
+
+    Raises :class:`BenchmarkTableError`, one line naming the path, where it came from and the fix.
+    """
+    configured = _configured(path)
+    if configured is None:
+        return packaged_table()
+    return _read_from(*configured)
+
+
+def _read_from(path: str, origin: str) -> BenchmarkTable:
+    try:
+        return read_table(path)
+    except BenchmarkTableError as err:
+        raise err.located(origin, _FIXES[origin]) from None
+
+
+@cache
+def packaged_table() -> BenchmarkTable:
+    """The NATS-Bench topology table shipped with flatarch (``data/nb201_table.npz``), read once."""
+    with resources.as_file(resources.files(__package__).joinpath(PACKAGED_TABLE)) as path:
+        return _read_from(str(path), _PACKAGED_ORIGIN)

@@ -32,15 +32,15 @@ from .encoding import NUM_ARCHS, NUM_EDGES, NUM_OPS
 #: Place value of each edge's digit in the code (first edge most significant).
 POW5 = NUM_OPS ** np.arange(NUM_EDGES - 1, -1, -1, dtype=np.int64)
 
-#: The paper's reference accuracies (test, %) of models A, B, C per dataset (SPEC section 7).
+#: The paper's reference accuracies (test, %) of models A, B, C per dataset (paper section 5.1.1, fig. 7).
 PAPER_REFERENCE_ACCURACIES: dict[str, dict[str, float]] = {
     "cifar10": {"A": 94.3, "B": 85.86, "C": 75.44},
     "cifar100": {"A": 72.30, "B": 65.19, "C": 55.88},
     "imagenet16-120": {"A": 45.53, "B": 36.41, "C": 27.26},
 }
 
-#: The authors' path pairs (model, radius-3 neighbour of similar accuracy) as 0-based benchmark
-#: indices (row order of the benchmark, NOT codes).
+#: The authors' path pairs of paper fig. 7 (model, radius-3 neighbour of similar accuracy; section
+#: 5.1.1) as 0-based benchmark indices (row order of the benchmark, NOT codes).
 PAPER_PAIRS: dict[str, dict[str, tuple[int, int]]] = {
     "cifar10": {"A": (81, 1459), "B": (0, 163), "C": (40, 12094)},
     "cifar100": {"A": (81, 11711), "B": (31, 7680), "C": (146, 4461)},
@@ -54,11 +54,6 @@ def codes_to_digits(codes: np.ndarray | int) -> np.ndarray:
     if codes.size and (codes.min() < 0 or codes.max() >= NUM_ARCHS):
         raise ValueError(f"NAS-Bench-201 codes are in [0, {NUM_ARCHS - 1}]")
     return (codes[..., None] // POW5) % NUM_OPS
-
-
-def digits_to_codes(digits: np.ndarray) -> np.ndarray:
-    """``[..., 6]`` op indices -> codes."""
-    return np.asarray(digits, dtype=np.int64) @ POW5
 
 
 def neighbourhood_size(radius: int) -> int:
@@ -97,19 +92,6 @@ def neighbour_codes(codes: np.ndarray | int, radius: int) -> np.ndarray:
         new = (old[:, None, :] + shifts[None]) % NUM_OPS  # [n, 4**r, r]
         out[:, s * per_subset : (s + 1) * per_subset] = codes[:, None] + ((new - old[:, None, :]) * POW5[edges]).sum(-1)
     return out[0] if scalar else out
-
-
-_ALL_DIGITS: np.ndarray | None = None
-
-
-def scan_neighbour_codes(code: int, radius: int) -> np.ndarray:
-    """Baseline: the radius-``radius`` neighbours found by scanning all 15,625 cells (for checks and
-    benchmarks only; :func:`neighbour_codes` is the fast path)."""
-    global _ALL_DIGITS
-    if _ALL_DIGITS is None:
-        _ALL_DIGITS = codes_to_digits(np.arange(NUM_ARCHS))
-    hamming = (_ALL_DIGITS != codes_to_digits(code)).sum(-1)
-    return np.flatnonzero(hamming == radius)
 
 
 def hamming(a: np.ndarray | int, b: np.ndarray | int) -> np.ndarray:
@@ -188,21 +170,6 @@ def neighbourhood_stats(
             mad[codes] = np.abs(nb - acc[codes, None]).mean(1)
         out.append(NeighbourhoodStats(r, mean, lo, hi, mad))
     return out
-
-
-def scan_neighbourhood_stats(acc: np.ndarray, radii: Sequence[int] = (1, 2, 3)) -> list[NeighbourhoodStats]:
-    """The same as :func:`neighbourhood_stats` by scanning the whole space per cell (baseline)."""
-    acc = _check_acc(acc)
-    all_digits = codes_to_digits(np.arange(NUM_ARCHS))
-    res = {r: [np.empty(NUM_ARCHS) for _ in range(4)] for r in radii}
-    for code in range(NUM_ARCHS):
-        ham = (all_digits != all_digits[code]).sum(-1)
-        for r in radii:
-            nb = acc[ham == r]
-            mean, lo, hi, mad = res[r]
-            mean[code], lo[code], hi[code] = nb.mean(), nb.min(), nb.max()
-            mad[code] = np.abs(nb - acc[code]).mean()
-    return [NeighbourhoodStats(r, *res[r]) for r in radii]
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,31 @@ def make_tiers(
     return paper_tiers(dataset, window)
 
 
+def _pair_codes(
+    acc: np.ndarray, dataset: str, tiers: Sequence[Tier], code_of_index, pairs: str, radius: int, tolerance: float
+) -> dict[str, tuple[int, int]]:
+    """Path endpoints per tier: the paper's index pairs, or ``auto`` ones (see :func:`analyse_dataset`)."""
+    if pairs == "paper":
+        if code_of_index is None or dataset not in PAPER_PAIRS:
+            raise ValueError(f"paper pairs need the benchmark's index order and one of {', '.join(PAPER_PAIRS)}")
+        return paper_pair_codes(code_of_index, dataset)
+    if pairs == "auto":
+        return {t.name: auto_pair(acc, (t.low + t.high) / 2, radius, tolerance) for t in tiers}
+    raise ValueError(f"pairs must be 'paper' or 'auto', got {pairs!r}")
+
+
+def _pair_warnings(dataset: str, paths: dict[str, PathResult], radius: int, tolerance: float) -> list[str]:
+    """Pairs that are not a radius-``radius`` neighbour within ``tolerance`` points (e.g. a table whose
+    rows are not in the benchmark's index order, which the paper's pairs assume)."""
+    return [
+        f"{dataset} pair {name}: distance {len(p.levels) - 1}, accuracy gap "
+        f"{abs(p.accuracy_path[0] - p.accuracy_path[-1]):.2f} (expected a radius-{radius} neighbour "
+        f"within {tolerance} points; is the table in the benchmark's index order?)"
+        for name, p in paths.items()
+        if len(p.levels) - 1 != radius or abs(p.accuracy_path[0] - p.accuracy_path[-1]) > tolerance
+    ]
+
+
 def analyse_dataset(
     acc: np.ndarray,
     dataset: str,
@@ -107,22 +132,9 @@ def analyse_dataset(
     """
     start = time.perf_counter()
     loc = locality(acc, tiers, radii, n_random_pairs, seed)
-    if pairs == "paper":
-        if code_of_index is None or dataset not in PAPER_PAIRS:
-            raise ValueError(f"paper pairs need the benchmark's index order and one of {', '.join(PAPER_PAIRS)}")
-        codes = paper_pair_codes(code_of_index, dataset)
-    elif pairs == "auto":
-        codes = {t.name: auto_pair(acc, (t.low + t.high) / 2, path_radius, path_tolerance) for t in tiers}
-    else:
-        raise ValueError(f"pairs must be 'paper' or 'auto', got {pairs!r}")
+    codes = _pair_codes(acc, dataset, tiers, code_of_index, pairs, path_radius, path_tolerance)
     paths = {name: path_between(acc, a, b) for name, (a, b) in codes.items()}
-    warnings = [
-        f"{dataset} pair {name}: distance {len(p.levels) - 1}, accuracy gap "
-        f"{abs(p.accuracy_path[0] - p.accuracy_path[-1]):.2f} (expected a radius-{path_radius} neighbour "
-        f"within {path_tolerance} points; is the table in the benchmark's index order?)"
-        for name, p in paths.items()
-        if len(p.levels) - 1 != path_radius or abs(p.accuracy_path[0] - p.accuracy_path[-1]) > path_tolerance
-    ]
+    warnings = _pair_warnings(dataset, paths, path_radius, path_tolerance)
     return DatasetGeometry(dataset, list(tiers), loc, paths, pairs, time.perf_counter() - start, warnings)
 
 
@@ -148,6 +160,34 @@ def cell_stats_csv(acc: np.ndarray, radii: Sequence[int] = (1, 2, 3)) -> str:
     return out.getvalue()
 
 
+def _write_tables(report: NB201Report, path_of) -> None:
+    """ks_table.csv / .md, barriers.json and locality.json."""
+    rows = report.ks_rows
+    atomic_write_text(path_of("ks_table.csv"), ks_table_csv(rows))
+    atomic_write_text(path_of("ks_table.md"), ks_table_markdown(rows))
+    barriers = {
+        ds: {"pairs": g.pair_source, "warnings": g.warnings, "paths": {n: p.to_dict() for n, p in g.paths.items()}}
+        for ds, g in report.datasets.items()
+    }
+    atomic_write_json(path_of("barriers.json"), barriers)
+    atomic_write_json(path_of("locality.json"), {ds: g.locality.summary() for ds, g in report.datasets.items()})
+
+
+def _write_plots(ds: str, g: DatasetGeometry, path_of) -> None:
+    """neighbours_<ds>.png (paper fig. 4), differences_<ds>.png (fig. 5) and paths_<ds>.png (fig. 7)."""
+    loc = g.locality
+    panels = {(c.tier.name, c.radius): (c.neighbour_acc, (c.tier.low, c.tier.high)) for c in loc.cells}
+    plots.neighbour_histograms(
+        path_of(f"neighbours_{ds}.png"), loc.acc, panels, f"{ds}: neighbour accuracies vs whole space"
+    )
+    diffs = {r: {c.tier.name: c.abs_diff for c in loc.cells if c.radius == r} for r in loc.radii}
+    plots.difference_distributions(
+        path_of(f"differences_{ds}.png"), diffs, loc.random_abs_diff, f"{ds}: |acc(ref) - acc(neighbour)|"
+    )
+    paths = {name: (p.level_accs, p.barrier.to_dict()) for name, p in g.paths.items()}
+    plots.accuracy_paths(path_of(f"paths_{ds}.png"), paths, f"{ds}: accuracy paths ({g.pair_source} pairs)")
+
+
 def write_report(
     report: NB201Report,
     out_dir: str,
@@ -162,35 +202,9 @@ def write_report(
         written.append(os.path.join(out_dir, name))
         return written[-1]
 
-    rows = report.ks_rows
-    atomic_write_text(path_of("ks_table.csv"), ks_table_csv(rows))
-    atomic_write_text(path_of("ks_table.md"), ks_table_markdown(rows))
-    barriers = {
-        ds: {
-            "pairs": g.pair_source,
-            "warnings": g.warnings,
-            "paths": {name: p.to_dict() for name, p in g.paths.items()},
-        }
-        for ds, g in report.datasets.items()
-    }
-    atomic_write_json(path_of("barriers.json"), barriers)
-    atomic_write_json(path_of("locality.json"), {ds: g.locality.summary() for ds, g in report.datasets.items()})
-    if make_plots:
-        for ds, g in report.datasets.items():
-            loc = g.locality
-            panels = {(c.tier.name, c.radius): (c.neighbour_acc, (c.tier.low, c.tier.high)) for c in loc.cells}
-            plots.neighbour_histograms(
-                path_of(f"neighbours_{ds}.png"), loc.acc, panels, f"{ds}: neighbour accuracies vs whole space"
-            )
-            diffs = {r: {c.tier.name: c.abs_diff for c in loc.cells if c.radius == r} for r in loc.radii}
-            plots.difference_distributions(
-                path_of(f"differences_{ds}.png"),
-                diffs,
-                loc.random_abs_diff,
-                f"{ds}: |acc(ref) - acc(neighbour)|",
-            )
-            paths = {name: (p.level_accs, p.barrier.to_dict()) for name, p in g.paths.items()}
-            plots.accuracy_paths(path_of(f"paths_{ds}.png"), paths, f"{ds}: accuracy paths ({g.pair_source} pairs)")
+    _write_tables(report, path_of)
+    for ds, g in report.datasets.items() if make_plots else ():
+        _write_plots(ds, g, path_of)
     for ds, acc in (cell_stats or {}).items():
         atomic_write_text(path_of(f"cell_stats_{ds}.csv"), cell_stats_csv(acc))
     return written
