@@ -12,8 +12,10 @@ from flatarch.reference_spaces.engine.methods import METHODS, get_method
 UPDATES = ["first-order", "sam", "usam", "a2m"]
 # each method once and each update at least once in the default run; the full matrix with -m slow
 QUICK = [("darts", "a2m"), ("pcdarts", "sam"), ("betadarts", "usam"), ("sdarts-rs", "first-order"),
-         ("sdarts-adv", "usam"), ("darts-minus", "a2m")]
-FULL = [pytest.param(m, u, marks=pytest.mark.slow) for m in METHODS for u in UPDATES if (m, u) not in QUICK]
+         ("sdarts-adv", "usam"), ("darts-minus", "a2m"), ("lambda-darts", "first-order")]
+# DARTS-PT has its own tests (tests/test_methods_lambda_pt.py): its genotype comes from the projection
+FULL = [pytest.param(m, u, marks=pytest.mark.slow) for m in METHODS for u in UPDATES
+        if (m, u) not in QUICK and m != "darts-pt"]
 
 
 def tiny_search(method, update, **kw):

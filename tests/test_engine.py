@@ -16,8 +16,10 @@ import flatarch
 UPDATES = ["first-order", "sam", "usam", "a2m"]
 # each method once and each update at least once by default; the full matrix with -m slow
 QUICK = [("darts", "a2m"), ("pcdarts", "usam"), ("betadarts", "sam"), ("sdarts-rs", "first-order"),
-         ("sdarts-adv", "a2m"), ("darts-minus", "first-order")]
-FULL = [pytest.param(m, u, marks=pytest.mark.slow) for m in METHODS for u in UPDATES if (m, u) not in QUICK]
+         ("sdarts-adv", "a2m"), ("darts-minus", "first-order"), ("lambda-darts", "sam")]
+# DARTS-PT has its own tests (tests/test_methods_lambda_pt.py): its genotype comes from the projection
+FULL = [pytest.param(m, u, marks=pytest.mark.slow) for m in METHODS for u in UPDATES
+        if (m, u) not in QUICK and m != "darts-pt"]
 
 # tiny: 48 digits (24 per half), batches of 8, C=4, one cell per stage, 2 iterations per epoch
 TINY = SearchConfig(dataset="digits", subset=48, batch_size=8, channels=4, cells_per_stage=1, epochs=1,

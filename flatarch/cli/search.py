@@ -25,7 +25,8 @@ def _options() -> list[tuple[str, str, dict[str, Any], str]]:
     from flatarch.reference_spaces.engine.methods import METHODS, recipe_names
     from flatarch.reference_spaces.registry import available_spaces
 
-    p = PAPER_DEFAULTS
+    p, m = PAPER_DEFAULTS, METHODS
+    lam = m["lambda-darts"].defaults.settings
     methods = "; ".join(f"{name}: {m.summary}" for name, m in METHODS.items())
     number = {"type": float}
     whole = {"type": int}
@@ -83,12 +84,22 @@ def _options() -> list[tuple[str, str, dict[str, Any], str]]:
         ("warmup_epochs", "--warmup-epochs", whole, "epochs of weight steps only before the first alpha step "
          f"(default: {p['warmup_epochs']}; pcdarts --recipe original: 15)"),
         ("smoothing_epsilon", "--smoothing-epsilon", number, "sdarts-rs/sdarts-adv: the final smoothing radius; it "
-         f"grows linearly from 0.03 (default: {p['smoothing_epsilon']})"),
-        ("select", "--select", {"default": "best-val-loss", "choices": SELECTIONS}, "genotype to report: "
-         "best-val-loss (the paper's: the genotype at the start of the epoch with the lowest validation loss) or "
-         "final (default: best-val-loss)"),
-        ("early_stop", "--early-stop", {"type": int, "default": 10}, "stop once more than N epochs passed without "
-         "a lower validation loss, as the A2M authors' code; 0 = off (default: 10)"),
+         f"grows linearly from 0.03 (default: {m['sdarts-rs'].defaults.settings['smoothing_epsilon']})"),
+        ("lambda_coef", "--lambda", number, "lambda-darts: the regulariser's strength, ramped up linearly from 0 over "
+         f"the epochs (default: {lam['lambda_coef']})"),
+        ("lambda_eps0", "--lambda-eps0", number, "lambda-darts: the finite-difference radius of its correction "
+         f"(default: {lam['lambda_eps0']})"),
+        ("lambda_corr", "--lambda-corr", {"choices": ("corr", "signcorr")}, "lambda-darts: the correlation it raises, "
+         f"cosine (corr) or the sign variant (default: {lam['lambda_corr']})"),
+        ("projection_interval", "--projection-interval", whole, "darts-pt: tuning epochs between projections "
+         f"(default: {m['darts-pt'].defaults.settings['projection_interval']}, the repository's)"),
+        ("tune_epochs", "--tune-epochs", whole, "darts-pt: tuning epochs after the supernet search (default: the "
+         "repository's schedule: K (edges - 1) on nb201, K (edges + nodes - 1) + 1 on darts)"),
+        ("select", "--select", {"choices": SELECTIONS}, "genotype to report: best-val-loss (the paper's: the "
+         "genotype at the start of the epoch with the lowest validation loss) or final; darts-pt always reports its "
+         "projection's (default: best-val-loss)"),
+        ("early_stop", "--early-stop", whole, "stop once more than N epochs passed without a lower validation loss, "
+         f"as the A2M authors' code; 0 = off (default: {p['early_stop']}; darts-pt: 0)"),
         ("on_nonfinite", "--on-nonfinite", {"default": "raise", "choices": ("raise", "skip")},
          "an architecture step that meets NaN/Inf: raise (stop with a message) or skip it (default: raise)"),
     ]

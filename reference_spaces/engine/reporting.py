@@ -8,9 +8,10 @@ benchmark accuracies of ``genotype``.
 
 Selection (``--select``): ``best-val-loss`` (the paper's protocol) reports the ``genotype_start``
 of the epoch with the lowest validation loss, so the genotype lags the weights that reached that
-loss by one epoch, exactly as the authors' code; ``final`` reports the last epoch's ``genotype``.
-DARTS-PT reports its projection's genotype (``projection``). Early stopping (``--early-stop N``): the search ends once more than ``N`` epochs have passed since
-the best one (the authors' ``epoch - best_epoch > 10``).
+loss by one epoch, exactly as the authors' code; ``final`` reports the last epoch's ``genotype``;
+DARTS-PT reports its projection's genotype (``projection``). Early stopping (``--early-stop N``):
+the search ends once more than ``N`` epochs have passed since the best one (the authors'
+``epoch - best_epoch > 10``).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Genotype: the strongest op of each edge (every NAS-Bench-201 edge is kept), as the benchmark's
 arch string. Evaluation: benchmark lookup of the cell's 200-epoch test accuracy on CIFAR-10,
 CIFAR-100 and ImageNet16-120 (``table=`` path, else the ``FLATARCH_NB201_TABLE`` environment
-variable; without one, ``evaluate`` returns ``{}``).
+variable, else the table shipped with flatarch).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from flatarch.defaults import EPS, RHO_BY_SPACE
 
 from ..errors import UsageError
 from ..space import ArchWeights, NetworkOptions
-from .benchmark import TABLE_ENV, BenchmarkTable, find_table
+from .benchmark import BenchmarkTable, load_table
 from .encoding import NUM_EDGES, OPS, arch_to_sequence, sequence_to_arch
 from .search_network import GROUP, NB201SearchNetwork
 
@@ -30,7 +30,8 @@ class NB201Space:
     """:class:`~flatarch.reference_spaces.space.SearchSpace` for NAS-Bench-201.
 
     Args:
-        table: path of a benchmark table for :meth:`evaluate` (None: ``$FLATARCH_NB201_TABLE``).
+        table: path of a benchmark table for :meth:`evaluate` (None: ``$FLATARCH_NB201_TABLE``, else the
+            shipped table).
     """
 
     name = "nb201"
@@ -39,10 +40,8 @@ class NB201Space:
 
     def __init__(self, table: str | None = None):
         self.table_path = table
-        self._table = None
-        self._table_loaded = False
-        if table is not None or os.environ.get(TABLE_ENV, "").strip():
-            self.table()  # a bad path fails now, before a search, not after its first epoch
+        self._table: BenchmarkTable | None = None
+        self.table()  # a bad path fails now, before a search, not after its first epoch
 
     def build_network(self, *, num_classes: int, in_channels: int, options: NetworkOptions, channels: int,
                       cells_per_stage: int) -> NB201SearchNetwork:
@@ -67,34 +66,21 @@ class NB201Space:
     def topology(self, group: str) -> None:
         return None  # every edge of a NAS-Bench-201 cell is kept
 
-    def table(self) -> BenchmarkTable | None:
-        """The benchmark table, loaded once (None when none is given or configured)."""
-        if not self._table_loaded:
-            try:
-                path = find_table(self.table_path)
-                self._table = BenchmarkTable.load(path) if path else None
-            except (OSError, ValueError) as exc:
-                raise UsageError(
-                    f"{exc}; pass --table PATH (or set {TABLE_ENV}) to a CSV/npz table such as the one "
-                    "`flatarch nb201 export` writes"
-                ) from None
-            self._table_loaded = True
+    def table(self) -> BenchmarkTable:
+        """The benchmark table (``table=``, else ``$FLATARCH_NB201_TABLE``, else the shipped one), loaded once."""
+        if self._table is None:
+            self._table = load_table(self.table_path)
         return self._table
 
     def evaluate(self, genotype: str) -> dict[str, float]:
         """Benchmark test accuracies ``{"cifar10": .., "cifar100": .., "imagenet16-120": ..}`` of
-        the cell (whatever dataset the search ran on), ``{}`` without a table."""
-        table = self.table()
-        if table is None:
-            return {}
-        return {k: float(v) for k, v in table.lookup(genotype).items()}
+        the cell (whatever dataset the search ran on)."""
+        return {k: float(v) for k, v in self.table().lookup(genotype).items()}
 
     def reference_accuracies(self) -> dict[str, dict[str, float]]:
         """The best cell's accuracy per dataset (each dataset's own optimum: 94.37, 73.51, 47.31 on the
         shipped table) and the all-skip cell's (54.30, 15.61, 16.32), from the table."""
         table = self.table()
-        if table is None:
-            return {}
         optimum = {d: float(table.accuracies(d).max()) for d in table.lookup(ALL_SKIP)}
         return {"optimum": optimum, "all-skip": self.evaluate(ALL_SKIP)}
 
