@@ -1,4 +1,4 @@
-"""Property tests of the update formulas (SPEC section 2), against torch.func as the oracle."""
+"""Property tests of the update formulas (A2M paper section 4.2 and appendix B), against torch.func as the oracle."""
 
 import pytest
 import torch

@@ -12,7 +12,8 @@ from flatarch.reference_spaces.space import SearchNetwork, SearchSpace
 
 
 def expected_weight_count(C: int, N: int, classes: int, in_ch: int = 3) -> int:
-    """Counted from the architecture definition (SPEC section 5), independently of the code:
+    """Counted from the architecture definition (NAS-Bench-201, Dong & Yang 2020, section 3), independently
+    of the code:
 
     stem conv 3x3 in->C + BN(C) affine; per search cell 6 edges x (conv1x1 + conv3x3, BN without
     affine) = 6 * 10 c^2; reduction c->2c: conv3x3 c->2c + BN, conv3x3 2c->2c + BN, shortcut

@@ -1,4 +1,4 @@
-"""The NAS-Bench-201 weight-sharing search network (SPEC section 5).
+"""The NAS-Bench-201 weight-sharing search network (Dong & Yang 2020, section 3; its `TinyNetworkDarts`).
 
 Layout for ``C`` initial channels and ``N`` cells per stage::
 
