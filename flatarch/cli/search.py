@@ -119,7 +119,8 @@ def register(subparsers) -> None:
         ),
     )
     for field_name, flag, kwargs, text in _options():
-        p.add_argument(flag, dest=field_name, help=text, **kwargs)
+        metavar = {} if "action" in kwargs or "choices" in kwargs else {"metavar": flag[2:].upper().replace("-", "_")}
+        p.add_argument(flag, dest=field_name, help=text, **metavar, **kwargs)
     a = p.add_argument
     a("--seeds", type=int, nargs="+", default=None, metavar="SEED",
       help="several seeds, e.g. --seeds 1 2 3 4 5: one search each in OUT/seed-N and a mean ± std table over all "

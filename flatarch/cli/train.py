@@ -67,7 +67,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train",
         help="train a DARTS-space genotype from scratch (evaluation protocol of the paper, table 5)",
-        description=__doc__,
+        description="Train a DARTS-space genotype from scratch with the evaluation protocol of the paper "
+        "(table 5) and report its test accuracy. The options share their names with flatarch search. Several "
+        "GPUs: torchrun --nproc_per_node=4 -m flatarch train ... (each process takes --batch-size images per step).",
     )
     a = p.add_argument
     a("--genotype", required=True, help="genotype JSON file (e.g. the search's OUT/genotype.json), a file with a "
@@ -87,7 +89,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
       "(default: auto)")
     a("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
     for field_name, flag, kwargs, text in _options():
-        a(flag, dest=field_name, help=text, **kwargs)
+        metavar = {} if "action" in kwargs or "choices" in kwargs else {"metavar": flag[2:].upper().replace("-", "_")}
+        a(flag, dest=field_name, help=text, **metavar, **kwargs)
     p.set_defaults(func=run)
 
 
