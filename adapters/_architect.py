@@ -20,13 +20,7 @@ ones), keyword arguments override them, and ``None`` means "the default":
 ``arch_weight_decay``  Adam weight decay (1e-3)
 ``momentum``           the weights' SGD momentum, kept as ``.network_momentum`` (0.9)
 ``weight_decay``       the weights' weight decay, kept as ``.network_weight_decay`` (3e-4)
-``arch_update``        ``"a2m"`` (default), ``"sam"``, ``"usam"`` or ``"first-order"``
-``rho``                perturbation radius; default by search space (paper appendix C.3): 1e-2 for
-                       a model with a single alpha tensor (NAS-Bench-201), 1e-1 otherwise (DARTS space)
-``eps``                A2M's finite-difference step (1e-2)
-``hessian``            the update's default (A2M ``"fd"``, SAM/USAM ``"none"``); ``"exact"`` for
-                       the double-backward gradient of the perturbed objective
-``difference``         A2M's ``"central"`` (4 evaluations, default) or ``"forward"`` (3)
+``arch_update``, ``rho``, ``eps``, ``hessian``, ``difference``: see :mod:`flatarch.adapters._settings`
 ==================== =============================================================================
 """
 
@@ -38,15 +32,10 @@ from typing import Any
 import torch
 from torch import nn
 
-import flatarch
+from flatarch.defaults import DARTS_ADAM_DEFAULTS
 from flatarch.step_info import StepInfo
 
-#: betas of the architecture Adam in all three original repositories
-ARCH_ADAM_BETAS = (0.5, 0.999)
-
-#: rho when neither ``args.rho`` nor a keyword gives one (paper appendix C.3)
-RHO_NAS_BENCH_201 = 1e-2
-RHO_DARTS_SPACE = 1e-1
+from ._settings import UpdateKnobs
 
 
 class Knobs:
@@ -70,45 +59,62 @@ class Knobs:
         return default if value is None else value
 
 
-def check_model(model: Any, needs_loss: bool) -> list[torch.Tensor]:
-    """The model's architecture tensors, after checking the interface the originals rely on."""
-    arch_parameters = getattr(model, "arch_parameters", None)
-    if not callable(arch_parameters):
-        raise TypeError(
-            f"{type(model).__name__} has no arch_parameters() method; the adapters need a DARTS-style search "
-            "model whose arch_parameters() returns its alpha tensors"
-        )
-    if needs_loss and not callable(getattr(model, "_loss", None)):
-        raise TypeError(
-            f"{type(model).__name__} has no _loss(input, target) method; give the search model one, or pass "
-            "val_loss=lambda model, input, target: ... to flatarch.adapters.patch"
-        )
-    tensors = list(arch_parameters())
+def _listed(source: Any, where: str) -> list[Any]:
+    if isinstance(source, torch.Tensor):
+        return [source]
+    if isinstance(source, (list, tuple, nn.ParameterList)):
+        return list(source)
+    raise TypeError(f"{where} is a {type(source).__name__}; expected a tensor or a list of tensors")
+
+
+def arch_tensors(model: Any, arch_params: Any = None) -> list[torch.Tensor]:
+    """The model's architecture tensors: ``arch_params`` when given, else ``model.arch_parameters``
+    as the code bases define it: a method (DARTS and its descendants), a property returning a list
+    (confopt's ``SearchSpace``), or an attribute holding a tensor or a list (confopt's NAS-Bench-201
+    model keeps one ``nn.Parameter`` there)."""
+    if arch_params is not None:
+        tensors = _listed(arch_params, "arch_params")
+        where = "arch_params"
+    else:
+        source = getattr(model, "arch_parameters", None)
+        if source is None:
+            raise TypeError(
+                f"{type(model).__name__} has no arch_parameters (method, property or attribute); pass the alpha "
+                "tensors as arch_params=[...]"
+            )
+        where = "arch_parameters"
+        if callable(source) and not isinstance(source, (torch.Tensor, nn.Module)):
+            source, where = source(), "arch_parameters()"
+        tensors = _listed(source, f"{type(model).__name__}.{where}")
     if not tensors:
-        raise ValueError(f"{type(model).__name__}.arch_parameters() returned no tensors")
+        raise ValueError(f"{type(model).__name__}.{where} holds no tensors")
     for i, t in enumerate(tensors):
         if not isinstance(t, torch.Tensor):
-            raise TypeError(f"arch_parameters()[{i}] is a {type(t).__name__}, not a tensor")
+            raise TypeError(f"{where}[{i}] is a {type(t).__name__}, not a tensor")
         if not t.requires_grad or not t.is_leaf:
             raise ValueError(
-                f"arch_parameters()[{i}] must be a leaf tensor that requires grad (as the originals build it: "
+                f"{where}[{i}] must be a leaf tensor that requires grad (as the originals build it: "
                 "torch.randn(...).requires_grad_() or nn.Parameter)"
             )
     return tensors
 
 
-def default_rho(arch: list[torch.Tensor]) -> float:
-    """The paper's rho for the space the model looks like: one alpha tensor means NAS-Bench-201."""
-    return RHO_NAS_BENCH_201 if len(arch) == 1 else RHO_DARTS_SPACE
+def check_loss(model: Any) -> None:
+    if not callable(getattr(model, "_loss", None)):
+        raise TypeError(
+            f"{type(model).__name__} has no _loss(input, target) method; give the search model one, or pass "
+            "val_loss=lambda model, input, target: ... to flatarch.adapters.patch"
+        )
 
 
 class FlatArchitect:
     """Base of the drop-in ``Architect`` classes (see the module docstring for the knobs).
 
     Args:
-        model: the search model: ``arch_parameters()`` and ``_loss(input, target)``.
+        model: the search model: ``arch_parameters`` and ``_loss(input, target)``.
         args: the training script's argparse namespace (or a mapping, or ``None``).
         val_loss: ``val_loss(model, input, target) -> scalar`` replacing ``model._loss``.
+        arch_params: the alpha tensors, for models without a usable ``arch_parameters``.
         **overrides: any knob, taking precedence over ``args``.
 
     Attributes:
@@ -123,12 +129,16 @@ class FlatArchitect:
         args: Any = None,
         *,
         val_loss: Callable[[nn.Module, Any, Any], torch.Tensor] | None = None,
+        arch_params: Any = None,
         **overrides: Any,
     ):
         if val_loss is not None and not callable(val_loss):
             raise TypeError(f"val_loss must be callable(model, input, target), got {type(val_loss).__name__}")
-        arch = check_model(model, needs_loss=val_loss is None)
+        arch = arch_tensors(model, arch_params)
+        if val_loss is None:
+            check_loss(model)
         knobs = Knobs(args, overrides)
+        settings = UpdateKnobs.read(knobs.get)
         self.knobs = knobs
         self.model = model
         self.val_loss = val_loss
@@ -136,27 +146,12 @@ class FlatArchitect:
         self.network_weight_decay = float(knobs.get("weight_decay", 3e-4))
         self.optimizer = torch.optim.Adam(
             arch,
-            lr=float(knobs.get("arch_learning_rate", 3e-4)),
-            betas=ARCH_ADAM_BETAS,
-            weight_decay=float(knobs.get("arch_weight_decay", 1e-3)),
+            lr=float(knobs.get("arch_learning_rate", DARTS_ADAM_DEFAULTS["lr"])),
+            betas=DARTS_ADAM_DEFAULTS["betas"],
+            weight_decay=float(knobs.get("arch_weight_decay", DARTS_ADAM_DEFAULTS["weight_decay"])),
         )
-        self.update_name = str(knobs.get("arch_update", "a2m"))
-        update_kwargs: dict[str, Any] = {
-            "rho": knobs.get("rho", default_rho(arch)),
-            "eps": knobs.get("eps", 1e-2),
-            "difference": knobs.get("difference", "central"),
-        }
-        if knobs.get("hessian") is not None:
-            update_kwargs["hessian"] = knobs.get("hessian")
-        if self.update_name.lower().replace("_", "-") not in (*flatarch.UPDATES, "firstorder", "darts", "fo"):
-            raise ValueError(
-                f"arch_update={self.update_name!r} is not a flatarch update; set args.arch_update (or the "
-                f"arch_update keyword) to one of: {', '.join(flatarch.UPDATES)}"
-            )
         # The update steps the very Adam the original loop zeroes through architect.optimizer.
-        self.update = flatarch.make_update(
-            self.update_name, arch, optimizer=self.optimizer, module=model, **update_kwargs
-        )
+        self.update = settings.build(arch, optimizer=self.optimizer, module=model)
         self.last_info: StepInfo | None = None
 
     # -- the loss ---------------------------------------------------------------------------

@@ -74,8 +74,10 @@ def resolve_grad_scale(grad_scale: Any) -> float | torch.Tensor | None:
     return scale
 
 
-class _RandomState:
-    """CPU and CUDA generator states for the devices the parameters live on."""
+class RandomState:
+    """A snapshot of torch's CPU generator and the CUDA generators of ``devices``; ``restore()``
+    puts them back. Python's ``random``, NumPy and explicit ``torch.Generator`` objects are not
+    included."""
 
     def __init__(self, devices: Sequence[torch.device]):
         self.cuda_devices = sorted({d.index or 0 for d in devices if d.type == "cuda"})
@@ -141,8 +143,8 @@ class GradientOracle:
         self.finite_flags: list[torch.Tensor] = []
         self._originals: tuple[torch.Tensor, ...] | None = None
         self._live_is_alpha = True
-        self._rng_before: _RandomState | None = None
-        self._rng_after: _RandomState | None = None
+        self._rng_before: RandomState | None = None
+        self._rng_after: RandomState | None = None
         self._buffers_before: list[torch.Tensor] | None = None
         self._buffers_after: list[torch.Tensor] | None = None
 
@@ -186,7 +188,7 @@ class GradientOracle:
         first = self.evaluations == 0
         if first:
             if self.same_randomness:
-                self._rng_before = _RandomState([p.device for p in self.params])
+                self._rng_before = RandomState([p.device for p in self.params])
         elif self._rng_before is not None:
             self._rng_before.restore()
 
@@ -217,7 +219,7 @@ class GradientOracle:
         self.finite_flags.append(torch.isfinite(loss.detach()).all() & tree.all_finite(grads))
         if first:
             if self.same_randomness:
-                self._rng_after = _RandomState([p.device for p in self.params])
+                self._rng_after = RandomState([p.device for p in self.params])
             if self._buffers_before is not None:
                 self._buffers_after = [b.detach().clone() for b in self._buffers()]
             if self.scale is not None and not bool(self.finite_flags[-1]):

@@ -39,24 +39,31 @@ def weight_sgd(model, params=None, lr=0.025):
     return torch.optim.SGD(params, lr, momentum=0.9, weight_decay=3e-4)
 
 
-class OptimizerSpy:
-    """Records the arch tensors and their ``.grad`` at the moment ``architect.optimizer.step`` runs."""
+class StepSpy:
+    """Records ``tensors`` and their ``.grad`` at the moment ``optimizer.step`` runs."""
 
-    def __init__(self, architect):
-        self.architect = architect
+    def __init__(self, optimizer, tensors):
+        self.tensors = list(tensors)
         self.calls = []
-        self._inner = architect.optimizer.step
-        architect.optimizer.step = self._step  # instance attribute shadows the method
+        self._inner = optimizer.step
+        optimizer.step = self._step  # instance attribute shadows the method
 
     def _step(self, *args, **kwargs):
-        arch = list(self.architect.model.arch_parameters())
         self.calls.append(
             {
-                "alphas": [p.detach().clone() for p in arch],
-                "grads": [None if p.grad is None else p.grad.detach().clone() for p in arch],
+                "alphas": [p.detach().clone() for p in self.tensors],
+                "grads": [None if p.grad is None else p.grad.detach().clone() for p in self.tensors],
             }
         )
         return self._inner(*args, **kwargs)
+
+
+class OptimizerSpy(StepSpy):
+    """A :class:`StepSpy` on ``architect.optimizer`` over the architect's alphas."""
+
+    def __init__(self, architect):
+        self.architect = architect
+        super().__init__(architect.optimizer, architect.update.leaves)
 
 
 def reference_direction(model, names, batch, update="a2m", compute=None, **kwargs):
@@ -73,6 +80,38 @@ def reference_direction(model, names, batch, update="a2m", compute=None, **kwarg
     opt = flatarch.make_update(update, params, **kwargs)
     direction, _ = opt.direction(loss)
     return [direction[name] for name in names]
+
+
+def independent_a2m(alphas, loss, rho, eps, before_each=None):
+    """A2M's direction by the paper's formula, with torch.autograd only (no flatarch code)::
+
+        G = g1 + rho * (g(a_t + eps g1) - g(a_t - eps g1)) / (2 eps),  g1 = g(a_t),  a_t = alpha + rho g(alpha)
+
+    ``alphas`` are the leaf tensors that ``loss()`` reads (those of a copy of the model: each
+    point is written into them, and their values are put back at the end); ``before_each()``
+    runs before every evaluation (e.g. to reset the random state).
+    """
+    start = [a.detach().clone() for a in alphas]
+
+    def g(point):
+        with torch.no_grad():
+            for a, p in zip(alphas, point):
+                a.copy_(p)
+        if before_each is not None:
+            before_each()
+        return [d.detach() for d in torch.autograd.grad(loss(), alphas)]
+
+    try:
+        g0 = g(start)
+        a_t = [a + rho * d for a, d in zip(start, g0)]
+        g1 = g(a_t)
+        plus = g([a + eps * d for a, d in zip(a_t, g1)])
+        minus = g([a - eps * d for a, d in zip(a_t, g1)])
+        return [d + rho * (p - m) / (2 * eps) for d, p, m in zip(g1, plus, minus)]
+    finally:
+        with torch.no_grad():
+            for a, s in zip(alphas, start):
+                a.copy_(s)
 
 
 def adam_step_reference(alphas, grads, lr=3e-4, weight_decay=1e-3):

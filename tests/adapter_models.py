@@ -14,6 +14,10 @@ Written here from the interfaces the originals expose, at toy sizes:
   ``softmax_arch_parameters()`` / ``restore_arch_parameters()``.
 * :class:`BetaDartsSpaceNetwork` (beta-DARTS ``sota/cnn/model_search.py``): DARTS-space alphas as a
   list of plain tensors with the ``updateType`` interface.
+* :class:`DartsPTProjNetwork` (DARTS-PT ``nasbench201/search_model.py`` and
+  ``search_model_darts_proj.py``): one plain ``[6, 5]`` alpha tensor, ``_loss(x, y,
+  return_logits=False)``, the weight optimizer built inside the model and ``step(x, y, args,
+  shared=None)``; projected edges are overwritten in the forward's mixing weights through ``.data``.
 """
 
 from __future__ import annotations
@@ -317,3 +321,50 @@ class NB201Network(nn.Module):
             feature = cell(feature, alphas)
         out = self.global_pooling(self.lastact(feature))
         return self.classifier(out.view(out.size(0), -1))
+
+
+class DartsPTProjNetwork(NB201Network):
+    """DARTS-PT's NAS-Bench-201 projection model at toy size (see the module docstring)."""
+
+    def __init__(self, C, N, max_nodes, num_classes, criterion, args):
+        super().__init__(C, N, max_nodes, num_classes, criterion)
+        num_edge = self.cells[0].num_edges
+        del self._arch_parameters
+        self._arch_parameters = (1e-3 * torch.randn(num_edge, len(NB201_OPS))).requires_grad_(True)
+        self.reset_optimizer(args.learning_rate, args.momentum, args.weight_decay)
+        self.candidate_flags = torch.ones(num_edge, dtype=torch.bool)
+        self.proj_weights = torch.zeros_like(self._arch_parameters)
+
+    def reset_optimizer(self, lr, momentum, weight_decay):
+        self.optimizer = torch.optim.SGD(self.get_weights(), lr, momentum=momentum, weight_decay=weight_decay)
+
+    def project_op(self, eid, opid):
+        self.proj_weights[eid][opid] = 1
+        self.candidate_flags[eid] = False
+
+    def get_projected_weights(self):
+        weights = F.softmax(self._arch_parameters, dim=-1)
+        for eid in range(len(weights)):
+            if not self.candidate_flags[eid]:
+                weights[eid].data.copy_(self.proj_weights[eid])
+        return weights
+
+    def forward(self, inputs, weights=None):
+        weights = self.get_projected_weights() if weights is None else weights
+        feature = self.stem(inputs)
+        for cell in self.cells:
+            feature = cell(feature, weights)
+        out = self.global_pooling(self.lastact(feature))
+        return self.classifier(out.view(out.size(0), -1))
+
+    def _loss(self, input, target, return_logits=False):
+        logits = self(input)
+        loss = self._criterion(logits, target)
+        return (loss, logits) if return_logits else loss
+
+    def step(self, input, target, args, shared=None):
+        loss, logits = self._loss(input, target, return_logits=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.get_weights(), args.grad_clip)
+        self.optimizer.step()
+        return logits, loss

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import copy
 
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from adapter_checks import OptimizerSpy, make_batch, original_args, reference_direction
+from adapter_checks import OptimizerSpy, independent_a2m, make_batch, original_args, reference_direction
 from adapter_models import DartsNetwork, NB201Network
-from flatarch.adapters import STYLES, add_arguments, beta_darts, darts, patch, pc_darts
+from confopt_standins import NB201SearchSpace
+from flatarch.adapters import STYLES, add_arguments, beta_darts, darts, darts_pt, patch, pc_darts
 
 import flatarch
 
@@ -36,7 +38,8 @@ class RenamedLossModel(nn.Module):
 
 
 def test_styles_are_the_repository_architects():
-    assert STYLES == {"darts": darts.Architect, "pc-darts": pc_darts.Architect, "beta-darts": beta_darts.Architect}
+    assert STYLES == {"darts": darts.Architect, "pc-darts": pc_darts.Architect, "beta-darts": beta_darts.Architect,
+                      "darts-pt": darts_pt.Architect}
     torch.manual_seed(0)
     model = DartsNetwork(4, 3, 3, nn.CrossEntropyLoss())
     assert type(patch(model, original_args())) is darts.Architect
@@ -133,3 +136,56 @@ def test_add_arguments_defaults_change_nothing_and_options_reach_the_architect()
     assert architect.beta_decay_weights == [1.0, 0.5] and architect.beta_decay_lambda(50) == 10.0
     with pytest.raises(ValueError, match="style"):
         add_arguments(argparse.ArgumentParser(), style="gdas")
+
+
+def confopt_val_loss(model, x, y):
+    return F.cross_entropy(model(x)[1], y)  # confopt's forward returns (features, logits)
+
+
+class ListAttributeModel(RenamedLossModel):
+    """arch_parameters as a plain list attribute."""
+
+    def __init__(self):
+        super().__init__()
+        self.arch_parameters = list(self.alphas.values())
+
+
+@pytest.mark.parametrize("which", ["property", "parameter attribute", "list attribute", "explicit"])
+def test_arch_parameters_as_property_attribute_or_argument(which):
+    torch.manual_seed(3)
+    space = NB201SearchSpace()
+    if which == "property":  # confopt's SearchSpace wrapper: a property returning a new list each time
+        model, kwargs, alpha = space, {"val_loss": confopt_val_loss}, space.model.arch_parameters
+    elif which == "parameter attribute":  # confopt's NB201 model: one nn.Parameter attribute
+        model, kwargs, alpha = space.model, {"val_loss": confopt_val_loss}, space.model.arch_parameters
+    elif which == "list attribute":
+        model = ListAttributeModel()
+        kwargs, alpha = {"val_loss": lambda m, x, y: m.criterion_loss(x, y)}, model.alphas["a"]
+    else:
+        model, alpha = space, space.model.arch_parameters
+        kwargs = {"val_loss": confopt_val_loss, "arch_params": [alpha]}
+    architect = patch(model, rho=0.1, **kwargs)
+    assert architect.update.leaves == (alpha,)
+    spy = OptimizerSpy(architect)
+    x, y = make_batch(4)
+    clone = copy.deepcopy(model)
+    clone_alpha = {"property": lambda: clone.model.arch_parameters, "explicit": lambda: clone.model.arch_parameters,
+                   "parameter attribute": lambda: clone.arch_parameters,
+                   "list attribute": lambda: clone.alphas["a"]}[which]()
+    expected = independent_a2m([clone_alpha], lambda: kwargs["val_loss"](clone, x, y), 0.1, 1e-2)
+    architect.step(x, y, x, y, 0.025, None, unrolled=False)
+    torch.testing.assert_close(spy.calls[0]["grads"][0], expected[0], rtol=1e-6, atol=1e-9)
+
+
+def test_arch_parameters_that_cannot_be_used_are_named():
+    torch.manual_seed(0)
+    model = NB201SearchSpace()
+    with pytest.raises(TypeError, match="_loss"):
+        patch(model)  # confopt's wrapper has no _loss: the message points to val_loss
+    model.model.arch_parameters = nn.Parameter(torch.zeros(6, 5), requires_grad=False)
+    with pytest.raises(ValueError, match="requires grad"):
+        patch(model, val_loss=confopt_val_loss)
+    with pytest.raises(TypeError, match="arch_params"):
+        patch(model, val_loss=confopt_val_loss, arch_params="alphas")
+    with pytest.raises(TypeError, match="arch_params="):
+        patch(nn.Linear(2, 2), val_loss=confopt_val_loss)

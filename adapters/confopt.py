@@ -1,0 +1,269 @@
+"""A2M inside confopt (``automl/ConfigurableOptimizer``): an optimizer-shaped architecture step.
+
+``ConfigurableTrainer._train_epoch`` (``train/configurable_trainer.py`` L448-458) takes the
+architecture step inline: zero the arch optimizer's gradients, run the network on the
+validation batch, back-propagate the criterion plus the handler's regulariser terms, step the
+arch optimizer without a closure, then let the SDARTS perturbator (if any) act on the alphas;
+the arch optimizer is one of torch's Adam/SGD/ASGD (the closed enum ``OptimizerType``,
+``enums.py`` L73-79). Nothing is forked: :func:`attach` replaces the trainer's
+``arch_optimizer`` by a :class:`FlatArchOptimizer` around it, and wraps that one trainer's
+``_train_epoch`` so that the optimizer knows the network, criterion, regulariser and the
+validation batch the loop draws (``next(iter(valid_loader))``, L436)::
+
+    from flatarch.adapters.confopt import attach
+    attach(trainer, arch_update="a2m", rho=1e-2)    # after building the ConfigurableTrainer
+    trainer.train(search_space_handler, ...)
+
+On ``step()`` the optimizer re-evaluates that batch through the closure
+``add_reg_terms(criterion(network(x)[1], y))`` at each point the update needs, writing the
+points into the live alphas (confopt's models read them at every forward) and restoring them
+bit for bit, then steps the wrapped torch optimizer with the update's direction in ``.grad``.
+The trainer's own pass has already run by then; so that the update sees what it saw:
+
+* ``zero_grad()`` records torch's random state (CPU and the alphas' CUDA device), and every
+  evaluation of the step replays it: the sampler's noise (GDAS, DrNAS, ...), dropout masks and
+  partial channels are those of the trainer's pass (:class:`flatarch.evaluation.RandomState`);
+* afterwards the generator continues from where the trainer's pass left it, and the network's
+  buffers (BatchNorm statistics) are put back to what that pass left.
+
+So with ``arch_update="first-order"`` the search is bit for bit confopt's own, and with A2M the
+only change is the alphas' update. Cost per step: the trainer's forward and backward, which is
+kept (its logits feed the meters), plus the update's evaluations (A2M 4, SAM/USAM 2), each a
+forward and an alpha-only backward: one pass more than A2M alone.
+
+Not to be combined with confopt's SDARTS perturbator (``oneshot/perturbator``): it writes noise
+into the alphas after every arch step and never restores them, so the noise stays in the
+alphas, accumulates, and is applied to the logits rather than to the probabilities
+(``perturb.py`` L54-65, L135-142; ``search_space_handler.py`` L117-120). The wrapped epoch
+refuses a handler with a perturbation. SDARTS as published perturbs the mixing probabilities for
+the weight step only and restores the alphas afterwards: that is
+:func:`flatarch.smoothing.random_smoothing`.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+
+from flatarch.evaluation import RandomState
+from flatarch.step_info import StepInfo
+
+from ._settings import UpdateKnobs
+
+#: the ``_train_epoch`` arguments the wrapper reads (train/configurable_trainer.py L396-411)
+EPOCH_ARGUMENTS = ("search_space_handler", "valid_loader", "network", "criterion", "arch_optimizer")
+
+
+def _unwrap(network: nn.Module) -> nn.Module:
+    parallel = (nn.DataParallel, nn.parallel.DistributedDataParallel)
+    return network.module if isinstance(network, parallel) else network
+
+
+class _RecordingLoader:
+    """``valid_loader`` as the loop sees it, keeping the batch it hands out last."""
+
+    def __init__(self, loader: Any, record: Callable[[Any], None]):
+        self._loader = loader
+        self._record = record
+
+    def __iter__(self) -> Iterator[Any]:
+        for batch in self._loader:
+            self._record(batch)
+            yield batch
+
+    def __len__(self) -> int:
+        return len(self._loader)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loader, name)
+
+
+class EpochContext:
+    """What one ``_train_epoch`` call gives the architecture loss: network, criterion, the
+    handler's regulariser, the device, and the latest validation batch."""
+
+    def __init__(self, network: nn.Module, criterion: Callable, handler: Any, device: Any):
+        self.network = network
+        self.criterion = criterion
+        self.handler = handler
+        self.device = device
+        self.batch: Any = None
+
+    def recording(self, loader: Any) -> _RecordingLoader:
+        return _RecordingLoader(loader, self._keep)
+
+    def _keep(self, batch: Any) -> None:
+        self.batch = batch
+
+    def loss_fn(self) -> Callable[[], torch.Tensor]:
+        """The closure the trainer's arch pass computes, on the latest validation batch (L450-454)."""
+        inputs, targets = self.batch
+        inputs = inputs.to(self.device)
+        targets = targets.to(self.device, non_blocking=True)
+
+        def arch_loss() -> torch.Tensor:
+            _, logits = self.network(inputs)
+            return self.handler.add_reg_terms(_unwrap(self.network), self.criterion(logits, targets))
+
+        return arch_loss
+
+
+class FlatArchOptimizer:
+    """An architecture optimizer for ``ConfigurableTrainer``: ``zero_grad``, ``step()``,
+    ``state_dict``, ``load_state_dict`` and ``param_groups``, as the trainer and its checkpointer use them.
+
+    Args:
+        optimizer: the torch optimizer confopt built over the alphas (and betas); it applies
+            the direction and keeps its learning rate and state.
+        arch_update, rho, eps, hessian, difference: see :mod:`flatarch.adapters._settings`; rho
+            defaults to 1e-2 when the optimizer holds one op-choice tensor (NAS-Bench-201), else 1e-1.
+
+    ``step()`` needs the batch that :func:`attach` provides; ``step(loss_fn)`` takes a closure
+    ``loss_fn() -> scalar`` that reads the live alphas instead (no backward in it).
+
+    Attributes:
+        optimizer, update (the :class:`flatarch.ArchUpdate`), last_info (the latest
+        :class:`flatarch.StepInfo`).
+    """
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        *,
+        arch_update: str = "a2m",
+        rho: float | None = None,
+        eps: float | None = None,
+        hessian: str | None = None,
+        difference: str | None = None,
+    ):
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"optimizer must be the torch optimizer over the alphas, got {type(optimizer).__name__}")
+        knobs = UpdateKnobs(arch_update, rho, eps, hessian, difference)
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        self.optimizer = optimizer
+        # Buffers and random state are handled around the whole step (see step()), not per evaluation.
+        self.update = knobs.build(params, optimizer=optimizer, protect_buffers=False)
+        self.last_info: StepInfo | None = None
+        self._context: EpochContext | None = None
+        self._random_at_zero_grad: RandomState | None = None
+
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:
+        return self.optimizer.param_groups
+
+    def _devices(self) -> list[torch.device]:
+        return [p.device for p in self.update.leaves]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clear the alphas' ``.grad`` and record the random state the trainer's arch pass starts from."""
+        self._random_at_zero_grad = RandomState(self._devices())
+        self.optimizer.zero_grad(set_to_none=set_to_none)
+
+    def step(self, loss_fn: Callable[[], torch.Tensor] | None = None) -> StepInfo:
+        """One architecture step; see the module docstring."""
+        if loss_fn is not None:
+            self._random_at_zero_grad = None
+            self.last_info = self.update.step(loss_fn, convention="closure")
+            return self.last_info
+        context = self._context
+        if context is None or context.batch is None:
+            raise RuntimeError(
+                "FlatArchOptimizer.step() re-evaluates the trainer's validation batch, and has none: install it "
+                "with flatarch.adapters.confopt.attach(trainer), or pass step(loss_fn)"
+            )
+        loss = context.loss_fn()
+        buffers = list(context.network.buffers())
+        after_trainer_pass = [b.detach().clone() for b in buffers]
+        try:
+            # Every evaluation replays the trainer's draws; the update leaves the generator where the first
+            # evaluation, and so the trainer's pass, left it.
+            if self._random_at_zero_grad is not None:
+                self._random_at_zero_grad.restore()
+            self.last_info = self.update.step(loss, convention="closure")
+        finally:
+            self._random_at_zero_grad = None
+            with torch.no_grad():
+                for buffer, saved in zip(buffers, after_trainer_pass):
+                    buffer.copy_(saved)
+        return self.last_info
+
+    @contextmanager
+    def reading(self, context: EpochContext) -> Iterator[EpochContext]:
+        """Let ``step()`` use ``context`` while the block runs."""
+        self._context = context
+        try:
+            yield context
+        finally:
+            self._context = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """The update's state, the wrapped optimizer's included (for confopt's checkpoints)."""
+        return self.update.state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a :meth:`state_dict`, or the plain torch optimizer state of a checkpoint that confopt
+        saved without flatarch (it goes to the wrapped optimizer)."""
+        if "update" not in state_dict and {"state", "param_groups"} <= set(state_dict):
+            self.optimizer.load_state_dict(state_dict)
+            return
+        self.update.load_state_dict(state_dict)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__module__}.{type(self).__name__}({self.update!r})"
+
+
+def _check_handler(handler: Any) -> None:
+    if getattr(handler, "perturbation", None) is not None:
+        raise ValueError(
+            "confopt's SDARTS perturbator writes noise into the alphas after every arch step and never restores "
+            "them; it cannot be combined with the flatarch architecture step. Run without the perturbator "
+            "(for SDARTS smoothing, see flatarch.smoothing.random_smoothing)"
+        )
+
+
+def attach(trainer: Any, **knobs: Any) -> FlatArchOptimizer:
+    """Make ``trainer`` (a confopt ``ConfigurableTrainer``) take flatarch architecture steps.
+
+    Replaces ``trainer.arch_optimizer`` by a :class:`FlatArchOptimizer` around it and wraps
+    this trainer's ``_train_epoch`` (the class is untouched) to hand the optimizer its batch.
+    ``knobs`` are :class:`FlatArchOptimizer`'s. Returns the new arch optimizer.
+    """
+    current = getattr(trainer, "arch_optimizer", None)
+    if isinstance(current, FlatArchOptimizer):
+        raise ValueError("this trainer already takes flatarch architecture steps (attach was called before)")
+    if current is None:
+        raise ValueError("the trainer has no arch_optimizer to wrap; build it with the architecture optimizer")
+    train_epoch = trainer._train_epoch
+    signature = inspect.signature(train_epoch)
+    missing = [name for name in EPOCH_ARGUMENTS if name not in signature.parameters]
+    if missing:
+        raise TypeError(
+            f"{type(trainer).__name__}._train_epoch has no {', '.join(missing)} argument(s); flatarch.adapters.confopt "
+            "follows confopt's ConfigurableTrainer (commit 13bde40)"
+        )
+    flat = FlatArchOptimizer(current, **knobs)
+    device = getattr(trainer, "device", None)
+    if device is None:
+        device = flat.update.leaves[0].device
+
+    @functools.wraps(train_epoch)
+    def flat_train_epoch(*args: Any, **kwargs: Any) -> Any:
+        call = signature.bind(*args, **kwargs)
+        if call.arguments["arch_optimizer"] is not flat:
+            return train_epoch(*args, **kwargs)
+        handler = call.arguments["search_space_handler"]
+        _check_handler(handler)
+        context = EpochContext(call.arguments["network"], call.arguments["criterion"], handler, device)
+        call.arguments["valid_loader"] = context.recording(call.arguments["valid_loader"])
+        with flat.reading(context):
+            return train_epoch(*call.args, **call.kwargs)
+
+    trainer._train_epoch = flat_train_epoch
+    trainer.arch_optimizer = flat
+    return flat
