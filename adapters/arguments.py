@@ -13,15 +13,18 @@ from __future__ import annotations
 
 import argparse
 
+from flatarch.defaults import EPS, RHO_BY_SPACE
+from flatarch.updates import UPDATES
+
 from .patch import STYLES
 
 
 def _options(style: str) -> list[tuple[str, dict]]:
     options: list[tuple[str, dict]] = [
-        ("--arch_update", {"type": str, "choices": ["a2m", "sam", "usam", "first-order"],
-                           "help": "architecture update (default a2m)"}),
-        ("--rho", {"type": float, "help": "perturbation radius (default 1e-2 with one alpha tensor, else 1e-1)"}),
-        ("--eps", {"type": float, "help": "A2M finite-difference step (default 1e-2)"}),
+        ("--arch_update", {"type": str, "choices": list(UPDATES), "help": "architecture update (default a2m)"}),
+        ("--rho", {"type": float, "help": f"perturbation radius (default {RHO_BY_SPACE['nb201']} with one op-choice "
+                                          f"alpha tensor, else {RHO_BY_SPACE['darts']})"}),
+        ("--eps", {"type": float, "help": f"A2M finite-difference step (default {EPS})"}),
         ("--hessian", {"type": str, "choices": ["fd", "exact", "none"],
                        "help": "Hessian term: A2M fd|exact, SAM/USAM none|exact (default: the update's own)"}),
         ("--difference", {"type": str, "choices": ["central", "forward"],
