@@ -273,7 +273,7 @@ class GradientOracle:
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
             raise ValueError("with returns_grad=True, the first element must be a scalar loss tensor")
         leaves, spec, _ = tree.flatten(grads)
-        if spec != self.spec:
+        if spec != self.spec and not _same_sequence(spec, self.spec):
             raise ValueError(
                 f"loss_fn returned gradients of another structure than the architecture parameters: "
                 f"expected {self.spec}, got {spec}"
@@ -300,3 +300,10 @@ class GradientOracle:
             if not ok:
                 return label
         return None
+
+
+def _same_sequence(a, b) -> bool:
+    """Two specs that differ only in list against tuple at the top (``torch.autograd.grad`` returns a
+    tuple for a list of parameters)."""
+    sequences = (list, tuple)
+    return a.type in sequences and b.type in sequences and a.children_specs == b.children_specs

@@ -369,3 +369,16 @@ def test_state_dict_with_other_shapes_names_or_settings_is_refused_before_loadin
     with pytest.raises(flatarch.StateDictError, match="rho=0.1 saved, 0.01 here"):
         other_rho.load_state_dict(state)
     assert other_rho.optimizer.state_dict() == before and other_rho.steps == 0
+
+
+def test_returns_grad_accepts_the_tuple_autograd_gives_for_a_list_of_parameters():
+    a, b = torch.randn(3).requires_grad_(True), torch.randn(2).requires_grad_(True)
+
+    def loss_and_grads():
+        loss = (a ** 2).sum() + (b ** 3).sum()
+        return loss, torch.autograd.grad(loss, [a, b])  # a tuple
+
+    direction, _ = flatarch.FirstOrder([a, b]).direction(loss_and_grads, returns_grad=True)
+    assert torch.allclose(direction[0], 2 * a) and torch.allclose(direction[1], 3 * b ** 2)
+    with pytest.raises(ValueError, match="another structure"):
+        flatarch.FirstOrder([a, b]).direction(lambda: ((a ** 2).sum(), {"x": a, "y": b}), returns_grad=True)
