@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +17,7 @@ import numpy as np
 from .checkpoint import write_json
 from .config import SearchConfig, SearchError
 from .loop import SearchResult, search_one
+from .pool import map_in_order
 
 PROTOCOL = "mean ± std over all seeds (population std), the reported genotype of every seed; no best-seed selection"
 SUMMARY_NAME = "summary.json"
@@ -59,20 +59,13 @@ def _seed_config(config: SearchConfig, seed: int, parallel: bool) -> SearchConfi
     return config.replace(seed=seed, out=out, progress=config.progress and not parallel)
 
 
-def _run_in_worker(config: SearchConfig) -> SearchResult:
-    import torch
-
-    torch.set_num_threads(1)  # N workers share the machine's cores; no oversubscription
-    return search_one(config)
-
-
 def search_seeds(
     config: SearchConfig | None = None, seeds: Sequence[int] = (0,), workers: int = 1, **overrides: Any
 ) -> MultiSeedResult:
     """Run the search once per seed (``out/seed-<s>`` each) and summarise.
 
-    ``workers > 1`` runs that many seeds at once in separate processes (spawned, one torch
-    thread each); results come back in seed order either way.
+    ``workers > 1`` runs that many seeds at once in separate processes (:mod:`.pool`: spawned,
+    one torch thread each); results come back in seed order either way.
     """
     config = (config or SearchConfig()).replace(**overrides)
     seeds = [int(s) for s in seeds]
@@ -84,13 +77,7 @@ def search_seeds(
         raise SearchError(f"--workers must be a whole number >= 1, got {workers!r}")
     parallel = workers > 1 and len(seeds) > 1
     configs = [_seed_config(config, s, parallel) for s in seeds]
-    if parallel:
-        import multiprocessing
-
-        with ProcessPoolExecutor(min(workers, len(seeds)), mp_context=multiprocessing.get_context("spawn")) as pool:
-            results = list(pool.map(_run_in_worker, configs))
-    else:
-        results = [search_one(c) for c in configs]
+    results = map_in_order(search_one, configs, workers)
     multi = MultiSeedResult(seeds, results, aggregate(results))
     if config.out:
         write_json(multi.to_json(), os.path.join(config.out, SUMMARY_NAME))
