@@ -223,6 +223,13 @@ def test_cli_resume_of_a_missing_folder_starts_and_says_so(tmp_path, capsys):
     assert cli_main(["train", "--genotype", "DARTS_V2", "--epochs", "1", "--channels", "4", "--batch-size", "64",
                      "--loader-workers", "0", "--device", "cpu", "--out", str(out), "--resume"]) == 0
     assert "no run in" in capsys.readouterr().err and (out / "report.json").exists()
+    # stopped after its last checkpoint but before its report (killed then): --resume writes the report
+    saved = json.loads((out / "report.json").read_text())
+    (out / "report.json").unlink()
+    assert cli_main(["train", "--genotype", "DARTS_V2", "--epochs", "1", "--channels", "4", "--batch-size", "64",
+                     "--loader-workers", "0", "--device", "cpu", "--out", str(out), "--resume"]) == 0
+    again = json.loads((out / "report.json").read_text())
+    assert "is complete" in capsys.readouterr().err and again["history"] == saved["history"]
 
 
 def test_cli_interrupt_is_one_clean_line(tmp_path, monkeypatch, capsys):

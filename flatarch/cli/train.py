@@ -114,15 +114,23 @@ def run(args: argparse.Namespace) -> int:
         return 130
 
 
-def _run(args: argparse.Namespace, out: str | None) -> int:
-    import torch
-
-    from flatarch.reference_spaces.darts.train import CURVE_NAME, REPORT_NAME, TrainConfig, TrainError, train_genotype
+def config_from_args(args: argparse.Namespace):
+    """The :class:`~flatarch.reference_spaces.darts.train.TrainConfig` of parsed ``flatarch train``
+    arguments (its numbers checked)."""
+    from flatarch.reference_spaces.darts.train import TrainConfig, TrainError
 
     if args.threads < 1:
         raise TrainError(f"--threads must be a whole number >= 1, got {args.threads}")
+    return TrainConfig(**{name: getattr(args, name) for name, *_ in _options()})
+
+
+def _run(args: argparse.Namespace, out: str | None) -> int:
+    import torch
+
+    from flatarch.reference_spaces.darts.train import CURVE_NAME, REPORT_NAME, train_genotype
+
+    config = config_from_args(args)
     torch.set_num_threads(args.threads)
-    config = TrainConfig(**{name: getattr(args, name) for name, *_ in _options()})
     result = train_genotype(args.genotype, args.dataset, config=config, data_dir=args.data_dir,
                             download=args.download, device=args.device, out_dir=out, resume=args.resume,
                             restart=args.restart)

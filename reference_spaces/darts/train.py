@@ -236,12 +236,13 @@ def _train_epoch(net: nn.Module, model: nn.Module, loader: Iterable, optimizer: 
     return _sum_over_processes(sums.tolist(), device)
 
 
-def _settings(config: TrainConfig, extra: dict[str, Any], amp: bool, world: int) -> dict[str, Any]:
-    """What the checkpoint records and ``--resume`` compares."""
+def recorded_settings(config: TrainConfig, extra: dict[str, Any], amp: bool, world: int) -> dict[str, Any]:
+    """What the checkpoint and ``report.json`` record and ``--resume`` compares."""
     return {**dataclasses.asdict(config), **extra, "amp": amp, "world_size": world}
 
 
-def _compared(settings: dict[str, Any]) -> list[str]:
+def resume_keys(settings: dict[str, Any]) -> list[str]:
+    """The recorded settings that must match for ``--resume`` (the others do not change the result)."""
     return [k for k in settings if k not in (*NOT_COMPARED, "loader_workers", "threads", "channels_last")]
 
 
@@ -319,10 +320,10 @@ def train(model: nn.Module, train_loader: Iterable, test_loader: Iterable, confi
     amp = config.amp if config.amp is not None else device.type == "cuda"
     if amp and device.type != "cuda":
         raise TrainError("--amp (bf16 mixed precision) needs a CUDA device; use --no-amp on CPU")
-    settings = _settings(config, extra_state or {}, amp, world)
+    settings = recorded_settings(config, extra_state or {}, amp, world)
     folder = RunFolder(out_dir if rank == 0 else None, files=RUN_FILES, finished=REPORT_NAME, resume=resume,
                        restart=restart, say=_say_on_rank0(_notice, rank))
-    checkpoint = folder.check(settings, _compared(settings))
+    checkpoint = folder.check(settings, resume_keys(settings))
     return _run(model, train_loader, test_loader, config, device, folder, checkpoint, settings, amp, log)
 
 
@@ -348,7 +349,9 @@ def _run(model: nn.Module, train_loader: Iterable, test_loader: Iterable, config
     if run.result.stopped_early or run.start_epoch >= config.epochs:
         _say_on_rank0(_notice, rank)(f"--resume: the training in {folder.out} is complete ({run.start_epoch} "
                                      "epochs); nothing to run. Pass a larger --epochs to extend it.")
-        return _finish(run, config, folder, settings, device, write=False)
+        # a training stopped after its last checkpoint but before its report still gets its report
+        unreported = bool(folder.out) and not os.path.exists(os.path.join(folder.out, REPORT_NAME))
+        return _finish(run, config, folder, settings, device, write=rank == 0 and unreported)
     folder.open()
     if on_open is not None and rank == 0:
         on_open()
@@ -460,10 +463,10 @@ def train_genotype(genotype: Any, dataset: str = "cifar10", *, config: TrainConf
     if amp and dev.type != "cuda":
         raise TrainError("--amp (bf16 mixed precision) needs a CUDA device; use --no-amp on CPU")
     extra = {"genotype": G.to_json(genotype), "dataset": dataset}
-    settings = _settings(config, extra, amp, world)
+    settings = recorded_settings(config, extra, amp, world)
     folder = RunFolder(out_dir if rank == 0 else None, files=RUN_FILES, finished=REPORT_NAME, resume=resume,
                        restart=restart, say=_say_on_rank0(_notice, rank))
-    checkpoint = folder.check(settings, _compared(settings))
+    checkpoint = folder.check(settings, resume_keys(settings))
     load_cfg = loaders.LoaderConfig(dataset=dataset, data_dir=data_dir, batch_size=config.batch_size,
                                     cutout=config.cutout, workers=config.loader_workers, download=download)
     train_set, test_set, num_classes = loaders.datasets_for(load_cfg)

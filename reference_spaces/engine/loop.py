@@ -21,6 +21,7 @@ while it projects, with the same iteration on the projected weights.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -395,7 +396,8 @@ class _Searcher:
         if self.records and self.finished():
             _say(f"--resume: the search in {cfg.out} is complete ({len(self.history)} epochs); nothing to run. "
                  "Pass a larger --epochs to extend it.")
-            return self.result(write=False)
+            # a search stopped after its last checkpoint but before its result still gets its result files
+            return self.result(write=bool(cfg.out) and not os.path.exists(self.path(RESULT_NAME)))
         self.folder.open()
         bar = _tqdm(range(cfg.epochs + self.tune_epochs), cfg.progress, initial=len(self.history), desc="search")
         while not self.search_finished():
