@@ -15,6 +15,7 @@ _COMMAND_MODULES: list[str] = [
     "flatarch.cli.search",
     "flatarch.cli.nb201",
     "flatarch.cli.train",
+    "flatarch.cli.sweep",
     "flatarch.cli.geometry",
 ]
 

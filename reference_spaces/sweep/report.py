@@ -1,0 +1,239 @@
+"""What a sweep has found so far, in the layout of the paper's table 2.
+
+One table per space and search dataset: one row per method, for every evaluation dataset one
+column per architecture update ("standard" = the method's own first-order update, "A2" = A2M,
+then any other update of the grid). A cell is the mean ± population std over the seeds whose
+units finished (the protocol of :mod:`flatarch.reference_spaces.engine.multiseed`), with the count
+of seeds it covers and of failed, running and missing ones whenever that is not all of them; a
+cell with no finished seed says so, and is never filled from another.
+
+Values: on a space with trainings (DARTS), each training's ``final_test_acc`` from its
+``report.json``; otherwise the search's ``result.json`` ``benchmark`` (NAS-Bench-201: the
+benchmark's test accuracies of the reported genotype).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from flatarch.atomic_files import atomic_save_figure, atomic_write_text
+
+from ..engine.multiseed import PROTOCOL
+from .driver import states
+from .plan import Run
+from .status import FAILED, FINISHED, RUNNING
+
+#: column names of the updates the paper compares; other updates keep their own name
+UPDATE_LABELS = {"first-order": "standard", "a2m": "A2"}
+REPORT_NAME = "report"  # ROOT/report.md, ROOT/report.csv, ROOT/report-SPACE-DATASET.png
+SEARCH_SOURCE = "the benchmark accuracies of each search's reported genotype (result.json)"
+TRAIN_SOURCE = "the final test accuracy of each training of the found genotype (report.json)"
+#: the one column of a table none of whose runs has a value yet (it still counts their states)
+NO_VALUES = "(no values yet)"
+
+
+@dataclass
+class Cell:
+    """The seeds of one (method, update, dataset): their values and what became of the others."""
+
+    seeds: int = 0
+    values: list[float] = field(default_factory=list)
+    failed: int = 0
+    running: int = 0
+    #: finished, but without this value (a NAS-Bench-201 search without a benchmark table)
+    empty: int = 0
+
+    @property
+    def missing(self) -> int:
+        return self.seeds - len(self.values) - self.failed - self.running - self.empty
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.values)) if self.values else math.nan
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.values)) if self.values else math.nan
+
+    def text(self) -> str:
+        counts = [f"{n} {what}" for n, what in ((self.failed, "failed"), (self.running, "running"),
+                                                 (self.missing, "missing"), (self.empty, "without a value")) if n]
+        if not self.values:
+            return f"— (0/{self.seeds}: {', '.join(counts)})"
+        value = f"{self.mean:.2f} ± {self.std:.2f}"
+        return value if not counts else f"{value} ({len(self.values)}/{self.seeds}; {', '.join(counts)})"
+
+
+@dataclass
+class Table:
+    space: str
+    search_dataset: str
+    source: str
+    methods: list[str] = field(default_factory=list)
+    updates: list[str] = field(default_factory=list)
+    datasets: list[str] = field(default_factory=list)
+    cells: dict[tuple[str, str, str], Cell] = field(default_factory=dict)
+    optimum: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def title(self) -> str:
+        return f"{self.space}, searched on {self.search_dataset}"
+
+    def columns(self) -> list[tuple[str, str]]:
+        return [(d, u) for d in self.datasets for u in self.updates]
+
+
+def label(update: str) -> str:
+    return UPDATE_LABELS.get(update, update)
+
+
+def _add(seq: list[str], item: str) -> None:
+    if item not in seq:
+        seq.append(item)
+
+
+def _run_values(run: Run, now: dict[str, tuple[Any, str, str]]) -> dict[str, tuple[str, float | None]]:
+    """``{dataset: (state, value)}`` of one run."""
+    _, search_state, _ = now[run.search.key]
+    if run.trains:
+        out = {}
+        for unit in run.trains:
+            state = now[unit.key][1] if search_state == FINISHED else search_state
+            value = (unit.result() or {}).get("final_test_acc") if state == FINISHED else None
+            out[unit.dataset] = (state, value)
+        return out
+    if search_state != FINISHED:
+        return {}
+    result = run.search.result() or {}
+    return {d: (FINISHED, v) for d, v in (result.get("benchmark") or {}).items()}
+
+
+def build_tables(runs: Sequence[Run]) -> list[Table]:
+    now = states(tuple(runs))
+    tables: dict[tuple[str, str], Table] = {}
+    per_run = []
+    for run in runs:
+        key = (run.point["space"], run.point["dataset"])
+        if key not in tables:
+            source = TRAIN_SOURCE if run.trains else SEARCH_SOURCE
+            tables[key] = Table(*key, source=source)
+        table = tables[key]
+        _add(table.methods, run.point["method"])
+        _add(table.updates, run.point["optimizer"])
+        for d in (u.dataset for u in run.trains):
+            _add(table.datasets, d)
+        values = _run_values(run, now)
+        for d in values:
+            _add(table.datasets, d)
+        per_run.append((table, run, values))
+        if not run.trains and now[run.search.key][1] == FINISHED:
+            table.optimum = table.optimum or dict(((run.search.result() or {}).get("reference") or {})
+                                                  .get("optimum", {}))
+    for table in tables.values():
+        table.datasets = table.datasets or [NO_VALUES]
+    for table, run, values in per_run:
+        search_state = now[run.search.key][1]
+        for d in table.datasets:
+            cell = table.cells.setdefault((run.point["method"], run.point["optimizer"], d), Cell())
+            cell.seeds += 1
+            state, value = values.get(d, (search_state, None))
+            if state == FINISHED and value is not None:
+                cell.values.append(float(value))
+            cell.empty += state == FINISHED and value is None
+            cell.failed += state == FAILED
+            cell.running += state == RUNNING
+    for table in tables.values():
+        table.updates.sort(key=lambda u: list(UPDATE_LABELS).index(u) if u in UPDATE_LABELS else len(UPDATE_LABELS))
+    return list(tables.values())
+
+
+def markdown(tables: Sequence[Table]) -> str:
+    parts = []
+    for t in tables:
+        head = "| method | " + " | ".join(f"{d} {label(u)}" for d, u in t.columns()) + " |"
+        rows = [head, "|" + "---|" * (len(t.columns()) + 1)]
+        for m in t.methods:
+            rows.append(f"| {m} | " + " | ".join(t.cells.get((m, u, d), Cell()).text() for d, u in t.columns()) + " |")
+        parts.append(f"## {t.title}\n\nValues: {t.source}.\n\n" + "\n".join(rows))
+        if any(c.empty for c in t.cells.values()) and t.source == SEARCH_SOURCE:
+            parts[-1] += ("\n\nRuns without a value finished without benchmark accuracies: on NAS-Bench-201 give "
+                          "the benchmark table (table = PATH in [settings], or $FLATARCH_NB201_TABLE) before they run.")
+        if t.optimum:
+            parts[-1] += "\n\noptimal cell: " + ", ".join(f"{d} {v:.2f}" for d, v in t.optimum.items())
+    parts.append(f"Cells: {PROTOCOL}; (k/n): k of the grid's n seeds have a value.")
+    return "\n\n".join(parts) + "\n"
+
+
+def csv_text(tables: Sequence[Table]) -> str:
+    """One row per table and method; per dataset and update: mean, std, n (seeds with a value),
+    failed and seeds (the grid's)."""
+    columns = []
+    for t in tables:
+        for d, u in t.columns():
+            for what in ("mean", "std", "n", "failed", "seeds"):
+                _add(columns, f"{d} {label(u)} {what}")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["space", "search_dataset", "method", *columns])
+    for t in tables:
+        for m in t.methods:
+            row: dict[str, Any] = {}
+            for d, u in t.columns():
+                cell = t.cells.get((m, u, d), Cell())
+                name = f"{d} {label(u)}"
+                row.update({f"{name} mean": _number(cell.mean), f"{name} std": _number(cell.std),
+                            f"{name} n": len(cell.values), f"{name} failed": cell.failed,
+                            f"{name} seeds": cell.seeds})
+            writer.writerow([t.space, t.search_dataset, m, *(row.get(c, "") for c in columns)])
+    return buffer.getvalue()
+
+
+def _number(x: float) -> str:
+    return "" if math.isnan(x) else f"{x:.4f}"
+
+
+def plot(table: Table, path: str) -> None:
+    """Bars of every method per dataset, one bar per update, error bars the std over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, max(1, len(table.datasets)), figsize=(4 + 2.2 * len(table.methods),
+                                                                       3.6), squeeze=False)
+    width = 0.8 / max(1, len(table.updates))
+    x = np.arange(len(table.methods))
+    for ax, d in zip(axes[0], table.datasets):
+        for k, u in enumerate(table.updates):
+            cells = [table.cells.get((m, u, d), Cell()) for m in table.methods]
+            ax.bar(x + (k - (len(table.updates) - 1) / 2) * width, [c.mean for c in cells], width,
+                   yerr=[0 if math.isnan(c.std) else c.std for c in cells], capsize=3, label=label(u))
+        ax.set_xticks(x, table.methods, rotation=30, ha="right")
+        ax.set_title(d)
+        ax.set_ylabel("test accuracy (%)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper right", fontsize="small")
+    fig.suptitle(f"{table.title}: mean ± std over seeds")
+    fig.tight_layout(rect=(0, 0, 0.9, 1))
+    atomic_save_figure(fig, path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(root: str, tables: Sequence[Table]) -> list[str]:
+    """``ROOT/report.md``, ``ROOT/report.csv`` and a bar chart per table; returns the paths."""
+    paths = [os.path.join(root, f"{REPORT_NAME}.md"), os.path.join(root, f"{REPORT_NAME}.csv")]
+    atomic_write_text(paths[0], markdown(tables))
+    atomic_write_text(paths[1], csv_text(tables))
+    for t in tables:
+        if t.datasets != [NO_VALUES]:
+            paths.append(os.path.join(root, f"{REPORT_NAME}-{t.space}-{t.search_dataset}.png"))
+            plot(t, paths[-1])
+    return paths

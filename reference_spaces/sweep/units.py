@@ -1,0 +1,154 @@
+"""The units of work of a sweep: one search, or one training of a search's genotype.
+
+A unit knows its folder, how to run itself (the engine's own resume rules: a unit started again
+continues from its checkpoint) and whether it has finished *with its settings*: a search is
+finished when its ``result.json`` records the settings the sweep asks for (the settings the
+engine compares on ``--resume``), a training when its ``report.json`` does. Changing a setting in
+the sweep file therefore makes the affected runs unfinished; running them again extends them
+(more epochs) or fails naming the changed settings, as ``--resume`` does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..engine.config import SearchConfig
+from ..run_folder import setting_differences
+
+#: the file a training unit reads the searched genotype from (what the DARTS space writes)
+GENOTYPE_NAME = "genotype.json"
+
+
+def _read_record(path: str) -> dict[str, Any] | None:
+    """A run's result file (``result.json``, ``report.json``), or ``None`` while it has none that
+    records its settings."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("config"), dict) else None
+
+
+def differences(saved: Mapping[str, Any], expected: Mapping[str, Any], keys: Sequence[str],
+                stopped_early: bool) -> list[str]:
+    """Settings of a finished run that differ from the expected ones. ``epochs`` must be equal,
+    except that a run which stopped early is final for any larger ``epochs`` (the engine does not
+    continue it)."""
+    changes = setting_differences(saved, expected, [k for k in keys if k != "epochs"])
+    old, new = saved.get("epochs"), expected.get("epochs")
+    if "epochs" in keys and old != new and not (stopped_early and old is not None and new is not None
+                                                 and old <= new):
+        changes.append(f"epochs: {old!r} -> {new!r}")
+    return changes
+
+
+@dataclass(frozen=True)
+class SearchUnit:
+    """One search. ``config`` is what runs (``out`` = ``folder``); ``resolved`` the same with every
+    default filled, as ``result.json`` records it."""
+
+    key: str
+    folder: str
+    config: SearchConfig
+    resolved: SearchConfig
+
+    kind = "search"
+
+    def run(self) -> None:
+        from ..engine.loop import search_one
+
+        search_one(self.config.replace(out=self.folder, resume=True, restart=False, progress=False))
+
+    def result(self) -> dict[str, Any] | None:
+        from ..engine.loop import RESULT_NAME
+
+        return _read_record(os.path.join(self.folder, RESULT_NAME))
+
+    def changed(self) -> list[str] | None:
+        """``None`` while there is no result; else the settings in which it differs from this unit's."""
+        from ..engine.loop import RESUME_KEYS
+
+        result = self.result()
+        if result is None:
+            return None
+        saved, expected = dict(result["config"]), self.resolved.to_json()
+        for d in (saved, expected):  # the benchmark table does not change a search (the loop's rule too)
+            d["space_options"] = {k: v for k, v in (d.get("space_options") or {}).items() if k != "table"}
+        return differences(saved, expected, RESUME_KEYS, bool(result.get("stopped_early")))
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """The ``flatarch train`` of every DARTS-space genotype a sweep finds: on each of ``datasets``,
+    with ``config``, data from ``data_dir``; ``threads`` torch threads. ``seed_from_search``: each
+    training takes its search's seed (a genotype of seed S trained with seed S), not ``config.seed``."""
+
+    datasets: tuple[str, ...]
+    config: Any  # TrainConfig
+    data_dir: str | None = None
+    download: bool = False
+    device: str = "auto"
+    threads: int = 1
+    seed_from_search: bool = True
+
+    def for_search(self, seed: int) -> TrainSpec:
+        if not self.seed_from_search:
+            return self
+        return dataclasses.replace(self, config=dataclasses.replace(self.config, seed=seed))
+
+
+@dataclass(frozen=True)
+class TrainUnit:
+    """One training of the genotype in ``run_folder`` on ``dataset``, written to ``folder``."""
+
+    key: str
+    folder: str
+    run_folder: str
+    dataset: str
+    spec: TrainSpec
+
+    kind = "train"
+
+    @property
+    def genotype_path(self) -> str:
+        return os.path.join(self.run_folder, GENOTYPE_NAME)
+
+    def run(self) -> None:
+        import torch
+
+        from ..darts.train import train_genotype
+
+        torch.set_num_threads(self.spec.threads)
+        train_genotype(self.genotype_path, self.dataset, config=self.spec.config, data_dir=self.spec.data_dir,
+                       download=self.spec.download, device=self.spec.device, out_dir=self.folder, resume=True)
+
+    def result(self) -> dict[str, Any] | None:
+        from ..darts.train import REPORT_NAME
+
+        return _read_record(os.path.join(self.folder, REPORT_NAME))
+
+    def changed(self) -> list[str] | None:
+        from ..darts import genotype as G
+        from ..darts.train import recorded_settings, resume_keys
+
+        report = self.result()
+        if report is None:
+            return None
+        try:
+            genotype = G.to_json(G.load(self.genotype_path))
+        except (OSError, ValueError):
+            return ["genotype: the search's genotype.json is missing or unreadable"]
+        config = self.spec.config.resolved(self.dataset)
+        # bf16 follows the device when not set; the device is the worker's, unknown here
+        amp = config.amp if config.amp is not None else report["config"].get("amp")
+        expected = recorded_settings(config, {"genotype": genotype, "dataset": self.dataset}, amp, 1)
+        return differences(report["config"], expected, resume_keys(expected), bool(report.get("stopped_early")))
+
+
+Unit = SearchUnit | TrainUnit
