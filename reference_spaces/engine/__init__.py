@@ -14,7 +14,7 @@ Python API::
 Modules: :mod:`.config` (settings and defaults), :mod:`.methods` (the methods as recipes of
 :mod:`.components`), :mod:`.loop` (the bi-level loop), :mod:`.reporting` (records, selection,
 early stopping), :mod:`.checkpoint` (JSON files), :mod:`.multiseed` (seeds and their summary),
-:mod:`.plot` (the PNG).
+:mod:`.pool` (worker processes), :mod:`.plot` (the PNG).
 """
 
 from __future__ import annotations
