@@ -17,7 +17,8 @@ def register(subparsers) -> None:
         help="run a grid of searches (spaces x methods x updates x seeds) and report it as the paper's table 2",
         description=(
             "Runs every search of the grid in FILE (TOML: [grid] lists crossed, [settings] flatarch search options, "
-            "[train] optional trainings of DARTS-space genotypes, [run] backend local | slurm | ray, workers, root), "
+            "[methods.NAME] settings of one method's runs, [train] optional trainings of DARTS-space genotypes, "
+            "[run] backend local | slurm | ray, workers, root), "
             "each in ROOT/SPACE/METHOD-OPTIMIZER/seed-N. Finished runs are skipped; failed, interrupted and missing "
             "ones run again and continue from their checkpoints. Example: flatarch sweep examples/table2-nb201.toml"
         ),

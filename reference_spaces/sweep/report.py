@@ -116,42 +116,47 @@ def _run_values(run: Run, now: dict[str, tuple[Any, str, str]]) -> dict[str, tup
     return {d: (FINISHED, v) for d, v in (result.get("benchmark") or {}).items()}
 
 
+def _table_for(tables: dict[tuple[str, str], Table], run: Run) -> Table:
+    key = (run.point["space"], run.point["dataset"])
+    if key not in tables:
+        tables[key] = Table(*key, source=TRAIN_SOURCE if run.trains else SEARCH_SOURCE)
+    table = tables[key]
+    _add(table.methods, run.point["method"])
+    _add(table.updates, run.point["optimizer"])
+    return table
+
+
+def _count(table: Table, run: Run, values: dict[str, tuple[str, float | None]], search_state: str) -> None:
+    """Add one run (one seed) to its cells of ``table``."""
+    for d in table.datasets:
+        cell = table.cells.setdefault((run.point["method"], run.point["optimizer"], d), Cell())
+        cell.seeds += 1
+        state, value = values.get(d, (search_state, None))
+        if state == FINISHED and value is not None:
+            cell.values.append(float(value))
+        cell.empty += state == FINISHED and value is None
+        cell.failed += state == FAILED
+        cell.running += state == RUNNING
+
+
 def build_tables(runs: Sequence[Run]) -> list[Table]:
+    """The tables of ``runs`` from their folders as they are now."""
     now = states(tuple(runs))
     tables: dict[tuple[str, str], Table] = {}
     per_run = []
     for run in runs:
-        key = (run.point["space"], run.point["dataset"])
-        if key not in tables:
-            source = TRAIN_SOURCE if run.trains else SEARCH_SOURCE
-            tables[key] = Table(*key, source=source)
-        table = tables[key]
-        _add(table.methods, run.point["method"])
-        _add(table.updates, run.point["optimizer"])
-        for d in (u.dataset for u in run.trains):
-            _add(table.datasets, d)
+        table = _table_for(tables, run)
         values = _run_values(run, now)
-        for d in values:
+        for d in [u.dataset for u in run.trains] + list(values):
             _add(table.datasets, d)
         per_run.append((table, run, values))
-        if not run.trains and now[run.search.key][1] == FINISHED:
-            table.optimum = table.optimum or dict(((run.search.result() or {}).get("reference") or {})
-                                                  .get("optimum", {}))
+        if not table.optimum and not run.trains and now[run.search.key][1] == FINISHED:
+            table.optimum = dict(((run.search.result() or {}).get("reference") or {}).get("optimum", {}))
     for table in tables.values():
         table.datasets = table.datasets or [NO_VALUES]
-    for table, run, values in per_run:
-        search_state = now[run.search.key][1]
-        for d in table.datasets:
-            cell = table.cells.setdefault((run.point["method"], run.point["optimizer"], d), Cell())
-            cell.seeds += 1
-            state, value = values.get(d, (search_state, None))
-            if state == FINISHED and value is not None:
-                cell.values.append(float(value))
-            cell.empty += state == FINISHED and value is None
-            cell.failed += state == FAILED
-            cell.running += state == RUNNING
-    for table in tables.values():
         table.updates.sort(key=lambda u: list(UPDATE_LABELS).index(u) if u in UPDATE_LABELS else len(UPDATE_LABELS))
+    for table, run, values in per_run:
+        _count(table, run, values, now[run.search.key][1])
     return list(tables.values())
 
 
