@@ -36,6 +36,7 @@ from torch import nn
 
 from flatarch.atomic_files import atomic_write
 
+from .. import numbers
 from ..errors import UsageError
 from ..run_folder import RunFolder, assert_finite_state
 
@@ -64,33 +65,20 @@ class TrainError(UsageError):
     """A training cannot run as asked; the message says what to change."""
 
 
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+_RULES: dict[str, numbers.Rule] = {
+    **numbers.COMMON,
+    "channels": (lambda v: numbers.whole(v) and v >= 2 and v % 2 == 0, "an even whole number >= 2"),
+    "auxiliary_weight": (numbers.NOT_NEGATIVE[0], "a finite number >= 0 (0 = no auxiliary head)"),
+    "drop_path_prob": (numbers.FRACTION[0], "a number in [0, 1)"),
+    "cutout": (numbers.NOT_NEGATIVE_WHOLE[0], "a whole number of pixels >= 0 (0 = off)"),
+    "stop_train_loss": (numbers.finite, "a finite number"),
+    "eval_every": numbers.AT_LEAST_ONE,
+    "loader_workers": numbers.NOT_NEGATIVE_WHOLE,
+}
 
 
-def _whole(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-_RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
-    ("epochs", lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
-    ("batch_size", lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
-    ("channels", lambda v: _whole(v) and v >= 2 and v % 2 == 0, "an even whole number >= 2"),
-    ("cells_per_stage", lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
-    ("lr", lambda v: _finite(v) and v > 0, "a finite number > 0"),
-    ("lr_min", lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
-    ("momentum", lambda v: _finite(v) and 0 <= v < 1, "a finite number in [0, 1)"),
-    ("weight_decay", lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
-    ("grad_clip", lambda v: _finite(v) and v >= 0, "a finite number >= 0 (0 = off)"),
-    ("auxiliary_weight", lambda v: _finite(v) and v >= 0, "a finite number >= 0 (0 = no auxiliary head)"),
-    ("drop_path_prob", lambda v: _finite(v) and 0 <= v < 1, "a number in [0, 1)"),
-    ("cutout", lambda v: _whole(v) and v >= 0, "a whole number of pixels >= 0 (0 = off)"),
-    ("seed", lambda v: _whole(v) and v >= 0, "a whole number >= 0"),
-    ("stop_train_loss", lambda v: _finite(v), "a finite number"),
-    ("eval_every", lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
-    ("loader_workers", lambda v: _whole(v) and v >= 0, "a whole number >= 0"),
-    ("threads", lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
-)
+def _flag(name: str) -> str:
+    return "--cells" if name == "cells_per_stage" else "--" + name.replace("_", "-")
 
 
 @dataclass
@@ -123,13 +111,7 @@ class TrainConfig:
     loader_workers: int = 2  # data-loading processes
 
     def __post_init__(self) -> None:
-        for name, ok, need in _RULES:
-            value = getattr(self, name, None)
-            if value is not None and not ok(value):
-                raise TrainError(f"--{name.replace('_', '-').replace('cells-per-stage', 'cells')} must be {need}, "
-                                 f"got {value!r}")
-        if self.lr is not None and self.lr_min is not None and self.lr_min > self.lr:
-            raise TrainError(f"--lr-min ({self.lr_min}) must not exceed --lr ({self.lr})")
+        numbers.check(dataclasses.asdict(self), _RULES, _flag, TrainError)
 
     def resolved(self, dataset: str | None = None) -> TrainConfig:
         """Every ``None`` default filled (the dataset's demo size, then the paper's)."""

@@ -10,7 +10,6 @@ up front (:meth:`SearchConfig.validate`), so a bad one is refused before anythin
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +18,7 @@ import torch
 from flatarch.defaults import DARTS_ADAM_DEFAULTS
 from flatarch.updates import UPDATES, canonical_update, update_settings
 
+from .. import numbers
 from ..errors import UsageError
 
 #: The paper's common settings (tables 3 and 4), used where neither the user, nor a recipe, nor
@@ -130,7 +130,7 @@ class SearchConfig:
     def validate(self) -> SearchConfig:
         """Refuse, with one line naming the flag, every setting that cannot work: non-finite or
         out-of-range numbers, and update settings the chosen update does not have."""
-        _check_numbers(self)
+        numbers.check(dataclasses.asdict(self), _RULES, flag, SearchError)
         try:
             takes = update_settings(self.optimizer)
         except ValueError:
@@ -197,51 +197,24 @@ class SearchConfig:
         return resolved.validate()
 
 
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _integer(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-# (field, predicate, what it must be); None values mean "default" and are not checked
-_RULES: tuple[tuple[str, Any, str], ...] = (
-    ("epochs", lambda v: _integer(v) and v >= 1, "a whole number >= 1"),
-    ("batch_size", lambda v: _integer(v) and v >= 1, "a whole number >= 1"),
-    ("seed", lambda v: _integer(v) and v >= 0, "a whole number >= 0"),
-    ("subset", lambda v: _integer(v) and v >= 4, "a whole number of images >= 4"),
-    ("max_batches", lambda v: _integer(v) and v >= 1, "a whole number >= 1"),
-    ("threads", lambda v: _integer(v) and v >= 1, "a whole number >= 1"),
-    ("channels", lambda v: _integer(v) and v >= 1, "a whole number >= 1"),
-    ("cells_per_stage", lambda v: _integer(v) and v >= 1, "a whole number >= 1"),
-    ("rho", lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
-    ("eps", lambda v: _finite(v) and v > 0, "a finite number > 0"),
-    ("lr", lambda v: _finite(v) and v > 0, "a finite number > 0"),
-    ("lr_min", lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
-    ("momentum", lambda v: _finite(v) and 0 <= v < 1, "a finite number in [0, 1)"),
-    ("weight_decay", lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
-    ("grad_clip", lambda v: _finite(v) and v >= 0, "a finite number >= 0 (0 = off)"),
-    ("arch_lr", lambda v: _finite(v) and v > 0, "a finite number > 0"),
-    ("arch_weight_decay", lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
-    ("arch_betas", lambda v: len(v) == 2 and all(_finite(b) and 0 <= b < 1 for b in v), "two numbers in [0, 1)"),
-    ("warmup_epochs", lambda v: _integer(v) and v >= 0, "a whole number >= 0"),
-    ("smoothing_epsilon", lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
-    ("lambda_coef", lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
-    ("lambda_eps0", lambda v: _finite(v) and v > 0, "a finite number > 0"),
-    ("projection_interval", lambda v: _integer(v) and v >= 1, "a whole number >= 1"),
-    ("tune_epochs", lambda v: _integer(v) and v >= 1, "a whole number >= 1"),
-    ("early_stop", lambda v: _integer(v) and v >= 0, "a whole number >= 0 (0 = off)"),
-)
-
-
-def _check_numbers(cfg: SearchConfig) -> None:
-    for name, ok, need in _RULES:
-        value = getattr(cfg, name)
-        if value is not None and not ok(value):
-            raise SearchError(f"{flag(name)} must be {need}, got {value!r}")
-    if cfg.lr_min is not None and cfg.lr is not None and cfg.lr_min > cfg.lr:
-        raise SearchError(f"--lr-min ({cfg.lr_min}) must not exceed --lr ({cfg.lr}): the schedule anneals down to it")
+_RULES: dict[str, numbers.Rule] = {
+    **numbers.COMMON,
+    "subset": (lambda v: numbers.whole(v) and v >= 4, "a whole number of images >= 4"),
+    "max_batches": numbers.AT_LEAST_ONE,
+    "channels": numbers.AT_LEAST_ONE,
+    "rho": numbers.NOT_NEGATIVE,
+    "eps": numbers.POSITIVE,
+    "arch_lr": numbers.POSITIVE,
+    "arch_weight_decay": numbers.NOT_NEGATIVE,
+    "arch_betas": (lambda v: len(v) == 2 and all(numbers.FRACTION[0](b) for b in v), "two numbers in [0, 1)"),
+    "warmup_epochs": numbers.NOT_NEGATIVE_WHOLE,
+    "smoothing_epsilon": numbers.NOT_NEGATIVE,
+    "lambda_coef": numbers.NOT_NEGATIVE,
+    "lambda_eps0": numbers.POSITIVE,
+    "projection_interval": numbers.AT_LEAST_ONE,
+    "tune_epochs": numbers.AT_LEAST_ONE,
+    "early_stop": (numbers.NOT_NEGATIVE_WHOLE[0], "a whole number >= 0 (0 = off)"),
+}
 
 
 def resolve_device(name: str, amp: bool = False) -> torch.device:
