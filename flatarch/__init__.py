@@ -11,7 +11,7 @@ Updates (each implements :class:`ArchOptimizer`): :class:`FirstOrder` (DARTS), :
 ``docs/optimizers.md``.
 """
 
-from . import regularizers
+from . import regularizers, sharpness
 from .a2m import A2M
 from .base import DARTS_ADAM_DEFAULTS, ArchUpdate
 from .errors import NonFiniteError, StateDictError
@@ -52,4 +52,5 @@ __all__ = [
     "module_loss",
     "regularizers",
     "search",
+    "sharpness",
 ]

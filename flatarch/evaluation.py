@@ -17,7 +17,8 @@ A :class:`GradientOracle` hides the loss conventions from the updates. Every upd
   sampled paths) is noise divided by ``eps``;
 * keeps the model buffers (BatchNorm running statistics) as the first pass left them
   (``protect_buffers``), so an update with four evaluations leaves the model exactly as
-  first-order DARTS with one would;
+  first-order DARTS with one would; a measurement (``keep_first_pass=False``, e.g.
+  :mod:`flatarch.sharpness`) leaves buffers and random state as they were before it;
 * scales the loss by a ``GradScaler``-style factor before differentiating and unscales the
   gradients (fp16 mixed precision);
 * checks what the loss returns and names the offending leaf when a gradient is missing.
@@ -102,6 +103,9 @@ class GradientOracle:
         grad_scale: loss scale for fp16 (number, tensor or ``GradScaler``).
         module: an ``nn.Module`` whose buffers the extra passes must not change.
         protect_buffers, same_randomness: see the module docstring.
+        keep_first_pass: on leaving, buffers and random state as the first evaluation left them
+            (an update, like first-order DARTS' single pass); ``False``: as they were on entering (a
+            measurement that must not change the search).
     """
 
     def __init__(
@@ -117,6 +121,7 @@ class GradientOracle:
         module: nn.Module | None = None,
         protect_buffers: bool = True,
         same_randomness: bool = True,
+        keep_first_pass: bool = True,
     ):
         if not callable(loss_fn):
             raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
@@ -136,6 +141,7 @@ class GradientOracle:
             self.module = None
         self.protect_buffers = protect_buffers
         self.same_randomness = same_randomness
+        self.keep_first_pass = keep_first_pass
         #: the point ``alpha`` itself; updates pass it back to mean "at the current params"
         self.alpha: tuple[torch.Tensor, ...] = tuple(p.detach() for p in self.params)
         self.evaluations = 0
@@ -164,9 +170,10 @@ class GradientOracle:
         if self._rng_after is not None:
             # Later evaluations replayed the first one's randomness; continue from where the
             # first left the generators, as a single-evaluation update would.
-            self._rng_after.restore()
+            (self._rng_after if self.keep_first_pass else self._rng_before).restore()
         if self._buffers_before is not None:
-            target = self._buffers_after if (succeeded and self._buffers_after is not None) else self._buffers_before
+            first_pass = succeeded and self.keep_first_pass and self._buffers_after is not None
+            target = self._buffers_after if first_pass else self._buffers_before
             with torch.no_grad():
                 for buffer, saved in zip(self._buffers(), target):
                     buffer.copy_(saved)
