@@ -100,6 +100,12 @@ def _options() -> list[tuple[str, str, dict[str, Any], str]]:
          "projection's (default: best-val-loss)"),
         ("early_stop", "--early-stop", whole, "stop once more than N epochs passed without a lower validation loss, "
          f"as the A2M authors' code; 0 = off (default: {p['early_stop']}; darts-pt: 0)"),
+        ("hessian_every", "--hessian-every", {"type": int, "default": 0},
+         "log the dominant eigenvalue of the Hessian of the architecture loss w.r.t. alpha, on a fixed validation "
+         "batch, at the end of every this many epochs (up to 20 Hessian-vector products each); 0 = off (default: 0)"),
+        ("hessian_stop", "--hessian-stop", number, "R-DARTS' early stop: end the search once the local mean of that "
+         "eigenvalue grew by more than this ratio (theirs: 1.3; not before epoch 17 with --hessian-every 1) and "
+         "report the genotype from before the growth; needs --hessian-every (default: off)"),
         ("on_nonfinite", "--on-nonfinite", {"default": "raise", "choices": ("raise", "skip")},
          "an architecture step that meets NaN/Inf: raise (stop with a message) or skip it (default: raise)"),
     ]

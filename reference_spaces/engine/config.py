@@ -111,6 +111,8 @@ class SearchConfig:
     select: str | None = None  # which epoch's genotype is reported: best-val-loss | final
     early_stop: int | None = None  # stop once more than N epochs passed without a new best (0: off)
     on_nonfinite: str = "raise"  # a NaN/Inf architecture step: raise (stop) or skip it
+    hessian_every: int = 0  # measure the Hessian's dominant eigenvalue every K epochs (0: off); engine/hessian.py
+    hessian_stop: float | None = None  # R-DARTS' early stop when its local mean grows by this ratio (None: off)
     space_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"table": path} for nb201
     progress: bool = True  # tqdm bars
     plot: bool = True  # PNG of alphas and accuracies in ``out``
@@ -150,6 +152,7 @@ class SearchConfig:
             raise SearchError(f"--lambda-corr must be corr or signcorr, got {self.lambda_corr!r}")
         if self.on_nonfinite not in ("raise", "skip"):
             raise SearchError(f"--on-nonfinite must be raise or skip, got {self.on_nonfinite!r}")
+        _check_hessian_stop(self)
         return self
 
     def resolved(self, space_defaults: dict[str, Any]) -> SearchConfig:
@@ -214,7 +217,20 @@ _RULES: dict[str, numbers.Rule] = {
     "projection_interval": numbers.AT_LEAST_ONE,
     "tune_epochs": numbers.AT_LEAST_ONE,
     "early_stop": (numbers.NOT_NEGATIVE_WHOLE[0], "a whole number >= 0 (0 = off)"),
+    "hessian_every": (numbers.NOT_NEGATIVE_WHOLE[0], "a whole number of epochs >= 0 (0 = off)"),
+    "hessian_stop": (lambda v: numbers.finite(v) and v > 1, "a finite ratio > 1 (R-DARTS: 1.3)"),
 }
+
+
+def _check_hessian_stop(cfg: SearchConfig) -> None:
+    if cfg.hessian_stop is None:
+        return
+    if not cfg.hessian_every:
+        raise SearchError("--hessian-stop watches the eigenvalue that --hessian-every measures; add --hessian-every K "
+                          "(e.g. 1: every epoch)")
+    if cfg.select == PROJECTED:
+        raise SearchError(f"--method {cfg.method} reports its projection's genotype, not an epoch's; "
+                          "drop --hessian-stop")
 
 
 def resolve_device(name: str, amp: bool = False) -> torch.device:

@@ -38,7 +38,7 @@ from ..errors import CheckpointError
 from ..registry import get_space
 from ..run_folder import RunFolder, assert_finite_state
 from ..space import NetworkOptions
-from . import reporting
+from . import hessian, reporting
 from .checkpoint import write_json, write_json_lines
 from .components import Context, mixing_weights
 from .config import SearchConfig, SearchError, resolve_device
@@ -55,7 +55,8 @@ RUN_FILES = (LOG_NAME, RESULT_NAME, PLOT_NAME, "genotype.json", "genotype.png")
 RESUME_KEYS = ("space", "method", "optimizer", "recipe", "rho", "eps", "difference", "epochs", "batch_size",
                "seed", "dataset", "subset", "max_batches", "val_augment", "channels", "cells_per_stage", "ops",
                "lr", "lr_min", "momentum", "weight_decay", "grad_clip", "arch_lr", "arch_betas",
-               "arch_weight_decay", "warmup_epochs", "smoothing_epsilon", "amp", "on_nonfinite", "space_options")
+               "arch_weight_decay", "warmup_epochs", "smoothing_epsilon", "amp", "on_nonfinite", "space_options",
+               "hessian_every", "hessian_stop")
 
 
 @dataclass
@@ -385,7 +386,8 @@ class _Searcher:
 
     def search_finished(self) -> bool:
         done = self.search_records()
-        return len(done) >= self.cfg.epochs or reporting.should_stop(done, self.cfg.early_stop)
+        return (len(done) >= self.cfg.epochs or reporting.should_stop(done, self.cfg.early_stop)
+                or hessian.stop_epoch(done, self.cfg) is not None)
 
     def finished(self) -> bool:
         tuned = len(self.history) - len(self.search_records())
@@ -404,6 +406,8 @@ class _Searcher:
             self._epoch(len(self.history), bar)
             if reporting.should_stop(self.search_records(), cfg.early_stop):
                 self._print(f"early stop: more than {cfg.early_stop} epochs without a lower validation loss")
+            if message := hessian.stop_message(self.search_records(), cfg):
+                self._print(message)
         if self.tune_epochs:
             self._tune(bar)
         return self.result(write=bool(cfg.out))
@@ -411,6 +415,7 @@ class _Searcher:
     def _epoch(self, epoch: int, bar) -> None:
         """One epoch, its record and line, its checkpoint."""
         record = self.run_epoch(epoch)
+        record.update(hessian.measure(self, epoch))
         assert_finite_state(self.net.state_dict(), epoch + 1, "Lower --lr or --arch-lr.")
         self.records.append(record)
         self._print(reporting.format_epoch(record, self.cfg.epochs + self.tune_epochs))
@@ -460,12 +465,15 @@ class _Searcher:
     def result(self, write: bool) -> SearchResult:
         cfg, space = self.cfg, self.space
         genotype_json, epoch = reporting.selected(self.history, cfg.select)
+        selection = reporting.describe_selection(cfg.select, epoch, self.history)
+        if (stopped := hessian.selected(self.search_records(), cfg)) is not None:
+            genotype_json, epoch, selection = stopped  # R-DARTS' rule reports an earlier epoch's genotype
         genotype = space.genotype_from_json(genotype_json)
         final = space.genotype_from_json(self.history[-1]["genotype"])
         best = reporting.best_record(self.search_records())
         result = SearchResult(
             genotype=genotype, genotype_json=genotype_json, benchmark=space.evaluate(genotype),
-            selection=reporting.describe_selection(cfg.select, epoch, self.history), selected_epoch=epoch,
+            selection=selection, selected_epoch=epoch,
             best_epoch=best["epoch"], best_genotype=best["genotype_start"], final_genotype=self.history[-1]["genotype"],
             final_benchmark=space.evaluate(final), history=self.history, config=cfg.to_json(), out=cfg.out,
             seconds=self.elapsed, seconds_per_iteration=self.elapsed / max(1, self.iterations_done),

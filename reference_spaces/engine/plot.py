@@ -60,6 +60,22 @@ def _curves(axes, history: Sequence[dict[str, Any]], epochs: list[int], marker: 
             ax.legend(fontsize=7)
 
 
+def _with_hessian_panel(fig, row, history: Sequence[dict[str, Any]], marker: str | None):
+    """The curves' row split into five, the Hessian's dominant eigenvalue (``--hessian-every``) next
+    to the sharpness; returns the four axes :func:`_curves` fills, then the eigenvalue's."""
+    grid = row[0].get_subplotspec().get_gridspec()
+    for ax in row:
+        ax.remove()
+    acc, loss, sharp, eigen, bench = (fig.add_subplot(cell) for cell in grid[-1, :].subgridspec(1, 5))
+    measured = [h for h in history if "hessian" in h]
+    eigen.plot([h["epoch"] for h in measured], [h["hessian"]["eigenvalue"] for h in measured], marker=marker or "o",
+               markersize=3)
+    eigen.set(title="dominant Hessian eigenvalue", xlabel="epoch", ylabel="eigenvalue")
+    eigen.title.set_fontsize(9)
+    eigen.sharex(acc)  # the same epochs as the other curves, also when only some epochs are measured
+    return [acc, loss, sharp, bench, eigen]
+
+
 def plot_history(history: Sequence[dict[str, Any]], path: str, title: str = "",
                  labels: Mapping[str, tuple[str, Sequence[str], Sequence[str]]] | None = None) -> None:
     """Write the PNG to ``path`` atomically. ``labels``: per architecture tensor name, its group,
@@ -86,8 +102,11 @@ def plot_history(history: Sequence[dict[str, Any]], path: str, title: str = "",
         ax.axis("off")
     if panels:
         axes[0, 0].legend(fontsize=6)
-    _curves(axes[-1], history, epochs, marker)
-    for ax in axes.flat:
+    curves = list(axes[-1])
+    if any("hessian" in h for h in history):
+        curves = _with_hessian_panel(fig, curves, history, marker)
+    _curves(curves[:4], history, epochs, marker)
+    for ax in [*axes.flat, *curves]:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0, 1, 0.97))

@@ -91,6 +91,8 @@ def format_epoch(record: dict[str, Any], epochs: int) -> str:
     step = record.get("step") or {}
     if step.get("steps"):
         parts.append(f"sharpness {step['sharpness']:.2e}")
+    if "hessian" in record:
+        parts.append(f"hessian eigenvalue {record['hessian']['eigenvalue']:.3g}")
     if record.get("benchmark"):
         parts.append(" ".join(f"{k} {v:.2f}" for k, v in record["benchmark"].items()))
     parts.append(f"{record['seconds']:.1f} s")
