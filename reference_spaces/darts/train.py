@@ -115,6 +115,9 @@ class TrainConfig:
     amp: bool | None = None
     #: channels-last memory format; None = on exactly when on CUDA
     channels_last: bool | None = None
+    #: batches made on the device (loaders.DeviceLoader) instead of by DataLoader workers; None = on
+    #: exactly when on CUDA
+    device_data: bool | None = None
     #: stop after the first epoch whose mean training objective (cross-entropy plus the weighted
     #: auxiliary loss, the "train loss" the original DARTS script logs) is <= this (None = never)
     stop_train_loss: float | None = None
@@ -175,9 +178,10 @@ def _sum_over_processes(values: list[float], device: torch.device) -> list[float
 
 
 def _set_loader_epoch(loader: Iterable, epoch: int) -> None:
-    sampler = getattr(loader, "sampler", None)
-    if hasattr(sampler, "set_epoch"):
-        sampler.set_epoch(epoch)
+    for owner in (loader, getattr(loader, "sampler", None)):  # a DeviceLoader, a DistributedSampler
+        if hasattr(owner, "set_epoch"):
+            owner.set_epoch(epoch)
+            return
 
 
 def _logits(output: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -242,7 +246,8 @@ def _settings(config: TrainConfig, extra: dict[str, Any], amp: bool, world: int)
 
 
 def _compared(settings: dict[str, Any]) -> list[str]:
-    return [k for k in settings if k not in (*NOT_COMPARED, "loader_workers", "threads", "channels_last")]
+    return [k for k in settings if k not in (*NOT_COMPARED, "loader_workers", "threads", "channels_last",
+                                             "device_data")]
 
 
 @dataclass
@@ -464,8 +469,10 @@ def train_genotype(genotype: Any, dataset: str = "cifar10", *, config: TrainConf
     folder = RunFolder(out_dir if rank == 0 else None, files=RUN_FILES, finished=REPORT_NAME, resume=resume,
                        restart=restart, say=_say_on_rank0(_notice, rank))
     checkpoint = folder.check(settings, _compared(settings))
+    device_data = config.device_data if config.device_data is not None else dev.type == "cuda"
     load_cfg = loaders.LoaderConfig(dataset=dataset, data_dir=data_dir, batch_size=config.batch_size,
-                                    cutout=config.cutout, workers=config.loader_workers, download=download)
+                                    cutout=config.cutout, workers=config.loader_workers, download=download,
+                                    device_data=device_data, device=str(dev), seed=config.seed)
     train_set, test_set, num_classes = loaders.datasets_for(load_cfg)
     sample = train_set[0][0]
     torch.manual_seed(config.seed)  # identical initial weights in every process
