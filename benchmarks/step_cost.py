@@ -31,7 +31,9 @@ def build_model(device, cells_per_stage):
 
 def timed_round_robin(fns: dict, repeats: int, device) -> dict:
     """Median time of each function, measured in interleaved rounds so that load from other
-    processes on a shared machine hits every candidate alike."""
+    processes on a shared machine hits every candidate alike. Round ``r`` starts with candidate
+    ``r mod k``: each takes every place in the round equally often (with a fixed order, the
+    place in the round moved a candidate's median by several percent on the development machine)."""
 
     def sync():
         if device.type == "cuda":
@@ -40,8 +42,10 @@ def timed_round_robin(fns: dict, repeats: int, device) -> dict:
     for fn in fns.values():  # warm-up (allocator, autograd graph caches, cuDNN autotune)
         fn()
     samples = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
+    names = list(fns)
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            fn = fns[name]
             sync()
             start = time.perf_counter()
             fn()

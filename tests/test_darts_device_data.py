@@ -150,3 +150,29 @@ def test_cli_train_with_device_data(tmp_path, monkeypatch, capsys):
     assert "final test accuracy" in capsys.readouterr().out
     assert all(isinstance(loader, loaders.DeviceLoader) for loader in made[0])
     assert json.loads((out / "report.json").read_text())["config"]["device_data"] is True
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_training_epoch_on_device_batches_waits_for_the_device_once():
+    import warnings
+
+    from flatarch.reference_spaces.darts.train import _train_epoch
+
+    ds = dataset(n=64, size=16, padding=2, flip=True, cutout=4)
+    loader = loaders.DeviceLoader(ds, 16, shuffle=True, device="cuda", seed=0)
+    torch.manual_seed(0)
+    model = EvaluationNetwork(DARTS_V2, num_classes=10, C=4, layers=3, input_size=16).cuda()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    config = TrainConfig(epochs=1).resolved()
+    _train_epoch(model, model, loader, optimizer, config, torch.device("cuda"), True, True)  # warm-up
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            _train_epoch(model, model, loader, optimizer, config, torch.device("cuda"), True, True)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    syncs = [w for w in caught if "synchroniz" in str(w.message)]
+    assert len(syncs) == 1  # reading the epoch's sums at its end

@@ -205,7 +205,7 @@ def evaluate(model: nn.Module, loader: Iterable, device: torch.device, amp: bool
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
                 logits, _ = _logits(model(x))
             sums += torch.stack([F.cross_entropy(logits.float(), y, reduction="sum").double(),
-                                 (logits.argmax(1) == y).sum().double(), sums.new_tensor(float(y.numel()))])
+                                 (logits.argmax(1) == y).sum().double(), sums.new_full((), float(y.numel()))])
     model.train(was_training)
     loss_sum, correct, total = _sum_over_processes(sums.tolist(), device)
     if total == 0:
@@ -234,7 +234,7 @@ def _train_epoch(net: nn.Module, model: nn.Module, loader: Iterable, optimizer: 
         if config.grad_clip:
             nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
-        n = sums.new_tensor(float(y.numel()))
+        n = sums.new_full((), float(y.numel()))  # new_full: no upload from the host, no sync
         sums += torch.stack([loss.detach().double() * n, (logits.argmax(1) == y).sum().double(),
                              objective.detach().double() * n, n])
     return _sum_over_processes(sums.tolist(), device)
