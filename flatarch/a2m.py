@@ -21,6 +21,13 @@ two diverge.
 
 With ``adaptive=True`` the shift is ``rho T^2 g0`` and the difference is taken along ``T^2 g1``
 (``T = |alpha| + eta`` held constant), which keeps A2M exact on quadratics.
+
+``batch_pair=True`` evaluates the central difference's two points in one pass
+(``torch.func.vmap`` over the stacked points, see
+:meth:`~flatarch.evaluation.GradientOracle.evaluate_pair`): the same values, about half the
+kernel launches for that pair, more work per launch. It needs a functional loss (e.g.
+:func:`flatarch.module_loss`); measure it (``benchmarks/gpu_suite.py``) before using it: on a
+CPU it is slower.
 """
 
 from __future__ import annotations
@@ -43,6 +50,9 @@ class A2M(PerturbedUpdate):
         hessian: ``"fd"`` (the paper's finite differences) or ``"exact"``.
         difference: ``"central"`` (the paper's, 4 evaluations) or ``"forward"`` (3).
         adaptive: ASAM-style elementwise scaling, see module docstring.
+        batch_pair: evaluate the central difference's two points in one vmapped pass (see
+            module docstring); how the step is computed, not what, so it is not a setting that
+            ``state_dict`` records.
     """
 
     name = "a2m"
@@ -57,10 +67,15 @@ class A2M(PerturbedUpdate):
         eps: float = defaults.EPS,
         hessian: str = "fd",
         difference: str = "central",
+        batch_pair: bool = False,
         **kwargs: Any,
     ):
         self.eps = check_eps(eps)
         self.difference = check_choice("difference", difference, ("central", "forward"))
+        self.batch_pair = bool(batch_pair)
+        if self.batch_pair and (hessian != "fd" or difference != "central"):
+            raise ValueError("batch_pair=True pairs the two points of the central difference; it needs "
+                             "hessian='fd' and difference='central'")
         super().__init__(params, rho=rho, hessian=hessian, **kwargs)
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -77,11 +92,18 @@ class A2M(PerturbedUpdate):
         alpha_t = tree.axpy(1.0, self._perturb(g0, scale), oracle.alpha)
         loss1, g1, _ = oracle.evaluate(alpha_t, "alpha_t = alpha + rho*g")
         v = direction_scale(g1, scale)
-        _, g_plus, _ = oracle.evaluate(tree.axpy(self.eps, v, alpha_t), "alpha_t + eps*g1")
-        if self.difference == "central":
-            _, g_minus, _ = oracle.evaluate(tree.axpy(-self.eps, v, alpha_t), "alpha_t - eps*g1")
-            h = tuple((p - m) / (2 * self.eps) for p, m in zip(g_plus, g_minus))
-        else:
+        plus = tree.axpy(self.eps, v, alpha_t)
+        if self.difference == "forward":
+            _, g_plus, _ = oracle.evaluate(plus, "alpha_t + eps*g1")
             h = tuple((p - g) / self.eps for p, g in zip(g_plus, g1))
+        else:
+            minus = tree.axpy(-self.eps, v, alpha_t)
+            labels = ("alpha_t + eps*g1", "alpha_t - eps*g1")
+            if self.batch_pair:
+                (_, g_plus), (_, g_minus) = oracle.evaluate_pair(plus, minus, labels)
+            else:
+                _, g_plus, _ = oracle.evaluate(plus, labels[0])
+                _, g_minus, _ = oracle.evaluate(minus, labels[1])
+            h = tuple((p - m) / (2 * self.eps) for p, m in zip(g_plus, g_minus))
         direction = tree.axpy(self.rho, h, g1)
         return direction, StepInfo(loss0, loss1, tree.global_norm(g0), oracle.evaluations)

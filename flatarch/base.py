@@ -7,6 +7,7 @@ and the :class:`~flatarch.step_info.StepInfo` fields.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from typing import Any
@@ -15,7 +16,9 @@ import torch
 from torch import nn
 
 from . import tree
+from .buffers import BufferSnapshot
 from .defaults import DARTS_ADAM_DEFAULTS
+from .deferred import PendingCheck, accepts_capturable, masked_step
 from .errors import NonFiniteError, StateDictError
 from .evaluation import FoundInf, GradientOracle
 from .step_info import StepInfo
@@ -60,6 +63,14 @@ class ArchUpdate:
         protect_buffers: set ``False`` to let every pass update the buffers.
         same_randomness: replay the first evaluation's random state in every later one, so
             dropout masks or sampled paths are the same at every point of the step.
+        deferred_check: never wait for the device in :meth:`step`: the NaN/Inf check is made
+            on the device, a step that fails it changes nothing there, and the outcome is read
+            one step later (at the next :meth:`step`, :meth:`check`, ``state_dict`` or when
+            ``steps``/``skipped_steps`` are read; a later ``step`` waits only for a step older
+            than the one before it), where ``on_nonfinite="raise"`` raises for it.
+            ``StepInfo.skipped`` is then a 0-dim bool tensor. On CUDA, DARTS' Adam (and any
+            optimizer class that takes ``capturable``) is built with ``capturable=True`` so its
+            state lives on the device. See :mod:`flatarch.deferred`.
     """
 
     #: the name :func:`flatarch.make_update` knows this update by
@@ -74,6 +85,7 @@ class ArchUpdate:
         module: nn.Module | None = None,
         protect_buffers: bool = True,
         same_randomness: bool = True,
+        deferred_check: bool = False,
         **optimizer_kwargs: Any,
     ):
         leaves, spec, paths = tree.flatten(params)
@@ -107,14 +119,21 @@ class ArchUpdate:
         self.module = module
         self.protect_buffers = bool(protect_buffers)
         self.same_randomness = bool(same_randomness)
+        self.deferred_check = bool(deferred_check)
         self.optimizer = self._build_optimizer(optimizer, optimizer_kwargs)
-        self.steps = 0
-        self.skipped_steps = 0
+        self._steps = 0
+        self._skipped_steps = 0
+        self._pending: list[PendingCheck] = []  # oldest first
+        # buffer copies (before the step, after its first pass), reused from step to step
+        self._snapshots = (BufferSnapshot(), BufferSnapshot())
 
     def _build_optimizer(self, optimizer: Any, kwargs: dict[str, Any]) -> torch.optim.Optimizer:
         if optimizer is None:
-            return torch.optim.Adam(self.leaves, **{**DARTS_ADAM_DEFAULTS, **kwargs})
+            optimizer, kwargs = torch.optim.Adam, {**DARTS_ADAM_DEFAULTS, **kwargs}
         if isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer):
+            if (self.deferred_check and "capturable" not in kwargs and accepts_capturable(optimizer)
+                    and all(leaf.device.type == "cuda" for leaf in self.leaves)):
+                kwargs = {**kwargs, "capturable": True}  # state on the device: steps can be masked there
             return optimizer(self.leaves, **kwargs)
         if isinstance(optimizer, torch.optim.Optimizer):
             if kwargs:
@@ -145,13 +164,61 @@ class ArchUpdate:
     def _direction(self, oracle: GradientOracle) -> tuple[tuple[torch.Tensor, ...], StepInfo]:
         raise NotImplementedError
 
-    def _compute(
+    # -- step counters: with deferred_check, reading them reads the last step's outcome ----------
+    @property
+    def steps(self) -> int:
+        """Steps the inner optimizer took."""
+        self.check()
+        return self._steps
+
+    @steps.setter
+    def steps(self, value: int) -> None:
+        self._steps = int(value)
+
+    @property
+    def skipped_steps(self) -> int:
+        """Steps skipped for NaN/Inf (``on_nonfinite="skip"``) or a gradient-scale overflow."""
+        self.check()
+        return self._skipped_steps
+
+    @skipped_steps.setter
+    def skipped_steps(self, value: int) -> None:
+        self._skipped_steps = int(value)
+
+    def check(self) -> None:
+        """Read the outcome of every step made with ``deferred_check`` whose outcome is not read yet
+        (waits for the device): raise :class:`~flatarch.NonFiniteError` for one that met NaN/Inf if
+        ``on_nonfinite`` is ``"raise"``, else count it. Nothing to do without such steps."""
+        self._read_pending(wait=True)
+
+    def _read_pending(self, wait: bool) -> None:
+        """Read the pending outcomes, oldest first; without ``wait``, stop at one the device has
+        not reached yet, unless it is older than the latest step (at most one step stays unread)."""
+        while self._pending:
+            oldest = self._pending[0]
+            if not (wait or oldest.ready() or len(self._pending) > 1):
+                return
+            self._pending.pop(0)
+            bad = oldest.first_bad()
+            if bad is None:
+                self._steps += 1
+            elif self.on_nonfinite == "skip":
+                self._skipped_steps += 1
+            else:
+                raise NonFiniteError(
+                    f"{type(self).__name__}: loss or gradient was NaN/Inf at {bad} in step {oldest.step} "
+                    "(deferred check), which therefore changed nothing. Lower the learning rates or rho, or "
+                    "pass on_nonfinite='skip' to skip such steps"
+                )
+
+    def _evaluate(
         self,
         loss_fn: Callable[..., torch.Tensor],
         convention: str,
         returns_grad: bool,
         grad_scale: Any,
-    ) -> tuple[tuple[torch.Tensor, ...] | None, StepInfo]:
+    ) -> tuple[tuple[torch.Tensor, ...] | None, StepInfo, GradientOracle]:
+        """The direction, its StepInfo and the oracle that evaluated it (direction None: an fp16 overflow)."""
         oracle = GradientOracle(
             loss_fn,
             self.leaves,
@@ -163,13 +230,30 @@ class ArchUpdate:
             module=self.module,
             protect_buffers=self.protect_buffers,
             same_randomness=self.same_randomness,
+            snapshots=self._snapshots,
         )
         try:
             with oracle:
                 direction, info = self._direction(oracle)
         except FoundInf:
-            nan = torch.tensor(float("nan"), device=self.leaves[0].device)
-            return None, StepInfo(nan, nan, nan, oracle.evaluations, skipped=True, found_inf=True)
+            nan = torch.full((), float("nan"), device=self.leaves[0].device)
+            return None, StepInfo(nan, nan, nan, oracle.evaluations, skipped=True, found_inf=True), oracle
+        return direction, info, oracle
+
+    def _compute(
+        self,
+        loss_fn: Callable[..., torch.Tensor],
+        convention: str,
+        returns_grad: bool,
+        grad_scale: Any,
+    ) -> tuple[tuple[torch.Tensor, ...] | None, StepInfo]:
+        direction, info, oracle = self._evaluate(loss_fn, convention, returns_grad, grad_scale)
+        return self._host_checked(direction, info, oracle)
+
+    def _host_checked(self, direction, info: StepInfo, oracle: GradientOracle):
+        """``(direction, info)``, or ``(None, skipped info)`` for a non-finite step (or raise); one host sync."""
+        if direction is None:
+            return None, info
         bad = oracle.first_nonfinite(direction)
         if bad is not None:
             if self.on_nonfinite == "raise" and oracle.scale is None:
@@ -216,16 +300,27 @@ class ArchUpdate:
                 and the gradients divided by it; an overflow in the first gradient skips the step
                 (``info.found_inf``) before any perturbation, whatever ``on_nonfinite`` says.
 
-        ``.grad`` of each parameter is *replaced* by ``G`` (not accumulated into).
+        ``.grad`` of each parameter is *replaced* by ``G`` (not accumulated into). With
+        ``deferred_check``, a step that meets NaN/Inf leaves zeros in ``.grad``.
         """
-        direction, info = self._compute(loss_fn, convention, returns_grad, grad_scale)
+        self._read_pending(wait=False)
+        direction, info, oracle = self._evaluate(loss_fn, convention, returns_grad, grad_scale)
+        if self.deferred_check and direction is not None and oracle.scale is None:
+            flags = oracle.finite_flags_with(direction)
+            ok = flags.all()
+            if masked_step(self.optimizer, self.leaves, direction, ok):
+                number = self._steps + self._skipped_steps + len(self._pending) + 1
+                self._pending.append(PendingCheck(flags, oracle.check_labels(), number))
+                return dataclasses.replace(info, skipped=~ok, found_inf=~ok)
+        self.check()  # a step checked on the host comes after the deferred ones
+        direction, info = self._host_checked(direction, info, oracle)
         if direction is None:
-            self.skipped_steps += 1
+            self._skipped_steps += 1
             return info
         for leaf, g in zip(self.leaves, direction):
             leaf.grad = g.detach().to(dtype=leaf.dtype)
         self.optimizer.step()
-        self.steps += 1
+        self._steps += 1
         return info
 
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -242,6 +337,7 @@ class ArchUpdate:
         hyper-parameters and each parameter's pytree path and shape (so that loading matches state to
         parameters by name, not by position). The parameter values themselves are not included: they
         belong to the model's checkpoint, as with ``torch.optim``."""
+        self.check()
         return {
             "update": self.name,
             "hyperparameters": self.hyperparameters(),
@@ -269,8 +365,9 @@ class ArchUpdate:
         self._check_hyperparameters(state_dict.get("hyperparameters"))
         optimizer_state = self._by_name(state_dict)
         self.optimizer.load_state_dict(optimizer_state)
-        self.steps = int(state_dict["steps"])
-        self.skipped_steps = int(state_dict["skipped_steps"])
+        self._pending.clear()  # the loaded state replaces whatever a pending step did
+        self._steps = int(state_dict["steps"])
+        self._skipped_steps = int(state_dict["skipped_steps"])
 
     def _check_hyperparameters(self, saved: dict[str, Any] | None) -> None:
         if saved is None:

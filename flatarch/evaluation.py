@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from . import tree
+from .buffers import BufferSnapshot, frozen_running_statistics, module_buffers
 
 Convention = str  # "functional" | "closure"
 
@@ -106,6 +107,8 @@ class GradientOracle:
         keep_first_pass: on leaving, buffers and random state as the first evaluation left them
             (an update, like first-order DARTS' single pass); ``False``: as they were on entering (a
             measurement that must not change the search).
+        snapshots: storage for the buffer copies before the step and after the first pass,
+            kept by the caller from step to step (fresh storage when ``None``).
     """
 
     def __init__(
@@ -122,6 +125,7 @@ class GradientOracle:
         protect_buffers: bool = True,
         same_randomness: bool = True,
         keep_first_pass: bool = True,
+        snapshots: tuple[BufferSnapshot, BufferSnapshot] | None = None,
     ):
         if not callable(loss_fn):
             raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
@@ -151,15 +155,18 @@ class GradientOracle:
         self._live_is_alpha = True
         self._rng_before: RandomState | None = None
         self._rng_after: RandomState | None = None
-        self._buffers_before: list[torch.Tensor] | None = None
-        self._buffers_after: list[torch.Tensor] | None = None
+        self._before, self._after = snapshots or (BufferSnapshot(), BufferSnapshot())
+        self._buffers: list[torch.Tensor] = []
+        self._after_taken = False
 
     # -- context ---------------------------------------------------------------------------
     def __enter__(self) -> GradientOracle:
         if self.convention == "closure":
             self._originals = tuple(p.detach().clone() for p in self.params)
         if self.protect_buffers and self.module is not None:
-            self._buffers_before = [b.detach().clone() for b in self._buffers()]
+            self._buffers = module_buffers(self.module)
+            if self._buffers:
+                self._before.take(self._buffers)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -171,15 +178,12 @@ class GradientOracle:
             # Later evaluations replayed the first one's randomness; continue from where the
             # first left the generators, as a single-evaluation update would.
             (self._rng_after if self.keep_first_pass else self._rng_before).restore()
-        if self._buffers_before is not None:
-            first_pass = succeeded and self.keep_first_pass and self._buffers_after is not None
-            target = self._buffers_after if first_pass else self._buffers_before
-            with torch.no_grad():
-                for buffer, saved in zip(self._buffers(), target):
-                    buffer.copy_(saved)
-
-    def _buffers(self) -> list[torch.Tensor]:
-        return [b for b in self.module.buffers() if b is not None]
+        if not self._buffers:
+            return
+        if not succeeded or not self.keep_first_pass:
+            self._before.put_back()
+        elif self._after_taken:
+            self._after.put_back()
 
     def _write(self, values: Sequence[torch.Tensor]) -> None:
         with torch.no_grad():
@@ -193,12 +197,7 @@ class GradientOracle:
         """``(loss, grads, inputs)`` at ``point``; ``inputs`` are the tensors the gradient was
         taken with respect to (differentiate through them when ``create_graph``)."""
         first = self.evaluations == 0
-        if first:
-            if self.same_randomness:
-                self._rng_before = RandomState([p.device for p in self.params])
-        elif self._rng_before is not None:
-            self._rng_before.restore()
-
+        self._before_evaluation()
         if self.convention == "functional":
             inputs = tuple(x.detach().requires_grad_(True) for x in point)
             call = lambda: self.loss_fn(tree.unflatten(inputs, self.spec))  # noqa: E731
@@ -221,21 +220,69 @@ class GradientOracle:
             loss = self._check_loss(call())
             grads = self._grad(loss, inputs, create_graph)
 
-        self.evaluations += 1
-        self.labels.append(label)
-        self.finite_flags.append(torch.isfinite(loss.detach()).all() & tree.all_finite(grads))
+        loss = self._record(label, loss, grads)
         if first:
             if self.same_randomness:
                 self._rng_after = RandomState([p.device for p in self.params])
-            if self._buffers_before is not None:
-                self._buffers_after = [b.detach().clone() for b in self._buffers()]
             if self.scale is not None and not bool(self.finite_flags[-1]):
                 # fp16: check before any perturbation is built from an overflowed gradient.
                 raise FoundInf
+        return loss, grads, inputs
+
+    def evaluate_pair(
+        self, first_point: Sequence[torch.Tensor], second_point: Sequence[torch.Tensor], labels: tuple[str, str]
+    ) -> tuple[tuple[torch.Tensor, tuple[torch.Tensor, ...]], tuple[torch.Tensor, tuple[torch.Tensor, ...]]]:
+        """``(loss, grads)`` at two points from one pass over both (``torch.func.vmap`` over the
+        stacked points): half the kernel launches of two evaluations, the same values. Needs the
+        functional convention and a loss that returns the loss alone; not the first evaluation of
+        a step. The module's BatchNorm layers use batch statistics as always but do not update
+        their running statistics in this pass (later passes must not change them anyway)."""
+        if self.convention != "functional" or self.returns_grad:
+            raise ValueError(
+                "batch_pair=True evaluates the two difference points in one vmapped pass, which needs a functional "
+                "loss_fn(alpha) that returns the loss (e.g. flatarch.module_loss); use batch_pair=False with a "
+                "closure or with returns_grad=True"
+            )
+        if self.evaluations == 0:
+            raise RuntimeError("evaluate_pair cannot be a step's first evaluation")
+        self._before_evaluation()
+        stacked = tuple(torch.stack([a.detach(), b.detach()]) for a, b in zip(first_point, second_point))
+        scale = self.scale
+
+        def loss_at(*leaves: torch.Tensor) -> torch.Tensor:
+            loss = self.loss_fn(tree.unflatten(leaves, self.spec)).reshape(())
+            return loss if scale is None else loss * scale
+
+        value_and_grads = torch.func.grad_and_value(loss_at, argnums=tuple(range(len(stacked))))
+        with frozen_running_statistics(self.module):
+            grads, losses = torch.func.vmap(value_and_grads, randomness="same")(*stacked)
+        if scale is not None:
+            losses, grads = losses / scale, tuple(g / scale for g in grads)
+        return tuple(  # type: ignore[return-value]
+            (self._record(label, losses[i], tuple(g[i] for g in grads)), tuple(g[i] for g in grads))
+            for i, label in enumerate(labels)
+        )
+
+    def _before_evaluation(self) -> None:
+        if self.evaluations == 1 and self._buffers:
+            # the buffers as the first pass left them, copied only when a second pass follows
+            self._after.take(self._buffers)
+            self._after_taken = True
+        if self.evaluations == 0:
+            if self.same_randomness:
+                self._rng_before = RandomState([p.device for p in self.params])
+        elif self._rng_before is not None:
+            self._rng_before.restore()
+
+    def _record(self, label: str, loss: torch.Tensor, grads: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Count the evaluation, keep its finiteness flag; the loss detached, at least float32."""
+        self.evaluations += 1
+        self.labels.append(label)
+        self.finite_flags.append(tree.all_finite((loss.detach(), *grads)))
         loss = loss.detach()
         if loss.dtype in (torch.float16, torch.bfloat16):
             loss = loss.float()
-        return loss, grads, inputs
+        return loss
 
     def _check_loss(self, loss: Any) -> torch.Tensor:
         if not isinstance(loss, torch.Tensor):
@@ -297,13 +344,20 @@ class GradientOracle:
         return loss.detach().reshape(()), grads
 
     # -- after the direction is computed ---------------------------------------------------
+    def finite_flags_with(self, direction: Sequence[torch.Tensor]) -> torch.Tensor:
+        """A bool tensor on the device (no host sync): one flag per evaluation, whether its loss
+        and gradients were finite, then one for ``direction``; labelled by :meth:`check_labels`."""
+        checks = [*self.finite_flags, tree.all_finite(direction)]
+        return torch.stack([f.to(checks[0].device) for f in checks])
+
+    def check_labels(self) -> list[str]:
+        return [*self.labels, "the final direction"]
+
     def first_nonfinite(self, direction: Sequence[torch.Tensor]) -> str | None:
         """The label of the first evaluation with a non-finite loss or gradient, else
         ``"the final direction"`` if ``direction`` is not finite, else None (one host sync)."""
-        checks = [*self.finite_flags, tree.all_finite(direction)]
-        labels = [*self.labels, "the final direction"]
-        flags = torch.stack([f.to(checks[0].device) for f in checks]).cpu()
-        for label, ok in zip(labels, flags.tolist()):
+        flags = self.finite_flags_with(direction).cpu()
+        for label, ok in zip(self.check_labels(), flags.tolist()):
             if not ok:
                 return label
         return None
@@ -313,4 +367,4 @@ def _same_sequence(a, b) -> bool:
     """Two specs that differ only in list against tuple at the top (``torch.autograd.grad`` returns a
     tuple for a list of parameters)."""
     sequences = (list, tuple)
-    return a.type in sequences and b.type in sequences and a.children_specs == b.children_specs
+    return a.type in sequences and b.type in sequences and a.children() == b.children()

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from . import tree
+from .transfer import to_device
 
 
 def smoothing_radius(epoch: int, epochs: int, *, start: float = 0.03, end: float = 0.3) -> float:
@@ -55,7 +56,7 @@ def _uniform(like: torch.Tensor, epsilon: float, generator: torch.Generator | No
     # drawn on the generator's device (CPU by default), so CPU and GPU runs see the same noise
     device = generator.device if generator is not None else like.device
     noise = torch.rand(like.shape, generator=generator, device=device, dtype=like.dtype)
-    return noise.mul_(2 * epsilon).sub_(epsilon).to(like.device)
+    return to_device(noise.mul_(2 * epsilon).sub_(epsilon), like.device)
 
 
 def random_smoothing(probs: torch.Tensor, epsilon: float, *, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -125,6 +126,6 @@ def adversarial_smoothing(
         ]
     with torch.no_grad():
         loss_attacked = loss_at(points)
-    if bool(loss_clean > loss_attacked):  # the attack did not raise the loss: keep the clean weights
-        points = clean
-    return tree.unflatten([p.detach() for p in points], spec)
+    # the attack did not raise the loss: keep the clean weights (decided on the device, no host sync)
+    keep_clean = loss_clean > loss_attacked
+    return tree.unflatten([torch.where(keep_clean, c, p.detach()) for c, p in zip(clean, points)], spec)

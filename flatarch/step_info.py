@@ -20,16 +20,19 @@ class StepInfo:
             first-order DARTS). ``perturbed_loss - loss`` is the sharpness estimate.
         grad_norm: ``||g(alpha)||``, the global 2-norm of the plain alpha gradient.
         evaluations: how many loss (and alpha-gradient) evaluations the step made.
-        skipped: the inner optimizer did not step (non-finite values; see ``found_inf``).
-        found_inf: a loss or gradient was NaN/Inf (with a grad scale: an fp16 overflow).
+        skipped: the inner optimizer did not step (non-finite values; see ``found_inf``). A 0-dim
+            bool tensor on the device when the update has ``deferred_check`` (read it only when
+            you need it: that waits for the device).
+        found_inf: a loss or gradient was NaN/Inf (with a grad scale: an fp16 overflow); a
+            tensor like ``skipped`` with ``deferred_check``.
     """
 
     loss: torch.Tensor
     perturbed_loss: torch.Tensor
     grad_norm: torch.Tensor
     evaluations: int
-    skipped: bool = False
-    found_inf: bool = False
+    skipped: bool | torch.Tensor = False
+    found_inf: bool | torch.Tensor = False
 
     @property
     def sharpness(self) -> torch.Tensor:
@@ -44,6 +47,6 @@ class StepInfo:
             "sharpness": float(self.sharpness),
             "grad_norm": float(self.grad_norm),
             "evaluations": self.evaluations,
-            "skipped": self.skipped,
-            "found_inf": self.found_inf,
+            "skipped": bool(self.skipped),
+            "found_inf": bool(self.found_inf),
         }

@@ -51,6 +51,9 @@ def _options() -> list[tuple[str, str, dict[str, Any], str]]:
          "(default: on with CUDA)"),
         ("channels_last", "--channels-last", {"action": argparse.BooleanOptionalAction},
          "channels-last memory format (default: on with CUDA)"),
+        ("device_data", "--device-data", {"action": argparse.BooleanOptionalAction},
+         "make the batches on the device: the images held there once, crop, flip, normalisation and cutout done "
+         "per batch there, no loader processes (default: on with CUDA)"),
         ("stop_train_loss", "--stop-train-loss", number, "stop after the first epoch whose mean training objective "
          "(cross-entropy + weighted auxiliary loss, as the original DARTS script logs it) is <= this; the paper's "
          "neighbourhood study: 0.43 on CIFAR-10, 1.0 on CIFAR-100 (default: off)"),

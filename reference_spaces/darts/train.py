@@ -103,6 +103,9 @@ class TrainConfig:
     amp: bool | None = None
     #: channels-last memory format; None = on exactly when on CUDA
     channels_last: bool | None = None
+    #: batches made on the device (loaders.DeviceLoader) instead of by DataLoader workers; None = on
+    #: exactly when on CUDA
+    device_data: bool | None = None
     #: stop after the first epoch whose mean training objective (cross-entropy plus the weighted
     #: auxiliary loss, the "train loss" the original DARTS script logs) is <= this (None = never)
     stop_train_loss: float | None = None
@@ -157,9 +160,10 @@ def _sum_over_processes(values: list[float], device: torch.device) -> list[float
 
 
 def _set_loader_epoch(loader: Iterable, epoch: int) -> None:
-    sampler = getattr(loader, "sampler", None)
-    if hasattr(sampler, "set_epoch"):
-        sampler.set_epoch(epoch)
+    for owner in (loader, getattr(loader, "sampler", None)):  # a DeviceLoader, a DistributedSampler
+        if hasattr(owner, "set_epoch"):
+            owner.set_epoch(epoch)
+            return
 
 
 def _logits(output: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -183,7 +187,7 @@ def evaluate(model: nn.Module, loader: Iterable, device: torch.device, amp: bool
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
                 logits, _ = _logits(model(x))
             sums += torch.stack([F.cross_entropy(logits.float(), y, reduction="sum").double(),
-                                 (logits.argmax(1) == y).sum().double(), sums.new_tensor(float(y.numel()))])
+                                 (logits.argmax(1) == y).sum().double(), sums.new_full((), float(y.numel()))])
     model.train(was_training)
     loss_sum, correct, total = _sum_over_processes(sums.tolist(), device)
     if total == 0:
@@ -212,7 +216,7 @@ def _train_epoch(net: nn.Module, model: nn.Module, loader: Iterable, optimizer: 
         if config.grad_clip:
             nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
-        n = sums.new_tensor(float(y.numel()))
+        n = sums.new_full((), float(y.numel()))  # new_full: no upload from the host, no sync
         sums += torch.stack([loss.detach().double() * n, (logits.argmax(1) == y).sum().double(),
                              objective.detach().double() * n, n])
     return _sum_over_processes(sums.tolist(), device)
@@ -225,7 +229,8 @@ def recorded_settings(config: TrainConfig, extra: dict[str, Any], amp: bool, wor
 
 def resume_keys(settings: dict[str, Any]) -> list[str]:
     """The recorded settings that must match for ``--resume`` (the others do not change the result)."""
-    return [k for k in settings if k not in (*NOT_COMPARED, "loader_workers", "threads", "channels_last")]
+    return [k for k in settings
+            if k not in (*NOT_COMPARED, "loader_workers", "threads", "channels_last", "device_data")]
 
 
 @dataclass
@@ -444,13 +449,15 @@ def train_genotype(genotype: Any, dataset: str = "cifar10", *, config: TrainConf
     amp = config.amp if config.amp is not None else dev.type == "cuda"
     if amp and dev.type != "cuda":
         raise TrainError("--amp (bf16 mixed precision) needs a CUDA device; use --no-amp on CPU")
-    extra = {"genotype": G.to_json(genotype), "dataset": dataset}
+    device_data = config.device_data if config.device_data is not None else dev.type == "cuda"
+    extra = {"genotype": G.to_json(genotype), "dataset": dataset, "device_data": device_data}
     settings = recorded_settings(config, extra, amp, world)
     folder = RunFolder(out_dir if rank == 0 else None, files=RUN_FILES, finished=REPORT_NAME, resume=resume,
                        restart=restart, say=_say_on_rank0(_notice, rank))
     checkpoint = folder.check(settings, resume_keys(settings))
     load_cfg = loaders.LoaderConfig(dataset=dataset, data_dir=data_dir, batch_size=config.batch_size,
-                                    cutout=config.cutout, workers=config.loader_workers, download=download)
+                                    cutout=config.cutout, workers=config.loader_workers, download=download,
+                                    device_data=device_data, device=str(dev), seed=config.seed)
     train_set, test_set, num_classes = loaders.datasets_for(load_cfg)
     sample = train_set[0][0]
     torch.manual_seed(config.seed)  # identical initial weights in every process

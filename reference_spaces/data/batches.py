@@ -1,8 +1,9 @@
 """The search's data split and batch streams.
 
 The whole training set lives on the search device as uint8; each batch is gathered,
-augmented and normalised there (no worker processes, no per-image Python), so data loading
-costs next to nothing beside the network passes.
+augmented and normalised there (no worker processes, no per-image Python, and no host
+synchronisation: an epoch's random numbers reach the device in one copy that does not wait
+for it), so data loading costs next to nothing beside the network passes.
 
 Determinism and resume: the order and augmentation of epoch ``e`` of a stream depend only on
 ``(seed, stream_id, e)`` through a CPU ``torch.Generator`` seeded from them; nothing has to be
@@ -15,8 +16,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
-import torch.nn.functional as F
 
+from flatarch.transfer import to_device
+
+from . import augment
 from .datasets import ImageData
 
 
@@ -79,38 +82,37 @@ class BatchStream:
         """The shuffled batches of epoch ``epoch`` (0-based), always the same for the same arguments."""
         g = self._generator(epoch)
         order = torch.randperm(len(self.labels), generator=g)
-        for b in range(len(self)):
-            yield self._batch(order[b * self.batch_size : (b + 1) * self.batch_size], g)
+        yield from self._batches([order[b * self.batch_size : (b + 1) * self.batch_size] for b in range(len(self))], g)
 
     def sweep(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Every image once, in order, the last batch partial: for measuring loss and accuracy on the
         whole split (with the stream's augmentation, drawn for ``epoch``)."""
         g = self._generator(epoch, purpose=1)
         order = torch.arange(len(self.labels))
-        for start in range(0, len(order), self.batch_size):
-            yield self._batch(order[start : start + self.batch_size], g)
+        yield from self._batches(list(order.split(self.batch_size)), g)
 
-    def _batch(self, idx: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        n = len(idx)
-        if self.augment:
-            offsets = torch.randint(0, 2 * self.pad + 1, (n, 2), generator=g) if self.pad else None
-            flips = torch.rand(n, generator=g) < 0.5 if self.flip else None
-        idx = idx.to(self.device)
+    def _batches(self, batches: list[torch.Tensor], g: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The batches of these index lists. All of their random numbers are drawn first, batch by batch
+        in the order a batch-at-a-time loop would draw them, and go to the device in one copy that does
+        not wait for it (:func:`flatarch.transfer.to_device`): no host synchronisation per batch."""
+        columns = []
+        for idx in batches:
+            row = [idx[:, None]]
+            if self.augment and self.pad:
+                row.append(augment.draw_crop_offsets(len(idx), self.pad, g))
+            if self.augment and self.flip:
+                row.append(augment.draw_flips(len(idx), g)[:, None].long())
+            columns.append(torch.cat(row, dim=1))
+        plan = to_device(torch.cat(columns), self.device)
+        for rows in plan.split([len(idx) for idx in batches]):
+            yield self._batch(rows)
+
+    def _batch(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One batch from its rows of the plan: image index, then crop offsets and a flip flag where augmented."""
+        idx = rows[:, 0]
         x = self.images[idx].float().div_(255.0)
-        if self.augment:
-            x = self._augment(x, offsets, flips)
-        return (x - self.mean) / self.std, self.labels[idx]
-
-    def _augment(self, x: torch.Tensor, offsets: torch.Tensor | None, flips: torch.Tensor | None):
-        n, _, h, w = x.shape
-        if offsets is not None:
-            p = self.pad
-            padded = F.pad(x, (p, p, p, p))
-            offsets = offsets.to(self.device)
-            rows = (offsets[:, 0:1] + torch.arange(h, device=self.device))[:, :, None]  # [n, h, 1]
-            cols = (offsets[:, 1:2] + torch.arange(w, device=self.device))[:, None, :]  # [n, 1, w]
-            batch = torch.arange(n, device=self.device)[:, None, None]
-            x = padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
-        if flips is not None:
-            x = torch.where(flips.to(self.device)[:, None, None, None], x.flip(3), x)
-        return x.contiguous()
+        if self.augment and self.pad:
+            x = augment.random_crop(x, rows[:, 1:3], self.pad)
+        if self.augment and self.flip:
+            x = augment.horizontal_flip(x, rows[:, -1].bool())
+        return ((x - self.mean) / self.std).contiguous(), self.labels[idx]

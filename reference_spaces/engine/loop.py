@@ -191,11 +191,13 @@ class _Searcher:
         except ValueError as exc:
             raise SearchError(str(exc)) from None
         self.net = net.to(self.device)
+        if cfg.compile:
+            self.net.compile()  # in place: same parameter names, checkpoints and module_loss paths
         self.arch = self.net.arch_parameters()
         self.weights = self.net.weight_parameters()
         self.arch_opt = flatarch.make_update(
             cfg.optimizer, self.arch, rho=cfg.rho, eps=cfg.eps, difference=cfg.difference,
-            on_nonfinite=cfg.on_nonfinite, optimizer=torch.optim.Adam, lr=cfg.arch_lr,
+            on_nonfinite=cfg.on_nonfinite, deferred_check=True, optimizer=torch.optim.Adam, lr=cfg.arch_lr,
             betas=tuple(cfg.arch_betas), weight_decay=cfg.arch_weight_decay,
         )
         self.w_opt = torch.optim.SGD(self.weights, cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -304,7 +306,7 @@ class _Searcher:
             torch.nn.utils.clip_grad_norm_(self.weights, self.cfg.grad_clip)
         self.w_opt.step()
         sums += torch.stack([loss.detach().double() * len(y), (logits.detach().argmax(1) == y).sum().double(),
-                             sums.new_tensor(float(len(y)))])
+                             sums.new_full((), float(len(y)))])  # new_full: no host-to-device copy, no sync
 
     # --- epochs --------------------------------------------------------------------------------
     def _sweep(self, epoch: int, weights: dict[str, torch.Tensor] | None) -> tuple[float, float]:
@@ -316,7 +318,7 @@ class _Searcher:
                     logits = self.net(x, weights)
                 loss = F.cross_entropy(logits.float(), y, reduction="sum")
                 sums += torch.stack([loss.double(), (logits.argmax(1) == y).sum().double(),
-                                     sums.new_tensor(float(len(y)))])
+                                     sums.new_full((), float(len(y)))])
         loss_sum, correct, seen = sums.tolist()
         return loss_sum / seen, 100.0 * correct / seen
 
@@ -353,6 +355,7 @@ class _Searcher:
             if cfg.progress and t % 10 == 9:  # a host sync every 10 iterations, only with a bar
                 loss_sum, correct, seen = sums.tolist()
                 bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100 * correct / seen:.1f}%")
+        self.arch_opt.check()  # the last alpha step's NaN/Inf check (deferred: read once per epoch, not per step)
         if self.sched is not None:
             self.sched.step()
         if self.device.type == "cuda":

@@ -28,26 +28,32 @@ STEP_FIGURES = ("loss", "perturbed_loss", "sharpness", "grad_norm", "evaluations
 
 
 class StepStats:
-    """Means over an epoch of every :class:`~flatarch.StepInfo` figure, summed on the device (no
-    host synchronisation until :meth:`means`)."""
+    """Means over an epoch of every :class:`~flatarch.StepInfo` figure over the steps taken, with
+    the counts of steps taken and skipped, summed on the device: no host synchronisation until
+    :meth:`means`, also when ``info.skipped`` is a device tensor (an update with ``deferred_check``)."""
 
     def __init__(self, device: torch.device):
-        self.sums = torch.zeros(len(STEP_FIGURES), dtype=torch.float64, device=device)
-        self.steps = 0
-        self.skipped = 0
+        # the figures, then [steps taken, steps skipped]
+        self.sums = torch.zeros(len(STEP_FIGURES) + 2, dtype=torch.float64, device=device)
+        self._skipped_row = torch.zeros_like(self.sums)
+        self._skipped_row[-1] = 1.0
 
     def add(self, info: StepInfo) -> None:
-        if info.skipped:
-            self.skipped += 1
-            return
+        if isinstance(info.skipped, torch.Tensor):
+            self.sums += torch.where(info.skipped.to(self.sums.device), self._skipped_row, self._taken(info))
+        else:
+            self.sums += self._skipped_row if info.skipped else self._taken(info)
+
+    def _taken(self, info: StepInfo) -> torch.Tensor:
         values = [info.loss, info.perturbed_loss, info.sharpness, info.grad_norm]
-        self.sums += torch.stack([v.detach().to(self.sums) for v in values] +
-                                 [self.sums.new_tensor(float(info.evaluations))])
-        self.steps += 1
+        return torch.stack([v.detach().to(self.sums) for v in values] +
+                           [self.sums.new_full((), float(info.evaluations)), self.sums.new_ones(()),
+                            self.sums.new_zeros(())])
 
     def means(self) -> dict[str, float | int]:
-        means = (self.sums / max(self.steps, 1)).tolist() if self.steps else [float("nan")] * len(STEP_FIGURES)
-        return {**dict(zip(STEP_FIGURES, means)), "steps": self.steps, "skipped": self.skipped}
+        *sums, steps, skipped = self.sums.tolist()
+        means = [s / steps for s in sums] if steps else [float("nan")] * len(STEP_FIGURES)
+        return {**dict(zip(STEP_FIGURES, means)), "steps": int(steps), "skipped": int(skipped)}
 
 
 def best_record(history: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
