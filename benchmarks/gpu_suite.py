@@ -7,9 +7,11 @@ Sections (every figure is printed with the torch thread count):
   first-order DARTS and to the pass-count floor (bare alpha-gradient evaluations);
 * ``search``: search iterations per second (alpha step + weight step, through the engine's own
   methods, data made on the device) on NAS-Bench-201 and the DARTS space, per update, in fp32,
-  bf16 autocast (CUDA), bf16 + channels-last (CUDA) and ``torch.compile`` d (CUDA by default);
-* ``projection``: the time of a 50-epoch NAS-Bench-201 A2-DARTS search on CIFAR-10 (390
-  iterations and a validation sweep of 25,000 images per epoch) from the measured rates;
+  bf16 autocast (CUDA), bf16 + channels-last (CUDA) and ``torch.compile`` d, default mode and
+  ``reduce-overhead`` (CUDA graphs) (CUDA by default); a variant that fails is reported, not fatal;
+* ``projection`` (printed after each NAS-Bench-201 A2M search figure): the time of a 50-epoch
+  NAS-Bench-201 A2-DARTS search on CIFAR-10 (390 iterations and a validation sweep of 25,000 images
+  per epoch) from the measured rates;
 * ``train``: DARTS-space evaluation training, images per second (the paper's C=36, 20 cells,
   batch 96), fp32 / bf16 / bf16 + channels-last, batches made on the device;
 * ``data``: images per second of the batch makers alone, on-device vs a worker ``DataLoader``;
@@ -51,7 +53,7 @@ from flatarch.reference_spaces.engine.loop import _Searcher  # noqa: E402
 
 import flatarch  # noqa: E402
 
-SECTIONS = ("alpha_step", "search", "projection", "train", "data", "authors")
+SECTIONS = ("alpha_step", "search", "projection", "train", "data", "authors")  # projection: within search
 
 #: network and batch sizes: the papers' ("full") and a smoke-test size ("tiny")
 SIZES = {
@@ -75,10 +77,13 @@ class Precision:
     amp: bool = False
     channels_last: bool = False
     compile: bool = False
+    #: torch.compile mode ("reduce-overhead": CUDA graphs); None = the default mode, as ``--compile``
+    compile_mode: str | None = None
 
 
 PRECISIONS = (Precision("fp32"), Precision("bf16", amp=True), Precision("bf16 channels-last", True, True),
-              Precision("compiled", compile=True), Precision("bf16 compiled", amp=True, compile=True))
+              Precision("compiled", compile=True), Precision("bf16 compiled", amp=True, compile=True),
+              Precision("compiled reduce-overhead", compile=True, compile_mode="reduce-overhead"))
 
 
 # -- measuring ---------------------------------------------------------------------------------------
@@ -207,8 +212,11 @@ def searcher(space: str, update: str, precision: Precision, s: dict, iters: int,
     data = synthetic(2 * s["batch"] * (iters + 1), s["image"])
     cfg = SearchConfig(space=space, optimizer=update, dataset="synthetic", batch_size=s["batch"],
                        channels=s["channels"], cells_per_stage=s["cells_per_stage"], epochs=1, seed=0,
-                       device=str(device), amp=precision.amp, compile=precision.compile, progress=False, plot=False)
+                       device=str(device), amp=precision.amp, compile=precision.compile and not precision.compile_mode,
+                       progress=False, plot=False)
     searcher = _Searcher(cfg, data)
+    if precision.compile_mode:
+        searcher.net.compile(mode=precision.compile_mode)
     if precision.channels_last:
         searcher.net.to(memory_format=torch.channels_last)
     return searcher
@@ -253,27 +261,42 @@ def validation_images_per_second(searcher: _Searcher) -> float:
     return n / (time.perf_counter() - start)
 
 
-def search(size: dict, device: torch.device, precisions: list[Precision], deadline: float) -> list[dict[str, Any]]:
+def search(size: dict, device: torch.device, precisions: list[Precision], deadline: float,
+           spaces: list[str]) -> list[dict[str, Any]]:
+    """Search iterations per second for each variant; after each NAS-Bench-201 A2M figure, its projection."""
     rows = []
-    for space in ("nb201", "darts"):
-        s = size[space]
-        iters = size["iters"] if space == "nb201" else size["darts_iters"]
-        for precision in precisions:
+    # precision outermost: the compiled variants (minutes of compilation each) come last, so a spent
+    # budget skips them rather than the eager figures of the DARTS space
+    for precision in precisions:
+        for space in spaces:
+            s = size[space]
+            iters = size["iters"] if space == "nb201" else size["darts_iters"]
             for update in UPDATES if not precision.compile else ("first-order", "a2m"):
                 name = f"{space} {update} {precision.name}"
                 if time.perf_counter() > deadline:
-                    rows.append(skipped("search", name, "time budget spent (--budget)"))
+                    rows.append(print_row(skipped("search", name, "time budget spent (--budget)")))
                     continue
-                with contextlib.ExitStack() as stack:
-                    if precision.compile:
-                        stack.enter_context(_fresh_compile_cache())
-                    built = searcher(space, update, precision, s, iters + size["warmup"], device)
-                    rate, use = iterations_per_second(built, iters, size["warmup"], precision.channels_last)
-                    extra = {"space": space, "update": update, "precision": precision.name, "utilisation": use}
-                    if space == "nb201" and update == "a2m":
-                        extra["validation_images_per_second"] = validation_images_per_second(built)
-                    rows.append(figure("search", name, rate, "iterations/s", device, **extra))
+                try:
+                    row = search_row(space, update, precision, s, iters, size["warmup"], device)
+                except Exception as exc:  # a variant that fails (e.g. a compile mode) must not end the suite
+                    row = skipped("search", name, f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
+                rows.append(print_row(row))
+                if "validation_images_per_second" in row:
+                    rows.append(print_row(projection(row, device)))
     return rows
+
+
+def search_row(space: str, update: str, precision: Precision, s: dict, iters: int, warmup: int,
+               device: torch.device) -> dict[str, Any]:
+    with contextlib.ExitStack() as stack:
+        if precision.compile:
+            stack.enter_context(_fresh_compile_cache())
+        built = searcher(space, update, precision, s, iters + warmup, device)
+        rate, use = iterations_per_second(built, iters, warmup, precision.channels_last)
+        extra = {"space": space, "update": update, "precision": precision.name, "utilisation": use}
+        if space == "nb201" and update == "a2m":
+            extra["validation_images_per_second"] = validation_images_per_second(built)
+        return figure("search", f"{space} {update} {precision.name}", rate, "iterations/s", device, **extra)
 
 
 @contextlib.contextmanager
@@ -285,18 +308,13 @@ def _fresh_compile_cache():
     yield
 
 
-def projection(search_rows: list[dict[str, Any]], device: torch.device) -> list[dict[str, Any]]:
-    """Minutes of a 50-epoch NAS-Bench-201 A2-DARTS search on CIFAR-10 from each measured A2M rate."""
-    rows = []
-    for row in search_rows:
-        if row.get("space") != "nb201" or row.get("update") != "a2m" or "value" not in row:
-            continue
-        epoch_seconds = (PROJECTION["iterations_per_epoch"] / row["value"]
-                         + PROJECTION["validation_images"] / row["validation_images_per_second"])
-        minutes = PROJECTION["epochs"] * epoch_seconds / 60
-        rows.append({**figure("projection", f"nb201 a2m 50 epochs {row['precision']}", minutes, "minutes", device),
-                     "peak_memory_bytes": row["peak_memory_bytes"], "from": row["name"]})
-    return rows
+def projection(row: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """Minutes of a 50-epoch NAS-Bench-201 A2-DARTS search on CIFAR-10 from a measured A2M rate."""
+    epoch_seconds = (PROJECTION["iterations_per_epoch"] / row["value"]
+                     + PROJECTION["validation_images"] / row["validation_images_per_second"])
+    minutes = PROJECTION["epochs"] * epoch_seconds / 60
+    return {**figure("projection", f"nb201 a2m 50 epochs {row['precision']}", minutes, "minutes", device),
+            "peak_memory_bytes": row["peak_memory_bytes"], "from": row["name"]}
 
 
 # -- evaluation training ---------------------------------------------------------------------------------
@@ -398,19 +416,24 @@ def authors(args: argparse.Namespace, device: torch.device) -> list[dict[str, An
 
 
 # -- output ----------------------------------------------------------------------------------------------
-def print_table(rows: list[dict[str, Any]]) -> None:
+def print_header() -> None:
     print(f"{'section':<11} {'figure':<58} {'value':>12} {'unit':<13} {'ratio':<22} {'peak MiB':>9} "
           f"{'util %':>6} {'threads':>7}")
-    for row in rows:
-        if "skipped" in row:
-            print(f"{row['section']:<11} {row['name']:<58} skipped: {row['skipped']} (threads {row['threads']})")
-            continue
-        ratios = "  ".join(f"{k[3:] if k.startswith('vs_') else k} {row[k]:.2f}x" for k in
-                           ("vs_first_order", "vs_floor", "vs_authors") if k in row)
-        use = row.get("utilisation")
-        print(f"{row['section']:<11} {row['name']:<58} {row['value']:>12.2f} {row['unit']:<13} {ratios:<22} "
-              f"{row['peak_memory_bytes'] / 2**20:>9.0f} {'-' if use is None else f'{use:.0f}':>6} "
-              f"{row['threads']:>7}")
+
+
+def print_row(row: dict[str, Any]) -> dict[str, Any]:
+    """Print one figure as soon as it is measured (a run cut short still shows what it measured)."""
+    if "skipped" in row:
+        print(f"{row['section']:<11} {row['name']:<58} skipped: {row['skipped']} (threads {row['threads']})",
+              flush=True)
+        return row
+    ratios = "  ".join(f"{k[3:] if k.startswith('vs_') else k} {row[k]:.2f}x" for k in
+                       ("vs_first_order", "vs_floor", "vs_authors") if k in row)
+    use = row.get("utilisation")
+    print(f"{row['section']:<11} {row['name']:<58} {row['value']:>12.2f} {row['unit']:<13} {ratios:<22} "
+          f"{row['peak_memory_bytes'] / 2**20:>9.0f} {'-' if use is None else f'{use:.0f}':>6} "
+          f"{row['threads']:>7}", flush=True)
+    return row
 
 
 def environment(device: torch.device) -> dict[str, Any]:
@@ -431,6 +454,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers in the data section (default: 2)")
     p.add_argument("--budget", type=float, default=270.0, help="seconds after which the remaining search variants "
                    "are skipped (default: 270, so the suite ends within 5 minutes)")
+    p.add_argument("--sections", default=",".join(SECTIONS),
+                   help=f"comma-separated sections to run (default: all of {', '.join(SECTIONS)})")
+    p.add_argument("--spaces", default="nb201,darts", help="search spaces of the search section (default: both)")
+    p.add_argument("--precisions", default=None,
+                   help="comma-separated search variants to run (default: all that the device supports: "
+                        + ", ".join(x.name for x in PRECISIONS) + ")")
     p.add_argument("--darts", default=None, help="a quark0/darts checkout, for the authors section")
     p.add_argument("--asquaredm", default=None, help="an AsquaredM checkout, for the authors section")
     args = p.parse_args(argv)
@@ -444,23 +473,51 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     reasons = {x.name: "bf16 autocast needs CUDA" for x in PRECISIONS if x.amp and device.type != "cuda"}
     reasons.update({x.name: "compiled variants off (--compile includes them)" for x in PRECISIONS
                     if x.compile and not compile_on and x.name not in reasons})
+    if args.precisions:
+        chosen = args.precisions.split(",")
+        unknown = set(chosen) - {x.name for x in PRECISIONS}
+        if unknown:
+            p.error(f"unknown --precisions {', '.join(sorted(unknown))}; choose from "
+                    + ", ".join(x.name for x in PRECISIONS))
+        reasons.update({x.name: "not chosen (--precisions)" for x in PRECISIONS if x.name not in chosen})
+    spaces = args.spaces.split(",")
+    if set(spaces) - {"nb201", "darts"}:
+        p.error("--spaces takes nb201, darts or nb201,darts")
+    sections = args.sections.split(",")
+    if set(sections) - set(SECTIONS):
+        p.error(f"unknown --sections {', '.join(sorted(set(sections) - set(SECTIONS)))}; choose from "
+                + ", ".join(SECTIONS))
     precisions = [x for x in PRECISIONS if x.name not in reasons]
     env = environment(device)
     print(f"gpu_suite on {env['device_name']} ({device}), torch {env['torch']}, torch threads {env['threads']}, "
           f"{'tiny' if args.tiny else 'paper'} sizes, {env['date']}")
-    rows = alpha_step(size, device)
-    search_rows = search(size, device, precisions, started + args.budget)
-    rows += search_rows + projection(search_rows, device)
-    rows += [skipped("search", f"{space} {name}", reason) for space in ("nb201", "darts")
-             for name, reason in reasons.items()]
-    rows += train(size, device) + data_paths(size, device, args.workers) + authors(args, device)
-    result = {"environment": env, "sizes": size, "seconds": time.perf_counter() - started,
-              **{section: [r for r in rows if r["section"] == section] for section in SECTIONS}}
-    print_table(rows)
+    print_header()
+
+    def save(rows: list[dict[str, Any]]) -> dict[str, Any]:
+        result = {"environment": env, "sizes": size, "seconds": time.perf_counter() - started,
+                  **{section: [r for r in rows if r["section"] == section] for section in SECTIONS}}
+        if args.json:  # after every section: a run cut short keeps what it measured
+            with open(args.json, "w") as f:
+                json.dump(result, f, indent=2)
+        return result
+
+    rows: list[dict[str, Any]] = []
+    if "alpha_step" in sections:
+        rows += [print_row(r) for r in alpha_step(size, device)]
+        save(rows)
+    if "search" in sections:
+        rows += [print_row(r) for r in [skipped("search", f"{space} {name}", reason) for space in spaces
+                                        for name, reason in reasons.items()]]
+        rows += search(size, device, precisions, started + args.budget, spaces)
+        save(rows)
+    later = {"train": lambda: train(size, device), "data": lambda: data_paths(size, device, args.workers),
+             "authors": lambda: authors(args, device)}
+    for name, section in later.items():
+        if name in sections:
+            rows += [print_row(r) for r in section()]
+            save(rows)
+    result = save(rows)
     print(f"{result['seconds']:.0f} s in all")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
     return result
 
 

@@ -268,7 +268,9 @@ def test_deferred_check_on_cuda_builds_adam_on_the_device_and_never_waits():
         finally:
             torch.cuda.set_sync_debug_mode("default")
         runs.append(alpha.detach().cpu())
-    torch.testing.assert_close(runs[1], runs[0], rtol=1e-12, atol=1e-14)
+    # capturable Adam keeps its step count as a float32 tensor on the device, so its bias
+    # corrections differ from the host's float ones in the 8th digit
+    torch.testing.assert_close(runs[1], runs[0], rtol=1e-6, atol=1e-12)
     before = alpha.detach().clone()
     opt.step(_loss_going_bad(model, {3}))
     assert torch.equal(alpha.detach(), before)

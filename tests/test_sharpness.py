@@ -259,5 +259,5 @@ def test_cuda_matches_cpu_and_keeps_the_device():
     gpu_loss = flatarch.module_loss(net, (x.cuda(), y.cuda()), ["alphas.normal", "alphas.reduce"])
     buffers = {k: v.clone() for k, v in net.named_buffers()}
     gpu = sharpness.power_iteration(gpu_loss, gpu_loss.arch_params, iters=300, tol=1e-12)
-    assert gpu.value == pytest.approx(cpu.value, rel=1e-7) and gpu.vector["normal"].device.type == "cuda"
+    assert gpu.value == pytest.approx(cpu.value, rel=1e-7) and gpu.vector["alphas.normal"].device.type == "cuda"
     assert all(torch.equal(v, buffers[k]) for k, v in net.named_buffers())

@@ -47,10 +47,10 @@ def _options() -> list[tuple[str, str, dict[str, Any], str]]:
         ("cutout", "--cutout", whole, f"cutout length in pixels, 0 = off {default('cutout')}"),
         ("seed", "--seed", {"type": int, "default": 0}, "seed of initial weights, shuffling, augmentation and drop "
          "path (default: 0)"),
-        ("amp", "--amp", {"action": argparse.BooleanOptionalAction}, "bf16 mixed precision; needs CUDA "
-         "(default: on with CUDA)"),
-        ("channels_last", "--channels-last", {"action": argparse.BooleanOptionalAction},
-         "channels-last memory format (default: on with CUDA)"),
+        ("amp", "--amp", {"action": "store_true"}, "bf16 mixed precision; needs CUDA (default: off, slower than "
+         "fp32 at the paper's size on an H200: docs/performance.md)"),
+        ("channels_last", "--channels-last", {"action": "store_true"},
+         "channels-last memory format (default: off, slower there too)"),
         ("device_data", "--device-data", {"action": argparse.BooleanOptionalAction},
          "make the batches on the device: the images held there once, crop, flip, normalisation and cutout done "
          "per batch there, no loader processes (default: on with CUDA)"),
