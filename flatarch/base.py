@@ -44,6 +44,10 @@ def check_choice(name: str, value: str, choices: tuple[str, ...]) -> str:
     return value
 
 
+#: settings that belong to an update rather than to its inner optimizer
+UPDATE_SETTINGS = ("rho", "eps", "hessian", "difference", "adaptive", "adaptive_eta")
+
+
 class ArchUpdate:
     """Base class of :class:`FirstOrder`, :class:`SAM`, :class:`USAM` and :class:`A2M`.
 
@@ -120,6 +124,11 @@ class ArchUpdate:
         self.protect_buffers = bool(protect_buffers)
         self.same_randomness = bool(same_randomness)
         self.deferred_check = bool(deferred_check)
+        misplaced = [k for k in optimizer_kwargs if k in UPDATE_SETTINGS]
+        if misplaced:  # else the inner optimizer's own "unexpected keyword" error would name Adam
+            raise TypeError(f"{type(self).__name__} has no setting {', '.join(map(repr, misplaced))} (each "
+                            "update's settings: flatarch.updates.update_settings(name)); flatarch.make_update(name, "
+                            "params, ...) drops the settings an update does not have")
         self.optimizer = self._build_optimizer(optimizer, optimizer_kwargs)
         self._steps = 0
         self._skipped_steps = 0

@@ -10,7 +10,7 @@ import inspect
 from typing import Any
 
 from .a2m import A2M
-from .base import ArchUpdate
+from .base import UPDATE_SETTINGS, ArchUpdate
 from .first_order import FirstOrder
 from .sam import SAM
 from .usam import USAM
@@ -21,10 +21,6 @@ UPDATES: dict[str, type[ArchUpdate]] = {"first-order": FirstOrder, "sam": SAM, "
 #: other spellings accepted for the names above
 ALIASES: dict[str, str] = {"firstorder": "first-order", "first_order": "first-order", "darts": "first-order",
                            "fo": "first-order"}
-
-#: settings that belong to an update rather than to its inner optimizer
-UPDATE_SETTINGS = ("rho", "eps", "hessian", "difference", "adaptive", "adaptive_eta")
-
 
 def canonical_update(name: str) -> str:
     """The :data:`UPDATES` key for ``name`` or one of its :data:`ALIASES` (``ValueError`` if none)."""

@@ -382,3 +382,12 @@ def test_returns_grad_accepts_the_tuple_autograd_gives_for_a_list_of_parameters(
     assert torch.allclose(direction[0], 2 * a) and torch.allclose(direction[1], 3 * b ** 2)
     with pytest.raises(ValueError, match="another structure"):
         flatarch.FirstOrder([a, b]).direction(lambda: ((a ** 2).sum(), {"x": a, "y": b}), returns_grad=True)
+
+
+@pytest.mark.parametrize("update, setting", [(flatarch.FirstOrder, "rho"), (flatarch.FirstOrder, "eps"),
+                                             (flatarch.SAM, "eps"), (flatarch.USAM, "difference")])
+def test_a_setting_the_update_does_not_have_is_named_not_passed_to_adam(update, setting):
+    alpha = torch.zeros(2, 3, requires_grad=True)
+    with pytest.raises(TypeError, match=rf"{update.__name__} has no setting '{setting}'.*update_settings"):
+        update([alpha], **{setting: 0.1})
+    flatarch.make_update(update.name, [alpha], **{setting: 0.1})  # the by-name factory drops it
