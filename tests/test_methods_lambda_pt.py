@@ -77,7 +77,8 @@ def test_lambda_darts_on_the_darts_space_perturbs_normal_cells_only(monkeypatch)
     ({"method": "lambda-darts", "lambda_corr": "cos"}, "--lambda-corr must be corr or signcorr"),
     ({"method": "darts", "lambda_coef": 0.1}, "--lambda does not apply to --method darts"),
     ({"method": "darts-pt", "projection_interval": 0}, "--projection-interval must be"),
-    ({"method": "darts-pt", "tune_epochs": 3}, "--tune-epochs 3 is too short .* give at least 25"),
+    ({"method": "darts-pt", "projection_interval": 5, "tune_epochs": 3},
+     "--tune-epochs 3 is too short .* give at least 25"),
     ({"method": "darts-pt", "select": "final"}, "darts-pt always runs with --select projection"),
     ({"method": "pcdarts", "tune_epochs": 5}, "--tune-epochs does not apply"),
 ])
@@ -205,3 +206,11 @@ def test_a2_darts_pt_takes_a2m_steps_in_both_phases_and_resumes_across_them(tmp_
     assert strip(log(out)) == strip(log(tmp_path / "full"))
     with pytest.raises(UsageError, match="projection phase"):
         search(cfg.replace(epochs=3), out=str(out), resume=True)
+
+
+def test_the_digits_demo_tunes_darts_pt_one_epoch_per_edge_and_explicit_settings_win():
+    demo = SearchConfig(method="darts-pt").resolved({})
+    assert demo.projection_interval == 1
+    assert SearchConfig(method="darts-pt", projection_interval=3).resolved({}).projection_interval == 3
+    assert SearchConfig(method="darts-pt", dataset="cifar10").resolved({}).projection_interval == 5  # the repository's
+    assert SearchConfig(method="darts").resolved({}).projection_interval is None  # not a darts setting

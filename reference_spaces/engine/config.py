@@ -157,9 +157,9 @@ class SearchConfig:
         return self
 
     def resolved(self, space_defaults: dict[str, Any]) -> SearchConfig:
-        """Validate, then fill every ``None`` default: the recipe's, the method's, the dataset's demo
-        size, the space's, the paper's. Settings the update or the method does not take stay
-        ``None``, so the config records what ran."""
+        """Validate, then fill every ``None`` default: the recipe's, the method's (its demo settings
+        first on the demo dataset), the dataset's demo size, the space's, the paper's. Settings the
+        update or the method does not take stay ``None``, so the config records what ran."""
         from .methods import METHOD_SETTINGS, get_method
 
         self.validate()
@@ -175,7 +175,8 @@ class SearchConfig:
             if getattr(self, name) not in (None, fixed):
                 raise SearchError(f"--method {self.method} always runs with {flag(name)} {fixed}; drop {flag(name)}")
         takes = update_settings(self.optimizer)
-        sources = (recipe, method.fixed, method.defaults.for_space(self.space), DATASET_DEFAULTS.get(self.dataset, {}),
+        demo = DATASET_DEFAULTS.get(self.dataset, {})
+        sources = (recipe, method.fixed, method.demo if demo else {}, method.defaults.for_space(self.space), demo,
                    space_defaults, PAPER_DEFAULTS)
 
         def default(name: str) -> Any:

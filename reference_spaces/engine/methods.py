@@ -60,6 +60,8 @@ class Method:
         defaults: this method's defaults for settings the user did not give (per space where needed).
         fixed: settings this method always runs with (a different one is refused).
         recipes: named settings (``--recipe``), e.g. the method's own hyper-parameters.
+        demo: this method's settings on the offline demo dataset, above its defaults, so that its
+            demo finishes in about a minute like the others (DARTS-PT: one tuning epoch per edge).
     """
 
     name: str
@@ -75,6 +77,7 @@ class Method:
     defaults: Recipe = Recipe("none")
     fixed: Mapping[str, Any] = field(default_factory=_frozen)
     recipes: Mapping[str, Recipe] = field(default_factory=_frozen)
+    demo: Mapping[str, Any] = field(default_factory=_frozen)
 
     def recipe(self, name: str | None, space: str) -> dict[str, Any]:
         """The settings of recipe ``name`` on ``space`` (``None``/``"paper"``: nothing replaced)."""
@@ -149,6 +152,7 @@ METHODS: dict[str, Method] = {
                             "DARTS space (sota/cnn/train_search.py --search_space s5, L57)",
                             _frozen(projection_interval=5, early_stop=0), _frozen(darts=_frozen(ops="s5"))),
             fixed=_frozen(select="projection"),
+            demo=_frozen(projection_interval=1),
             recipes=_frozen(original=Recipe(
                 "ruocwang/darts-pt nasbench201/train_search.py --epochs 100 (L43); sota/cnn/train_search.py "
                 "--epochs 50 (L44), --search_space s5 (L57)",
