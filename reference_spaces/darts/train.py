@@ -223,9 +223,9 @@ def _train_epoch(net: nn.Module, model: nn.Module, loader: Iterable, optimizer: 
     return _sum_over_processes(sums.tolist(), device)
 
 
-def recorded_settings(config: TrainConfig, extra: dict[str, Any], amp: bool, world: int) -> dict[str, Any]:
+def recorded_settings(config: TrainConfig, extra: dict[str, Any], world: int) -> dict[str, Any]:
     """What the checkpoint and ``report.json`` record and ``--resume`` compares."""
-    return {**dataclasses.asdict(config), **extra, "amp": amp, "world_size": world}
+    return {**dataclasses.asdict(config), **extra, "world_size": world}
 
 
 def resume_keys(settings: dict[str, Any]) -> list[str]:
@@ -284,6 +284,19 @@ def _notice(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _open_folder(config: TrainConfig, device: torch.device, extra: dict[str, Any], out_dir: str | None,
+                 resume: bool, restart: bool) -> tuple[RunFolder, dict[str, Any] | None, dict[str, Any]]:
+    """``(folder, checkpoint or None, recorded settings)``, after every check that can refuse the
+    run and before anything is written (rank 0 owns the folder)."""
+    rank, world = _rank_world()
+    if config.amp and device.type != "cuda":
+        raise TrainError("--amp (bf16 mixed precision) needs a CUDA device; leave --amp out on CPU")
+    settings = recorded_settings(config, extra, world)
+    folder = RunFolder(out_dir if rank == 0 else None, files=RUN_FILES, finished=REPORT_NAME, resume=resume,
+                       restart=restart, say=_say_on_rank0(_notice, rank))
+    return folder, folder.check(settings, resume_keys(settings)), settings
+
+
 def train(model: nn.Module, train_loader: Iterable, test_loader: Iterable, config: TrainConfig,
           device: torch.device | str = "cpu", out_dir: str | None = None, resume: bool = False,
           restart: bool = False, log: Callable[[str], None] | None = print,
@@ -304,25 +317,17 @@ def train(model: nn.Module, train_loader: Iterable, test_loader: Iterable, confi
     """
     device = torch.device(device)
     config = config.resolved()
-    rank, world = _rank_world()
-    amp = config.amp
-    if amp and device.type != "cuda":
-        raise TrainError("--amp (bf16 mixed precision) needs a CUDA device; leave --amp out on CPU")
-    settings = recorded_settings(config, extra_state or {}, amp, world)
-    folder = RunFolder(out_dir if rank == 0 else None, files=RUN_FILES, finished=REPORT_NAME, resume=resume,
-                       restart=restart, say=_say_on_rank0(_notice, rank))
-    checkpoint = folder.check(settings, resume_keys(settings))
-    return _run(model, train_loader, test_loader, config, device, folder, checkpoint, settings, amp, log)
+    folder, checkpoint, settings = _open_folder(config, device, extra_state or {}, out_dir, resume, restart)
+    return _run(model, train_loader, test_loader, config, device, folder, checkpoint, settings, log)
 
 
 def _run(model: nn.Module, train_loader: Iterable, test_loader: Iterable, config: TrainConfig, device: torch.device,
-         folder: RunFolder, checkpoint: dict[str, Any] | None, settings: dict[str, Any], amp: bool,
+         folder: RunFolder, checkpoint: dict[str, Any] | None, settings: dict[str, Any],
          log: Callable[[str], None] | None, on_open: Callable[[], None] | None = None) -> TrainResult:
     rank, world = _rank_world()
     say = _say_on_rank0(log, rank)
-    channels_last = config.channels_last
     model.to(device)
-    if channels_last:
+    if config.channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)
@@ -344,7 +349,7 @@ def _run(model: nn.Module, train_loader: Iterable, test_loader: Iterable, config
     if on_open is not None and rank == 0:
         on_open()
     for epoch in range(run.start_epoch, config.epochs):
-        record = _epoch(run, epoch, train_loader, test_loader, config, device, amp, channels_last)
+        record = _epoch(run, epoch, train_loader, test_loader, config, device)
         say(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
         assert_finite_state(model.state_dict(), epoch + 1, "Lower --lr.")
         if rank == 0:
@@ -357,7 +362,7 @@ def _run(model: nn.Module, train_loader: Iterable, test_loader: Iterable, config
 
 
 def _epoch(run: _Run, epoch: int, train_loader: Iterable, test_loader: Iterable, config: TrainConfig,
-           device: torch.device, amp: bool, channels_last: bool) -> dict[str, Any]:
+           device: torch.device) -> dict[str, Any]:
     rank, _ = _rank_world()
     _seed_epoch(config.seed, epoch, rank)
     _set_loader_epoch(train_loader, epoch)
@@ -367,7 +372,7 @@ def _epoch(run: _Run, epoch: int, train_loader: Iterable, test_loader: Iterable,
     lr = run.optimizer.param_groups[0]["lr"]
     t0 = time.perf_counter()
     loss_sum, correct, objective_sum, total = _train_epoch(run.net, run.model, train_loader, run.optimizer, config,
-                                                           device, amp, channels_last)
+                                                           device, config.amp, config.channels_last)
     run.scheduler.step()
     if total == 0:
         raise TrainError("the training loader yielded no samples")
@@ -377,7 +382,8 @@ def _epoch(run: _Run, epoch: int, train_loader: Iterable, test_loader: Iterable,
               "train_objective": objective, "train_acc": 100.0 * correct / total,
               "seconds": time.perf_counter() - t0}
     if stop or epoch + 1 >= config.epochs or (epoch + 1) % config.eval_every == 0:
-        record["test_loss"], record["test_acc"] = evaluate(run.model, test_loader, device, amp, channels_last)
+        record["test_loss"], record["test_acc"] = evaluate(run.model, test_loader, device, config.amp,
+                                                           config.channels_last)
     run.result.history.append(record)
     run.result.stopped_early = stop
     return record
@@ -447,15 +453,9 @@ def train_genotype(genotype: Any, dataset: str = "cifar10", *, config: TrainConf
     genotype = G.validate(genotype)
     dev, rank, world = init_distributed(device)
     say = _say_on_rank0(log, rank)
-    amp = config.amp
-    if amp and dev.type != "cuda":
-        raise TrainError("--amp (bf16 mixed precision) needs a CUDA device; leave --amp out on CPU")
     device_data = config.device_data if config.device_data is not None else dev.type == "cuda"
     extra = {"genotype": G.to_json(genotype), "dataset": dataset, "device_data": device_data}
-    settings = recorded_settings(config, extra, amp, world)
-    folder = RunFolder(out_dir if rank == 0 else None, files=RUN_FILES, finished=REPORT_NAME, resume=resume,
-                       restart=restart, say=_say_on_rank0(_notice, rank))
-    checkpoint = folder.check(settings, resume_keys(settings))
+    folder, checkpoint, settings = _open_folder(config, dev, extra, out_dir, resume, restart)
     load_cfg = loaders.LoaderConfig(dataset=dataset, data_dir=data_dir, batch_size=config.batch_size,
                                     cutout=config.cutout, workers=config.loader_workers, download=download,
                                     device_data=device_data, device=str(dev), seed=config.seed)
@@ -474,6 +474,6 @@ def train_genotype(genotype: Any, dataset: str = "cifar10", *, config: TrainConf
         if folder.out:
             G.save(genotype, os.path.join(folder.out, GENOTYPE_NAME))
 
-    return _run(model, train_loader, test_loader, config, dev, folder, checkpoint, settings, amp, log,
+    return _run(model, train_loader, test_loader, config, dev, folder, checkpoint, settings, log,
                 on_open=save_genotype)
 

@@ -145,9 +145,7 @@ class TrainUnit:
         except (OSError, ValueError):
             return ["genotype: the search's genotype.json is missing or unreadable"]
         config = self.spec.config.resolved(self.dataset)
-        # bf16 follows the device when not set; the device is the worker's, unknown here
-        amp = config.amp if config.amp is not None else report["config"].get("amp")
-        expected = recorded_settings(config, {"genotype": genotype, "dataset": self.dataset}, amp, 1)
+        expected = recorded_settings(config, {"genotype": genotype, "dataset": self.dataset}, 1)
         return differences(report["config"], expected, resume_keys(expected), bool(report.get("stopped_early")))
 
 
