@@ -249,16 +249,6 @@ class ArchUpdate:
             return None, StepInfo(nan, nan, nan, oracle.evaluations, skipped=True, found_inf=True), oracle
         return direction, info, oracle
 
-    def _compute(
-        self,
-        loss_fn: Callable[..., torch.Tensor],
-        convention: str,
-        returns_grad: bool,
-        grad_scale: Any,
-    ) -> tuple[tuple[torch.Tensor, ...] | None, StepInfo]:
-        direction, info, oracle = self._evaluate(loss_fn, convention, returns_grad, grad_scale)
-        return self._host_checked(direction, info, oracle)
-
     def _host_checked(self, direction, info: StepInfo, oracle: GradientOracle):
         """``(direction, info)``, or ``(None, skipped info)`` for a non-finite step (or raise); one host sync."""
         if direction is None:
@@ -285,7 +275,7 @@ class ArchUpdate:
 
         ``None`` in place of ``G`` when the step would be skipped (``info.skipped``).
         """
-        direction, info = self._compute(loss_fn, convention, returns_grad, grad_scale)
+        direction, info = self._host_checked(*self._evaluate(loss_fn, convention, returns_grad, grad_scale))
         return (None if direction is None else tree.unflatten(direction, self._spec)), info
 
     def step(
