@@ -93,3 +93,13 @@ def test_a2m_vs_authors_compares_given_checkouts_and_skips_without_them(tmp_path
         assert name in text
     difference = float(text.rsplit("after one step: ", 1)[1])
     assert difference < 1e-6
+
+
+def test_grouped_edges_counts_fewer_calls_than_the_per_edge_layout():
+    text = run("grouped_edges.py", "--tiny", "--repeats", "1")
+    assert text.count("torch threads 1") == 2
+    rows = [line.split() for line in text.splitlines() if line.startswith(("alpha gradient", "weight pass"))]
+    assert len(rows) == 4  # two passes, two spaces, batch 2
+    for row in rows:
+        per_edge, grouped = (int(n.replace(",", "")) for n in row[3:5])
+        assert grouped < 0.6 * per_edge, row  # operator calls are counted, not timed: the same on every run

@@ -2,10 +2,12 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 from flatarch.reference_spaces.blocks import channel_shuffle
 from flatarch.reference_spaces.darts import genotype as G
 from flatarch.reference_spaces.darts.evaluation_network import EvaluationNetwork, count_parameters
 from flatarch.reference_spaces.darts.known import DARTS_V2, PC_DARTS
+from flatarch.reference_spaces.darts.ops import CONVOLUTIONS as OPS_GEOMETRY
 from flatarch.reference_spaces.darts.ops import OPS, FactorizedReduce
 from flatarch.reference_spaces.darts.space import DartsSpace
 from flatarch.reference_spaces.engine.methods import get_method
@@ -130,8 +132,8 @@ def test_alpha_gradients_and_functional_swap(method):
 
 def test_pcdarts_partial_channels_and_genotype_uses_betas():
     net = tiny("pcdarts")
-    conv = net.cells[0].edges[0].ops[4][0][1]  # sep_conv_3x3 -> first DilConv -> depthwise conv
-    assert conv.in_channels == 8 // 4
+    conv = net.cells[0].sources[0].convolutions.depthwise_1[0]  # sep_conv_3x3's first depthwise conv
+    assert conv.in_channels == 4 * 8 // 4  # C/K channels for each of the 4 edges that read the input
     with torch.no_grad():
         net.alphas_normal.zero_()
         net.alphas_normal[G.edge_index(1, 0), 4] = 3.0
@@ -142,6 +144,97 @@ def test_pcdarts_partial_channels_and_genotype_uses_betas():
     g = SPACE.genotype(net)
     assert g.normal[2:4] == [("sep_conv_5x5", 1), ("dil_conv_3x3", 2)]
     assert SPACE.genotype_to_json(g)["normal"][2] == ["sep_conv_5x5", 1]
+
+
+def batch_norm(h: torch.Tensor) -> torch.Tensor:
+    return F.batch_norm(h, None, None, training=True, eps=1e-5)
+
+
+def per_edge_factorized_reduce(module: FactorizedReduce, k: int, h: torch.Tensor) -> torch.Tensor:
+    """Copy ``k`` of a FactorizedReduce with copies, the single-edge way."""
+    h = F.relu(h)
+    half = module.conv_1.out_channels // module.copies
+    rows = slice(k * half, (k + 1) * half)
+    return batch_norm(torch.cat([F.conv2d(h, module.conv_1.weight[rows], stride=2),
+                                 F.conv2d(h[:, :, 1:, 1:], module.conv_2.weight[rows], stride=2)], 1))
+
+
+def per_edge_op(group, k: int, name: str, x: torch.Tensor, stride: int) -> torch.Tensor:
+    """Op ``name`` of the ``k``-th edge of a grouped ``OutgoingEdges``, computed the per-edge way (DARTS
+    ``operations.py``) with that edge's kernels cut out of the grouped ones."""
+    if name == "none":
+        return torch.zeros_like(x[:, :, ::stride, ::stride])
+    if name == "max_pool_3x3":
+        return batch_norm(F.max_pool2d(x, 3, stride, 1))
+    if name == "avg_pool_3x3":
+        return batch_norm(F.avg_pool2d(x, 3, stride, 1, count_include_pad=False))
+    if name == "skip_connect":
+        return x if stride == 1 else per_edge_factorized_reduce(group.skip, k, x)
+    convs, c = group.convolutions, x.shape[1]
+    separable, kernel, padding, dilation = OPS_GEOMETRY[name]
+
+    def rows(block: int) -> slice:
+        return slice(block * c, (block + 1) * c)
+
+    i = convs.names.index(name)
+    h = F.conv2d(F.relu(x), convs.depthwise_1[i].weight[rows(k)], stride=stride, padding=padding,
+                 dilation=dilation, groups=c)
+    h = batch_norm(F.conv2d(h, convs.pointwise_1.weight[rows(i * convs.m + k)]))
+    if separable:
+        j = convs.separable.index(name)
+        h = F.conv2d(F.relu(h), convs.depthwise_2[j].weight[rows(k)], padding=padding, groups=c)
+        h = batch_norm(F.conv2d(h, convs.pointwise_2.weight[rows(j * convs.m + k)]))
+    return h
+
+
+def reference_cell(cell, s0, s1, weights, betas, aux_weight, primitives, pc):
+    """The DARTS search cell by its per-edge definition (``model_search.py`` ``Cell`` and ``MixedOp``,
+    PC-DARTS' partial channels and edge normalisation, DARTS-' auxiliary skip)."""
+    states = [cell.preprocess0(s0), cell.preprocess1(s1)]
+    for node in range(cell.steps):
+        total = 0
+        for source in range(node + 2):
+            e, stride = G.edge_index(node, source), 2 if cell.reduction and source < 2 else 1
+            group, x = cell.sources[source], states[source]
+            k = [edge for _, edge in cell.outgoing[source]].index(e)
+            active = x[:, :x.shape[1] // pc]
+            out = sum(weights[e, o] * per_edge_op(group, k, name, active, stride) for o, name in enumerate(primitives))
+            if pc > 1:
+                rest = x[:, x.shape[1] // pc:]
+                out = channel_shuffle(torch.cat([out, F.max_pool2d(rest, 2, 2) if stride == 2 else rest], 1), pc)
+            if group.aux_skip is not None:
+                out = out + aux_weight * (x if stride == 1 else per_edge_factorized_reduce(group.aux_skip, k, x))
+            total = total + (out if betas is None else betas[e] * out)
+        states.append(total)
+    return torch.cat(states[-cell.multiplier:], 1)
+
+
+@pytest.mark.parametrize("method,ops,reduction", [
+    ("darts", None, False), ("darts", None, True), ("darts", "s5", True), ("pcdarts", None, False),
+    ("pcdarts", None, True), ("darts-minus", None, True), ("darts-minus", "s5", False)])
+def test_grouped_cell_is_the_per_edge_cell(method, ops, reduction):
+    """Grouping the edges by the node they read changes the number of operator calls, not the
+    function: values and gradients (alphas, betas, kernels) match the per-edge definition in float64."""
+    net = tiny(method, ops).double()
+    cell = net.cells[1 if reduction else 0]
+    assert cell.reduction == reduction
+    c_prev_prev = (cell.preprocess0.conv_1.in_channels if isinstance(cell.preprocess0, FactorizedReduce)
+                   else cell.preprocess0[1].in_channels)
+    s0 = torch.randn(2, c_prev_prev, 8, 8, dtype=torch.float64)
+    s1 = torch.randn(2, cell.preprocess1[1].in_channels, 8, 8, dtype=torch.float64)
+    alpha = torch.randn(14, len(net.primitives), dtype=torch.float64, requires_grad=True)
+    beta = torch.randn(14, dtype=torch.float64, requires_grad=True)
+    normalised = net.options.edge_normalization
+    inputs = [alpha, beta, *cell.parameters()] if normalised else [alpha, *cell.parameters()]
+    results = []
+    for compute in (cell, lambda *a: reference_cell(cell, *a, net.primitives, net.options.partial_channels)):
+        out = compute(s0, s1, alpha.softmax(-1), G.edge_normalized_betas(beta) if normalised else None, 0.4)
+        probe = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+        results.append((out, torch.autograd.grad((out * probe).sum(), inputs)))
+    (got, grads), (want, want_grads) = results
+    assert torch.allclose(got, want, atol=1e-10)
+    for g, h in zip(grads, want_grads):
+        assert torch.allclose(g, h, atol=1e-9)
 
 
 def test_darts_minus_auxiliary_skip_on_every_edge_input():
@@ -158,8 +251,8 @@ def test_darts_minus_auxiliary_skip_on_every_edge_input():
     assert not torch.allclose(y_start, y_mid) and not torch.allclose(y_mid, y_end)
     # reduction edges from the cell inputs carry a FactorizedReduce skip, the others an identity
     reduce_cell = net.cells[1]
-    assert isinstance(reduce_cell.edges[0].aux_skip, FactorizedReduce)
-    assert isinstance(reduce_cell.edges[4].aux_skip, torch.nn.Identity)  # node 3 <- node 2: stride 1
+    assert isinstance(reduce_cell.sources[0].aux_skip, FactorizedReduce)
+    assert isinstance(reduce_cell.sources[2].aux_skip, torch.nn.Identity)  # edges from node 2: stride 1
     plain = tiny("darts")
     plain.set_auxiliary_skip(0.5)  # no-op without the auxiliary skip
     assert plain.auxiliary_skip_weight == 0.0

@@ -2,9 +2,10 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 from flatarch.reference_spaces.blocks import channel_shuffle
 from flatarch.reference_spaces.engine.methods import get_method
-from flatarch.reference_spaces.nb201 import OPS, sequence_to_arch
+from flatarch.reference_spaces.nb201 import EDGES, OPS, sequence_to_arch
 from flatarch.reference_spaces.nb201.search_network import NB201SearchNetwork, SearchCell
 from flatarch.reference_spaces.nb201.space import NB201Space
 from flatarch.reference_spaces.registry import available_spaces, get_space
@@ -51,6 +52,76 @@ def test_output_shapes_and_parameter_split():
         assert expected_weight_count(4, 1, classes, in_ch) == sum(p.numel() for p in net.weight_parameters())
 
 
+def edge_position(edge: int) -> int:
+    """Where an edge's kernels sit among those of the edges that read the same node (by target)."""
+    source = EDGES[edge][1]
+    return sorted((e for e, (_, s) in enumerate(EDGES) if s == source), key=lambda e: EDGES[e][0]).index(edge)
+
+
+def edge_convolutions(cell: SearchCell, edge: int, h: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The edge's two convolutions before BatchNorm, with its kernels cut out of the grouped ones."""
+    group, k, c = cell.sources[EDGES[edge][1]], edge_position(edge), h.shape[1]
+    return {"nor_conv_1x1": F.conv2d(F.relu(h), group.conv1.weight[k * c:(k + 1) * c]),
+            "nor_conv_3x3": F.conv2d(F.relu(h), group.conv3.weight[k * c:(k + 1) * c], padding=1)}
+
+
+def reference_nodes(cell: SearchCell, x: torch.Tensor, w: torch.Tensor, aux_skip: float = 0.0) -> list[torch.Tensor]:
+    """The cell's nodes by the per-edge definition (NAS-Bench-201's ``SearchCell``: node j sums
+    ``sum_o w[e, o] * o(h_i)`` over its incoming edges e = (j <- i)), each BatchNorm on its own
+    channels."""
+    nodes = [x]
+    for target in (1, 2, 3):
+        total = 0
+        for e, (t, source) in enumerate(EDGES):
+            if t != target:
+                continue
+            h = nodes[source]
+            convs = {name: F.batch_norm(out, None, None, training=True, eps=1e-5)
+                     for name, out in edge_convolutions(cell, e, h).items()}
+            outputs = {"none": torch.zeros_like(h), "skip_connect": h,
+                       "avg_pool_3x3": F.avg_pool2d(h, 3, stride=1, padding=1, count_include_pad=False), **convs}
+            total = total + sum(w[e, o] * outputs[name] for o, name in enumerate(OPS)) + aux_skip * x
+        nodes.append(total)
+    return nodes
+
+
+@pytest.mark.parametrize("aux_skip", [0.0, 0.3])
+def test_grouped_cell_is_the_per_edge_cell(aux_skip):
+    """Grouping the edges by the node they read changes the number of operator calls, not the
+    function: values and gradients (alphas and kernels) match the per-edge definition in float64."""
+    torch.manual_seed(0)
+    cell = SearchCell(4).double()
+    x = torch.randn(3, 4, 5, 5, dtype=torch.float64)
+    alpha = torch.randn(6, 5, dtype=torch.float64, requires_grad=True)
+    got = cell(x, alpha.softmax(-1), aux_skip)
+    want = reference_nodes(cell, x, alpha.softmax(-1), aux_skip)[-1]
+    assert torch.allclose(got, want, atol=1e-12)
+    probe = torch.randn_like(got)
+    inputs = [alpha, *cell.parameters()]
+    grads = torch.autograd.grad((got * probe).sum(), inputs)
+    want_grads = torch.autograd.grad((want * probe).sum(), inputs)
+    for g, h in zip(grads, want_grads):
+        assert torch.allclose(g, h, atol=1e-10)
+
+
+def test_grouped_batchnorm_keeps_per_edge_running_statistics():
+    """One BatchNorm over the grouped channels tracks each edge's statistics as its own would."""
+    torch.manual_seed(0)
+    cell = SearchCell(4)
+    x = torch.randn(8, 4, 5, 5)
+    w = torch.softmax(torch.randn(6, 5), -1)
+    cell(x, w)
+    with torch.no_grad():
+        nodes = reference_nodes(cell, x, w)
+        for e, (_, source) in enumerate(EDGES):
+            bn, k, m = cell.sources[source].bn, edge_position(e), cell.sources[source].edges
+            convs = edge_convolutions(cell, e, nodes[source])
+            for offset, name in ((0, "nor_conv_3x3"), (m * 4, "nor_conv_1x1")):
+                rows = slice(offset + k * 4, offset + (k + 1) * 4)
+                # momentum 0.1 from zero: the running mean is a tenth of the batch mean
+                assert torch.allclose(bn.running_mean[rows], 0.1 * convs[name].mean((0, 2, 3)), atol=1e-6)
+
+
 def test_every_alpha_gets_a_gradient():
     net = NB201SearchNetwork(channels=4, cells_per_stage=1, partial_channels=2)
     assert isinstance(net, SearchNetwork) and set(net.arch_parameters()) == {"arch_alpha"}
@@ -64,8 +135,8 @@ def test_pcdarts_runs_the_whole_cell_on_a_quarter_of_the_channels():
     torch.manual_seed(0)
     net = NB201SearchNetwork(channels=8, cells_per_stage=1, partial_channels=4).eval()
     cell = net.cells[0]
-    conv = cell.edges[0].ops[3][1]
-    assert conv.in_channels == 2 and conv.out_channels == 2  # 1/K of C = 8
+    conv = cell.sources[0].conv3
+    assert conv.in_channels == 2 and conv.out_channels == 3 * 2  # 1/K of C = 8, for node 0's 3 edges
     x = torch.randn(2, 8, 6, 6)
     w = torch.softmax(torch.randn(6, 5), -1)
     with torch.no_grad():

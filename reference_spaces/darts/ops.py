@@ -42,16 +42,21 @@ class SepConv(nn.Sequential):
 
 class FactorizedReduce(nn.Module):
     """Halve the resolution without losing pixels: two 1x1 stride-2 convolutions, the second on
-    the input shifted by one pixel, concatenated (``c_out`` must be even)."""
+    the input shifted by one pixel, concatenated (``c_out`` must be even).
 
-    def __init__(self, c_in: int, c_out: int, affine: bool = True):
+    With ``copies=m`` it is ``m`` independent FactorizedReduce of the same input in one call (the
+    edges of a search cell that read one node): ``[N, m, c_out, H/2, W/2]``, copy ``k``'s kernels
+    at rows ``k*c_out/2:(k+1)*c_out/2`` of both convolutions."""
+
+    def __init__(self, c_in: int, c_out: int, affine: bool = True, copies: int = 1):
         super().__init__()
         if c_out % 2:
             raise ValueError(f"FactorizedReduce needs an even number of output channels, got {c_out}")
+        self.copies = copies
         self.relu = nn.ReLU(inplace=False)
-        self.conv_1 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
-        self.conv_2 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
-        self.bn = nn.BatchNorm2d(c_out, affine=affine)
+        self.conv_1 = nn.Conv2d(c_in, copies * c_out // 2, 1, stride=2, bias=False)
+        self.conv_2 = nn.Conv2d(c_in, copies * c_out // 2, 1, stride=2, bias=False)
+        self.bn = nn.BatchNorm2d(copies * c_out, affine=affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(x)
@@ -61,7 +66,11 @@ class FactorizedReduce(nn.Module):
             # on a channel slice of a channels-last tensor, pad + strided 1x1 conv crashes the CPU
             # backward of torch 2.14.)
             shifted = nn.functional.pad(x.contiguous(), (0, 1, 0, 1))[:, :, 1:, 1:]
-        return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))
+        first, second = self.conv_1(x), self.conv_2(shifted)
+        if self.copies == 1:
+            return self.bn(torch.cat([first, second], dim=1))
+        halves = torch.cat([first.unflatten(1, (self.copies, -1)), second.unflatten(1, (self.copies, -1))], dim=2)
+        return self.bn(halves.flatten(1, 2)).unflatten(1, (self.copies, -1))
 
 
 def _pool(kind: str) -> Callable[[int, int, bool], nn.Module]:
@@ -77,16 +86,33 @@ def _skip(c: int, stride: int, affine: bool) -> nn.Module:
     return nn.Identity() if stride == 1 else FactorizedReduce(c, c, affine=affine)
 
 
+#: the convolution ops: ``(separable, kernel, padding, dilation)`` (DARTS ``operations.py``)
+CONVOLUTIONS: dict[str, tuple[bool, int, int, int]] = {
+    "sep_conv_3x3": (True, 3, 1, 1),
+    "sep_conv_5x5": (True, 5, 2, 1),
+    "dil_conv_3x3": (False, 3, 2, 2),
+    "dil_conv_5x5": (False, 5, 4, 2),
+}
+
+
+def _convolution(name: str) -> Callable[[int, int, bool], nn.Module]:
+    separable, kernel, padding, dilation = CONVOLUTIONS[name]
+
+    def make(c: int, stride: int, affine: bool) -> nn.Module:
+        if separable:
+            return SepConv(c, c, kernel, stride, padding, affine=affine)
+        return DilConv(c, c, kernel, stride, padding, dilation, affine=affine)
+
+    return make
+
+
 #: op name -> constructor ``(C, stride, affine) -> nn.Module``; keys in :data:`PRIMITIVES` order.
 OPS: dict[str, Callable[[int, int, bool], nn.Module]] = {
     "none": lambda c, stride, affine: Zero(stride),
     "max_pool_3x3": _pool("max"),
     "avg_pool_3x3": _pool("avg"),
     "skip_connect": _skip,
-    "sep_conv_3x3": lambda c, stride, affine: SepConv(c, c, 3, stride, 1, affine=affine),
-    "sep_conv_5x5": lambda c, stride, affine: SepConv(c, c, 5, stride, 2, affine=affine),
-    "dil_conv_3x3": lambda c, stride, affine: DilConv(c, c, 3, stride, 2, 2, affine=affine),
-    "dil_conv_5x5": lambda c, stride, affine: DilConv(c, c, 5, stride, 4, 2, affine=affine),
+    **{name: _convolution(name) for name in CONVOLUTIONS},
 }
 assert tuple(OPS) == PRIMITIVES
 

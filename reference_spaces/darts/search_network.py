@@ -28,47 +28,21 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..blocks import ReLUConvBN, mix, partial_channels
+from ..blocks import ReLUConvBN, flat_weights
 from ..space import ArchWeights, NetworkOptions
-from .genotype import PRIMITIVES, STEPS, edge_normalized_betas, num_edges
-from .ops import OPS, FactorizedReduce
+from .genotype import PRIMITIVES, STEPS, edge_index, edge_normalized_betas, num_edges
+from .ops import FactorizedReduce
+from .search_ops import OutgoingEdges
 
 GROUPS = ("normal", "reduce")
 
 
-class MixedOp(nn.Module):
-    """The candidate ops on one edge, mixed by the edge's weights."""
-
-    def __init__(self, c: int, stride: int, primitives: Sequence[str] = PRIMITIVES, partial_channels: int = 1,
-                 auxiliary_skip: bool = False):
-        super().__init__()
-        if c % partial_channels:
-            raise ValueError(f"channels {c} not divisible by the PC-DARTS K={partial_channels}")
-        self.k = partial_channels
-        c_op = c // partial_channels
-        self.ops = nn.ModuleList()
-        for name in primitives:
-            op = OPS[name](c_op, stride, False)
-            if "pool" in name:
-                # pooling has no parameters: a non-affine BN puts it on the convolutions' scale (DARTS)
-                op = nn.Sequential(op, nn.BatchNorm2d(c_op, affine=False))
-            self.ops.append(op)
-        self.bypass_pool = nn.MaxPool2d(2, 2) if (partial_channels > 1 and stride == 2) else None
-        self.aux_skip = None
-        if auxiliary_skip:
-            self.aux_skip = nn.Identity() if stride == 1 else FactorizedReduce(c, c, affine=False)
-
-    def forward(self, x: torch.Tensor, weights: torch.Tensor, aux_weight: float = 0.0) -> torch.Tensor:
-        if self.k > 1:
-            out = partial_channels(x, self.k, lambda active: mix(self.ops, weights, active), self.bypass_pool)
-        else:
-            out = mix(self.ops, weights, x)
-        if self.aux_skip is not None and aux_weight != 0.0:
-            out = out + aux_weight * self.aux_skip(x)
-        return out
-
-
 class SearchCell(nn.Module):
+    """Two preprocessed inputs, ``steps`` intermediate nodes, the output the concatenation of the
+    last ``multiplier`` nodes. The edges are grouped by the node they read
+    (:class:`~.search_ops.OutgoingEdges`, one call for all of a node's edges); node ``i`` sums its
+    incoming edges, each scaled by its edge-normalisation weight when there is one."""
+
     def __init__(self, c_prev_prev: int, c_prev: int, c: int, reduction: bool, reduction_prev: bool,
                  options: NetworkOptions, primitives: Sequence[str], steps: int = STEPS, multiplier: int = 4):
         super().__init__()
@@ -77,25 +51,27 @@ class SearchCell(nn.Module):
         self.preprocess0 = (FactorizedReduce(c_prev_prev, c, affine=False) if reduction_prev
                             else ReLUConvBN(c_prev_prev, c, 1, 1, 0, affine=False))
         self.preprocess1 = ReLUConvBN(c_prev, c, 1, 1, 0, affine=False)
-        self.edges = nn.ModuleList()
-        for i in range(steps):
-            for j in range(i + 2):
-                stride = 2 if reduction and j < 2 else 1
-                self.edges.append(MixedOp(c, stride, primitives, options.partial_channels, options.auxiliary_skip))
+        # edge_index(node, source) = offset of the node + source; source j feeds the nodes after it
+        self.outgoing = [[(node, edge_index(node, source)) for node in range(max(0, source - 1), steps)]
+                         for source in range(steps + 1)]
+        self.sources = nn.ModuleList(
+            OutgoingEdges(c, 2 if reduction and source < 2 else 1, [e for _, e in targets], primitives,
+                          options.partial_channels, options.auxiliary_skip)
+            for source, targets in enumerate(self.outgoing))
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor,
                 edge_weights: torch.Tensor | None, aux_weight: float) -> torch.Tensor:
         states = [self.preprocess0(s0), self.preprocess1(s1)]
-        offset = 0
-        for _ in range(self.steps):
-            terms = []
-            for j, h in enumerate(states):
-                out = self.edges[offset + j](h, weights[offset + j], aux_weight)
-                if edge_weights is not None:
-                    out = edge_weights[offset + j] * out
-                terms.append(out)
-            offset += len(states)
-            states.append(sum(terms))
+        flat = flat_weights(weights)
+        sums: dict[int, torch.Tensor] = {}
+        for source, (targets, group) in enumerate(zip(self.outgoing, self.sources)):
+            out = group(states[source], flat, aux_weight)
+            if edge_weights is not None:
+                out = out * edge_weights[group.edge_rows].view(1, -1, 1, 1, 1).to(out.dtype)
+            for (node, _), term in zip(targets, out.unbind(1)):
+                sums[node] = term if node not in sums else sums[node] + term
+            if source >= 1:  # every edge into node source-1 (state source+1) is in by now
+                states.append(sums.pop(source - 1))
         return torch.cat(states[-self.multiplier:], dim=1)
 
 

@@ -33,21 +33,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..blocks import partial_channels
+from ..blocks import flat_weights, partial_channels
 from ..space import ArchWeights
 from .encoding import EDGES, NUM_EDGES, NUM_OPS, OPS
-from .ops import MixedOp, ResidualReduction
+from .ops import OutgoingEdges, ResidualReduction
 
 GROUP = "cell"
 
-#: for each target node, the indices (into EDGES) of its incoming edges
-_INCOMING: tuple[tuple[int, ...], ...] = tuple(
-    tuple(e for e, (t, _) in enumerate(EDGES) if t == target) for target in (1, 2, 3)
+#: for each source node, the indices (into EDGES) of the edges that read it, by target node
+_OUTGOING: tuple[tuple[int, ...], ...] = tuple(
+    tuple(sorted((e for e, (_, s) in enumerate(EDGES) if s == source), key=lambda e: EDGES[e][0]))
+    for source in (0, 1, 2)
 )
 
 
 class SearchCell(nn.Module):
-    """One NAS-Bench-201 cell at ``channels`` channels with a mixed op on each of its 6 edges."""
+    """One NAS-Bench-201 cell at ``channels`` channels with a mixed op on each of its 6 edges.
+
+    The edges are grouped by the node they read (:class:`~.ops.OutgoingEdges`, one call for all
+    of a node's edges); node ``j`` sums its incoming edges as the per-edge definition does."""
 
     def __init__(self, channels: int, partial_channels: int = 1):
         super().__init__()
@@ -56,18 +60,22 @@ class SearchCell(nn.Module):
                 f"partial channels K={partial_channels} must divide the cell's {channels} channels"
             )
         self.k = partial_channels
-        self.edges = nn.ModuleList(MixedOp(channels // partial_channels) for _ in EDGES)
+        self.sources = nn.ModuleList(OutgoingEdges(channels // partial_channels, edges) for edges in _OUTGOING)
 
     def _body(self, x: torch.Tensor, weights: torch.Tensor, aux_skip: float) -> torch.Tensor:
+        flat = flat_weights(weights)
         nodes = [x]
-        for incoming in _INCOMING:
-            total = None
-            for e in incoming:
-                out = self.edges[e](nodes[EDGES[e][1]], weights[e])
-                if aux_skip:
-                    out = out + aux_skip * x
-                total = out if total is None else total + out
-            nodes.append(total)
+        partial_sums: dict[int, torch.Tensor] = {}
+        for source, (edges, outgoing) in enumerate(zip(_OUTGOING, self.sources)):
+            # unbind, not indexing: one call, and its backward stacks instead of zero-filling per edge
+            for e, term in zip(edges, outgoing(nodes[source], flat).unbind(1)):
+                target = EDGES[e][0]
+                partial_sums[target] = term if target not in partial_sums else partial_sums[target] + term
+            node = partial_sums.pop(source + 1)  # every edge into node source+1 is in by now
+            if aux_skip:
+                # DARTS-: every edge adds a * (cell input); node j has j incoming edges
+                node = node + (aux_skip * (source + 1)) * x
+            nodes.append(node)
         return nodes[-1]
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor, aux_skip: float = 0.0) -> torch.Tensor:
