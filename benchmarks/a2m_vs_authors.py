@@ -17,6 +17,8 @@ Timed, interleaved (round robin, median of ``--repeats`` rounds), each on its ow
   (functional convention);
 * ``floor``: four bare alpha gradients (``torch.autograd.grad(model._loss(x, y), alphas)``).
 
+Each variant's operator calls per step are counted too (below Python, so the same on any device).
+
 It also checks that one step from the same alphas gives the same new alphas in all three (they
 differ in the BatchNorm running statistics only: the authors' four passes all update them).
 Without the paths the comparison with the authors is skipped with a message; the floor and the two
@@ -35,6 +37,7 @@ from types import SimpleNamespace
 
 import torch
 from flatarch.adapters.darts import Architect as FlatArchitect
+from grouped_edges import count_calls
 from step_cost import timed_round_robin
 
 import flatarch
@@ -142,7 +145,11 @@ def compare(darts: str, asquaredm: str | None, device: torch.device, *, batch: i
             torch.autograd.grad(model._loss(x, y), model.arch_parameters())
 
     fns = {FLOOR: floor, **{name: step for name, (_, step) in steps.items()}}
-    return {"seconds": timed_round_robin(fns, repeats, device), "difference": difference}
+    seconds = timed_round_robin(fns, repeats, device)
+    # counted after the timing (the counter slows each call): the same on any device, so a gap in
+    # time with equal calls is waiting (host syncs), not more host work
+    return {"seconds": seconds, "calls": {name: count_calls(fn) for name, fn in fns.items()},
+            "difference": difference}
 
 
 FLOOR = "floor (4 bare alpha gradients)"
@@ -177,7 +184,8 @@ def main(argv=None) -> None:
     reference = times.get("authors")
     for label, t in times.items():
         vs_authors = f"{t / reference:6.3f}x authors" if reference else ""
-        print(f"{label:>32}: {t * 1e3:9.1f} ms  {t / times[FLOOR]:6.3f}x floor  {vs_authors}")
+        print(f"{label:>32}: {t * 1e3:9.1f} ms  {t / times[FLOOR]:6.3f}x floor  {vs_authors:>16}  "
+              f"{result['calls'][label]:>8,} operator calls")
     print(f"largest difference of the new alphas between the variants after one step: {result['difference']:.2e}")
 
 

@@ -412,7 +412,8 @@ def authors(args: argparse.Namespace, device: torch.device) -> list[dict[str, An
     result = compare(args.darts, args.asquaredm, device, repeats=s["repeats"], **sizes)
     times = result["seconds"]
     return [figure("authors", name, t * 1e3, "ms", device, vs_authors=t / times["authors"], vs_floor=t / times[FLOOR],
-                   alpha_difference=result["difference"]) for name, t in times.items()]
+                   alpha_difference=result["difference"], operator_calls=result["calls"][name])
+            for name, t in times.items()]
 
 
 # -- output ----------------------------------------------------------------------------------------------

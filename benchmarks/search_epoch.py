@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from flatarch.reference_spaces.data import ImageData
 from flatarch.reference_spaces.engine.config import SearchConfig
 from flatarch.reference_spaces.engine.loop import _Searcher
+from grouped_edges import count_calls  # this folder is on the path when a script here runs
 
 VARIANTS = {
     "DARTS (first-order)": dict(optimizer="first-order"),
@@ -74,6 +75,22 @@ def time_passes(searcher: _Searcher, reps: int) -> dict[str, float]:
         out["F+B_w"].append(time.perf_counter() - t)
     net.zero_grad(set_to_none=True)
     return {k: statistics.median(v) for k, v in out.items()}
+
+
+def iteration_calls(searcher: _Searcher) -> dict[str, int]:
+    """Operator calls (counted below Python, the same on any device) of one alpha-gradient
+    evaluation, one alpha step and one weight step of the engine."""
+    train_batch, val_batch = next(searcher.train.epoch(0)), next(searcher.valid.epoch(0))
+    sums = torch.zeros(3, dtype=torch.float64, device=searcher.device)
+
+    def evaluation():
+        loss = searcher.arch_loss(val_batch, 0)
+        alpha = {k: v.detach().requires_grad_(True) for k, v in loss.arch_params.items()}
+        torch.autograd.grad(loss(alpha), list(alpha.values()))
+
+    return {"E": count_calls(evaluation),
+            "alpha step": count_calls(lambda: searcher.arch_opt.step(searcher.arch_loss(val_batch, 0))),
+            "weight step": count_calls(lambda: searcher.weight_step(train_batch, 0, sums))}
 
 
 def main(argv=None) -> None:
@@ -124,7 +141,16 @@ def main(argv=None) -> None:
     overhead = {n: per_iter[n] - (EVALUATIONS[n] * step_a + weight) for n in per_iter}
     print("time outside the passes per iteration (data, optimizer steps, bookkeeping): "
           + ", ".join(f"{n} {o * 1e3:.1f} ms" for n, o in overhead.items()))
-
+    # on a GPU the host's time per call is what a pass costs: compare these ratios with the timed ones
+    calls = {name: iteration_calls(s) for name, s in searchers.items()}
+    first = calls["DARTS (first-order)"]
+    print("operator calls per iteration (counted, the same on any device):")
+    for name, c in calls.items():
+        extra = c["alpha step"] - EVALUATIONS[name] * c["E"]
+        total = c["alpha step"] + c["weight step"]
+        print(f"  {name:<22} alpha step {c['alpha step']} = {EVALUATIONS[name]} x {c['E']} + {extra}; "
+              f"weight step {c['weight step']}; iteration {total / (first['alpha step'] + first['weight step']):.2f}x"
+              " first-order's")
 
 if __name__ == "__main__":
     main()

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -103,3 +104,19 @@ def test_grouped_edges_counts_fewer_calls_than_the_per_edge_layout():
     for row in rows:
         per_edge, grouped = (int(n.replace(",", "")) for n in row[3:5])
         assert grouped < 0.6 * per_edge, row  # operator calls are counted, not timed: the same on every run
+
+
+def test_search_epoch_counts_each_steps_calls():
+    """The engine's A2M step makes the calls of its four evaluations and little else (counted, not
+    timed: the host's work per call is what a GPU search waits for)."""
+    text = run("search_epoch.py", "--iters", "1", "--rounds", "1", "--batch-size", "2", "--channels", "4",
+               "--cells", "1")
+    assert "torch threads: 1" in text
+    counted = {m[0]: [int(n) for n in m[1:]]
+               for m in re.findall(r"^  (.+?) +alpha step (\d+) = (\d+) x (\d+) \+ (-?\d+);", text, re.M)}
+    assert counted.keys() == {"DARTS (first-order)", "A2-DARTS central", "A2-DARTS forward"}
+    for name, evaluations in (("DARTS (first-order)", 1), ("A2-DARTS central", 4), ("A2-DARTS forward", 3)):
+        total, k, evaluation, extra = counted[name]
+        # beyond its evaluations the step makes a fixed number of calls (Adam, the alpha arithmetic, the
+        # buffer copies): 64-121 on the paper's network too
+        assert k == evaluations and total == k * evaluation + extra and 0 <= extra < 200, name
