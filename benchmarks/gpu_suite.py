@@ -5,6 +5,9 @@ Sections (every figure is printed with the torch thread count):
 * ``alpha_step``: one architecture step per update (first-order, SAM, USAM, A2M central / forward /
   exact / central with ``batch_pair``), on the NAS-Bench-201 search network, as a ratio to
   first-order DARTS and to the pass-count floor (bare alpha-gradient evaluations);
+* ``layout``: one alpha-gradient evaluation and one weight pass of each supernet with its edges
+  grouped by the node they read (what flatarch ships) against the per-edge layout, ms and operator
+  calls (``benchmarks/grouped_edges.py``);
 * ``search``: search iterations per second (alpha step + weight step, through the engine's own
   methods, data made on the device) on NAS-Bench-201 and the DARTS space, per update, in fp32,
   bf16 autocast (CUDA), bf16 + channels-last (CUDA) and, with ``--compile``, ``torch.compile`` d in
@@ -53,7 +56,7 @@ from flatarch.reference_spaces.engine.loop import _Searcher  # noqa: E402
 
 import flatarch  # noqa: E402
 
-SECTIONS = ("alpha_step", "search", "projection", "train", "data", "authors")  # projection: within search
+SECTIONS = ("alpha_step", "layout", "search", "projection", "train", "data", "authors")  # projection: within search
 
 #: network and batch sizes: the papers' ("full") and a smoke-test size ("tiny")
 SIZES = {
@@ -398,6 +401,29 @@ def data_paths(size: dict, device: torch.device, workers: int) -> list[dict[str,
     return rows
 
 
+def layout(size: dict, device: torch.device, tiny: bool) -> list[dict[str, Any]]:
+    """Grouped against per-edge supernets: the time of a pass and its operator calls."""
+    from grouped_edges import build, count_calls, interleaved_medians, passes
+
+    rows = []
+    for space in ("nb201", "darts"):
+        torch.manual_seed(0)
+        layouts, label, image = build(space, tiny, device)
+        batch = size[space]["batch"]
+        x = torch.randn(batch, 3, image, image, device=device)
+        y = torch.randint(0, 10, (batch,), device=device)
+        fns = {name: passes(net, x, y) for name, net in layouts.items()}
+        for which in ("alpha gradient", "weight pass"):
+            reset_peak(device)
+            ms = interleaved_medians({name: fns[name][which] for name in layouts}, size["repeats"], device)
+            calls = {name: count_calls(fns[name][which]) for name in layouts}
+            rows.append(print_row(figure(
+                "layout", f"{space} {which}, batch {batch}, grouped", 1e3 * ms["grouped"], "ms", device,
+                vs_per_edge=ms["grouped"] / ms["per-edge"], per_edge_ms=1e3 * ms["per-edge"],
+                operator_calls=calls["grouped"], per_edge_operator_calls=calls["per-edge"])))
+    return rows
+
+
 def authors(args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
     if not (args.darts and args.asquaredm):
         message = "pass --darts and --asquaredm checkouts to compare with the A2M authors' Architect"
@@ -429,7 +455,7 @@ def print_row(row: dict[str, Any]) -> dict[str, Any]:
               flush=True)
         return row
     ratios = "  ".join(f"{k[3:] if k.startswith('vs_') else k} {row[k]:.2f}x" for k in
-                       ("vs_first_order", "vs_floor", "vs_authors") if k in row)
+                       ("vs_first_order", "vs_floor", "vs_authors", "vs_per_edge") if k in row)
     use = row.get("utilisation")
     print(f"{row['section']:<11} {row['name']:<58} {row['value']:>12.2f} {row['unit']:<13} {ratios:<22} "
           f"{row['peak_memory_bytes'] / 2**20:>9.0f} {'-' if use is None else f'{use:.0f}':>6} "
@@ -506,6 +532,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     if "alpha_step" in sections:
         rows += [print_row(r) for r in alpha_step(size, device)]
+        save(rows)
+    if "layout" in sections:
+        rows += layout(size, device, args.tiny)
         save(rows)
     if "search" in sections:
         rows += [print_row(r) for r in [skipped("search", f"{space} {name}", reason) for space in spaces

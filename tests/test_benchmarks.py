@@ -27,9 +27,10 @@ def test_gpu_suite_tiny_on_cpu_writes_every_section(tmp_path):
     text = run("gpu_suite.py", "--device", "cpu", "--tiny", "--json", str(out), "--workers", "0")
     result = json.loads(out.read_text())
     assert result["environment"]["threads"] == 1 and "torch threads 1" in text
-    for section in ("alpha_step", "search", "projection", "train", "data", "authors"):
+    for section in ("alpha_step", "layout", "search", "projection", "train", "data", "authors"):
         assert result[section], section
-    measured = [r for section in ("alpha_step", "search", "projection", "train", "data")
+    assert all(r["operator_calls"] < 0.75 * r["per_edge_operator_calls"] for r in result["layout"])
+    measured = [r for section in ("alpha_step", "layout", "search", "projection", "train", "data")
                 for r in result[section] if "skipped" not in r]
     assert all(n > 0 for r in measured for n in numbers(r)) and all(r["threads"] == 1 for r in measured)
     names = {r["name"] for r in result["alpha_step"]}
