@@ -286,6 +286,22 @@ def test_resume_without_a_run_starts_one_and_says_so(tmp_path, capsys):
     assert "starting a new one" in capsys.readouterr().err and len(result.history) == 1
 
 
+def test_a_checkpoint_of_another_version_is_refused_and_kept(tmp_path):
+    """A search checkpoint from before the supernets grouped their edges (version 2) holds another
+    parameter layout: --resume names the versions and loses nothing; --restart moves it aside."""
+    out = tmp_path / "r"
+    search(TINY, epochs=2, out=str(out))
+    state = read_checkpoint(str(out / CHECKPOINT_NAME))
+    state["version"] = loop.CHECKPOINT_VERSION - 1
+    torch.save(state, out / CHECKPOINT_NAME)
+    before = _snapshot(out)
+    with pytest.raises(UsageError, match=rf"checkpoint version {loop.CHECKPOINT_VERSION - 1}, this one reads "
+                                         rf"{loop.CHECKPOINT_VERSION}\); .*--restart"):
+        search(TINY, epochs=2, out=str(out), resume=True)
+    assert _snapshot(out) == before
+    assert len(search(TINY, epochs=1, out=str(out), restart=True).history) == 1
+
+
 def test_damaged_checkpoint_is_named_and_restart_moves_it_aside(tmp_path):
     out = tmp_path / "r"
     search(TINY, epochs=1, out=str(out))

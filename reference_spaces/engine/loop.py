@@ -237,7 +237,8 @@ class _Searcher:
         where = self.folder.checkpoint_path
         if ckpt.get("version") != CHECKPOINT_VERSION:
             raise CheckpointError(f"{where} was written by another flatarch version (checkpoint version "
-                                  f"{ckpt.get('version')}); pass --restart to start over")
+                                  f"{ckpt.get('version')}, this one reads {CHECKPOINT_VERSION}); finish that search "
+                                  "with the flatarch that started it, or pass --restart to start over")
         try:
             if ckpt["projection"] is not None:
                 self._start_tuning(ProjectionState.from_json(ckpt["projection"]))
