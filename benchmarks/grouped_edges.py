@@ -7,8 +7,9 @@ On a GPU the search is bound by the host's work per operator call, not by arithm
 counts the calls of one alpha-gradient evaluation (forward + backward to alpha) and one weight
 pass (forward + full backward) with a dispatch-mode counter, which does not depend on the
 device, and times both layouts side by side (interleaved rounds, medians) at a host-bound batch
-of 2 and at the paper's batch of 64. Both layouts compute the same function (the tests compare
-them to the per-edge definition); their parameters are drawn independently here.
+of 2 and at the paper's batch of 64. Both layouts compute the same function (tests/test_benchmarks.py
+gives this script's per-edge networks the grouped ones' kernels and compares logits and alpha
+gradients); their parameters are drawn independently here.
 
     python benchmarks/grouped_edges.py [--spaces nb201,darts] [--batches 2,64] [--device cpu] [--repeats 3] [--tiny]
 """

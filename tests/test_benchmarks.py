@@ -121,3 +121,78 @@ def test_search_epoch_counts_each_steps_calls():
         # beyond its evaluations the step makes a fixed number of calls (Adam, the alpha arithmetic, the
         # buffer copies): 64-121 on the paper's network too
         assert k == evaluations and total == k * evaluation + extra and 0 <= extra < 200, name
+
+
+def _grouped_edges_module():
+    sys.path.insert(0, BENCHMARKS)
+    try:
+        import grouped_edges
+    finally:
+        sys.path.remove(BENCHMARKS)
+    return grouped_edges
+
+
+def _copy_per_edge_kernels_into_groups(grouped, per_edge, space):
+    """Give the grouped network the per-edge network's kernels, each at its edge's rows."""
+    import torch
+
+    cells = [(g, p) for g, p in zip(grouped.cells, per_edge.cells) if hasattr(g, "sources")]
+    with torch.no_grad():
+        for g_cell, p_cell in cells:
+            for source, group in enumerate(g_cell.sources):
+                if space == "nb201":
+                    from flatarch.reference_spaces.nb201.search_network import _OUTGOING
+                    edges = _OUTGOING[source]
+                    c = group.conv1.in_channels
+                    for k, e in enumerate(edges):  # per-edge modules: skip, 1x1, 3x3, pool
+                        group.conv1.weight[k * c:(k + 1) * c] = p_cell.edges[e][1][1].weight
+                        group.conv3.weight[k * c:(k + 1) * c] = p_cell.edges[e][2][1].weight
+                    continue
+                edges = [e for _, e in g_cell.outgoing[source]]
+                kept = [n for n in grouped.primitives if n != "none"]
+                for k, e in enumerate(edges):
+                    modules = dict(zip(kept, p_cell.edges[e].ops))
+                    convs = group.convolutions
+                    c = convs.c
+                    rows = slice(k * c, (k + 1) * c)
+                    for i, name in enumerate(convs.names):
+                        stages = list(modules[name]) if convs.names[i] in convs.separable else [modules[name]]
+                        convs.depthwise_1[i].weight[rows] = stages[0][1].weight
+                        convs.pointwise_1.weight[(i * convs.m + k) * c:(i * convs.m + k + 1) * c] = stages[0][2].weight
+                        if len(stages) == 2:
+                            j = convs.separable.index(name)
+                            convs.depthwise_2[j].weight[rows] = stages[1][1].weight
+                            convs.pointwise_2.weight[(j * convs.m + k) * c:(j * convs.m + k + 1) * c] = \
+                                stages[1][2].weight
+                    if group.skip is not None:
+                        half = group.skip.conv_1.out_channels // group.skip.copies
+                        fr = modules["skip_connect"]
+                        group.skip.conv_1.weight[k * half:(k + 1) * half] = fr.conv_1.weight
+                        group.skip.conv_2.weight[k * half:(k + 1) * half] = fr.conv_2.weight
+
+
+def test_grouped_edges_baseline_is_the_same_network():
+    """The benchmark's per-edge layout, given the same kernels, computes what flatarch's grouped
+    supernet computes (logits and alpha gradients in training mode, logits in eval mode after it):
+    the benchmark compares two layouts of one function."""
+    import torch
+    import torch.nn.functional as F
+
+    grouped_edges = _grouped_edges_module()
+    for space in ("nb201", "darts"):
+        torch.manual_seed(0)
+        layouts, _, image = grouped_edges.build(space, True, torch.device("cpu"))
+        grouped, per_edge = layouts["grouped"].double(), layouts["per-edge"].double()
+        _copy_per_edge_kernels_into_groups(grouped, per_edge, space)
+        x = torch.randn(4, 3, image, image, dtype=torch.float64)
+        y = torch.randint(0, 10, (4,))
+        results = []
+        for net in (grouped, per_edge):
+            logits = net(x)
+            alphas = list(net.arch_parameters().values())
+            results.append((logits, torch.autograd.grad(F.cross_entropy(logits, y), alphas)))
+            net.eval()
+            results[-1] += (net(x),)
+        (a, ga, ea), (b, gb, eb) = results
+        assert torch.allclose(a, b, atol=1e-10) and torch.allclose(ea, eb, atol=1e-10), space
+        assert all(torch.allclose(u, v, atol=1e-10) for u, v in zip(ga, gb)), space
