@@ -49,7 +49,8 @@ def partial_channels(x: torch.Tensor, k: int, inner: Callable[[torch.Tensor], to
     (``[N, edges, C/K, H, W]``), every edge gets the same rest."""
     part = x.shape[1] // k
     # contiguous: channel slices of a channels-last tensor crash the CPU backward (torch 2.14)
-    active, rest = x[:, :part].contiguous(), x[:, part:].contiguous()
+    # (split: one backward that concatenates, where two slices would each zero-fill a copy of x)
+    active, rest = (t.contiguous() for t in x.split([part, x.shape[1] - part], dim=1))
     if bypass is not None:
         rest = bypass(rest)
     out = inner(active)

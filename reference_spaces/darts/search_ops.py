@@ -75,13 +75,14 @@ class GroupedConvolutions(nn.Module):
         if not self.separable:
             return first.unflatten(1, (len(self.names) * self.m, -1))
         width = self.m * self.c
-        middle = self.relu(first[:, :len(self.separable) * width])
-        second = self.bn_2(self.pointwise_2(torch.cat(
-            [conv(middle[:, i * width:(i + 1) * width]) for i, conv in enumerate(self.depthwise_2)], dim=1)))
+        # split, not slicing: one backward that concatenates, instead of a zero-filled copy per slice
+        separable, dilated = first.split([len(self.separable) * width, first.shape[1] - len(self.separable) * width],
+                                         dim=1)
+        middle = self.relu(separable).split(width, dim=1)
+        second = self.bn_2(self.pointwise_2(torch.cat([conv(h) for conv, h in zip(self.depthwise_2, middle)], dim=1)))
         # the separable ops come first in CONVOLUTIONS order: their stage-2 outputs, then the dilated
         # ops' stage-1 outputs, keep the op order of `names`
-        return torch.cat([second, first[:, len(self.separable) * width:]], dim=1).unflatten(
-            1, (len(self.names) * self.m, -1))
+        return torch.cat([second, dilated], dim=1).unflatten(1, (len(self.names) * self.m, -1))
 
 
 class OutgoingEdges(nn.Module):
