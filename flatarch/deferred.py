@@ -22,9 +22,15 @@ checks on the host, as without deferral.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 
 import torch
+
+
+def first_failed(labels: Sequence[str], flags: Sequence[bool]) -> str | None:
+    """The label of the first false flag, or None."""
+    return next((label for label, ok in zip(labels, flags) if not ok), None)
 
 
 class PendingCheck:
@@ -51,10 +57,7 @@ class PendingCheck:
         """The label of the first non-finite evaluation, ``"the final direction"``, or None (waits for the copy)."""
         if self.event is not None and not self.event.query():
             self.event.synchronize()
-        for label, ok in zip(self.labels, self.host.tolist()):
-            if not ok:
-                return label
-        return None
+        return first_failed(self.labels, self.host.tolist())
 
 
 def masked_step(optimizer: torch.optim.Optimizer, leaves: Sequence[torch.Tensor],
@@ -88,8 +91,6 @@ def masked_step(optimizer: torch.optim.Optimizer, leaves: Sequence[torch.Tensor]
 
 def accepts_capturable(optimizer_class: type) -> bool:
     """Whether ``optimizer_class(params, capturable=True)`` is accepted (Adam, AdamW, ...)."""
-    import inspect
-
     try:
         return "capturable" in inspect.signature(optimizer_class.__init__).parameters
     except (TypeError, ValueError):

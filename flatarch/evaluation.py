@@ -35,6 +35,7 @@ from torch import nn
 
 from . import tree
 from .buffers import BufferSnapshot, frozen_running_statistics, module_buffers
+from .deferred import first_failed
 
 Convention = str  # "functional" | "closure"
 
@@ -356,11 +357,7 @@ class GradientOracle:
     def first_nonfinite(self, direction: Sequence[torch.Tensor]) -> str | None:
         """The label of the first evaluation with a non-finite loss or gradient, else
         ``"the final direction"`` if ``direction`` is not finite, else None (one host sync)."""
-        flags = self.finite_flags_with(direction).cpu()
-        for label, ok in zip(self.check_labels(), flags.tolist()):
-            if not ok:
-                return label
-        return None
+        return first_failed(self.check_labels(), self.finite_flags_with(direction).cpu().tolist())
 
 
 def _same_sequence(a, b) -> bool:

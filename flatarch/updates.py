@@ -22,6 +22,7 @@ UPDATES: dict[str, type[ArchUpdate]] = {"first-order": FirstOrder, "sam": SAM, "
 ALIASES: dict[str, str] = {"firstorder": "first-order", "first_order": "first-order", "darts": "first-order",
                            "fo": "first-order"}
 
+
 def canonical_update(name: str) -> str:
     """The :data:`UPDATES` key for ``name`` or one of its :data:`ALIASES` (``ValueError`` if none)."""
     key = ALIASES.get(name.lower().replace("_", "-"), name.lower().replace("_", "-"))

@@ -86,7 +86,15 @@ def mixing_index(edges: Sequence[int], ops: Sequence[str], shared: Sequence[str]
         for name in per_edge:
             row += [own + ops.index(name) if j == k else -1 for j in range(len(edges))]
         rows.append(row)
-    return torch.tensor(rows, dtype=torch.long).reshape(len(edges), -1)
+    return torch.tensor(rows, dtype=torch.long)
+
+
+def add_to_nodes(sums: dict[int, torch.Tensor], targets: Sequence[int], outputs: torch.Tensor) -> None:
+    """Add each edge's output (``outputs[:, k]``, ``[N, m, ...]``) into the running sum of its target
+    node ``targets[k]``. ``unbind``, not indexing: one call, and its backward stacks instead of
+    zero-filling a full-size gradient per edge."""
+    for target, term in zip(targets, outputs.unbind(1)):
+        sums[target] = term if target not in sums else sums[target] + term
 
 
 def mix_stack(stack: torch.Tensor, flat: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

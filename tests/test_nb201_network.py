@@ -114,7 +114,7 @@ def test_grouped_batchnorm_keeps_per_edge_running_statistics():
     with torch.no_grad():
         nodes = reference_nodes(cell, x, w)
         for e, (_, source) in enumerate(EDGES):
-            bn, k, m = cell.sources[source].bn, edge_position(e), cell.sources[source].edges
+            bn, k, m = cell.sources[source].bn, edge_position(e), cell.sources[source].m
             convs = edge_convolutions(cell, e, nodes[source])
             for offset, name in ((0, "nor_conv_3x3"), (m * 4, "nor_conv_1x1")):
                 rows = slice(offset + k * 4, offset + (k + 1) * 4)

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..blocks import ReLUConvBN, flat_weights
+from ..blocks import ReLUConvBN, add_to_nodes, flat_weights
 from ..space import ArchWeights, NetworkOptions
 from .genotype import PRIMITIVES, STEPS, edge_index, edge_normalized_betas, num_edges
 from .ops import FactorizedReduce
@@ -68,8 +68,7 @@ class SearchCell(nn.Module):
             out = group(states[source], flat, aux_weight)
             if edge_weights is not None:
                 out = out * edge_weights[group.edge_rows].view(1, -1, 1, 1, 1).to(out.dtype)
-            for (node, _), term in zip(targets, out.unbind(1)):
-                sums[node] = term if node not in sums else sums[node] + term
+            add_to_nodes(sums, [node for node, _ in targets], out)
             if source >= 1:  # every edge into node source-1 (state source+1) is in by now
                 states.append(sums.pop(source - 1))
         return torch.cat(states[-self.multiplier:], dim=1)

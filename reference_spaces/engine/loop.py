@@ -48,7 +48,7 @@ from .projection import ProjectionState, check_schedule, schedule, topology_node
 LOG_NAME = "search.jsonl"
 RESULT_NAME = "result.json"
 PLOT_NAME = "search.png"
-CHECKPOINT_VERSION = 3  # 3: the NAS-Bench-201 cell holds its parameters grouped by the node each edge reads
+CHECKPOINT_VERSION = 3  # 3: both supernets hold their parameters grouped by the node each edge reads
 #: what a search writes into its folder (moved aside together by --restart)
 RUN_FILES = (LOG_NAME, RESULT_NAME, PLOT_NAME, "genotype.json", "genotype.png")
 #: settings that must match for --resume to continue a checkpoint (epochs may grow)

@@ -53,7 +53,7 @@ class OutgoingEdges(nn.Module):
     def __init__(self, channels: int, edges: Sequence[int], affine: bool = False):
         super().__init__()
         c, m = channels, len(edges)
-        self.edges = m
+        self.m = m
         self.relu = nn.ReLU(inplace=False)
         self.conv3 = nn.Conv2d(c, m * c, 3, padding=1, bias=False)
         self.conv1 = nn.Conv2d(c, m * c, 1, bias=False)
@@ -64,7 +64,7 @@ class OutgoingEdges(nn.Module):
 
     def forward(self, x: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
         r = self.relu(x)
-        convs = self.bn(torch.cat([self.conv3(r), self.conv1(r)], dim=1)).unflatten(1, (2 * self.edges, -1))
+        convs = self.bn(torch.cat([self.conv3(r), self.conv1(r)], dim=1)).unflatten(1, (2 * self.m, -1))
         stack = torch.cat([x.unsqueeze(1), self.pool(x).unsqueeze(1), convs], dim=1)
         return mix_stack(stack, flat, self.mixing_index)
 

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..blocks import flat_weights, partial_channels
+from ..blocks import add_to_nodes, flat_weights, partial_channels
 from ..space import ArchWeights
 from .encoding import EDGES, NUM_EDGES, NUM_OPS, OPS
 from .ops import OutgoingEdges, ResidualReduction
@@ -45,6 +45,8 @@ _OUTGOING: tuple[tuple[int, ...], ...] = tuple(
     tuple(sorted((e for e, (_, s) in enumerate(EDGES) if s == source), key=lambda e: EDGES[e][0]))
     for source in (0, 1, 2)
 )
+#: the target node of each of those edges
+_TARGETS: tuple[tuple[int, ...], ...] = tuple(tuple(EDGES[e][0] for e in edges) for edges in _OUTGOING)
 
 
 class SearchCell(nn.Module):
@@ -66,11 +68,8 @@ class SearchCell(nn.Module):
         flat = flat_weights(weights)
         nodes = [x]
         partial_sums: dict[int, torch.Tensor] = {}
-        for source, (edges, outgoing) in enumerate(zip(_OUTGOING, self.sources)):
-            # unbind, not indexing: one call, and its backward stacks instead of zero-filling per edge
-            for e, term in zip(edges, outgoing(nodes[source], flat).unbind(1)):
-                target = EDGES[e][0]
-                partial_sums[target] = term if target not in partial_sums else partial_sums[target] + term
+        for source, (targets, outgoing) in enumerate(zip(_TARGETS, self.sources)):
+            add_to_nodes(partial_sums, targets, outgoing(nodes[source], flat))
             node = partial_sums.pop(source + 1)  # every edge into node source+1 is in by now
             if aux_skip:
                 # DARTS-: every edge adds a * (cell input); node j has j incoming edges
