@@ -403,7 +403,8 @@ def data_paths(size: dict, device: torch.device, workers: int) -> list[dict[str,
 
 def layout(size: dict, device: torch.device, tiny: bool) -> list[dict[str, Any]]:
     """Grouped against per-edge supernets: the time of a pass and its operator calls."""
-    from grouped_edges import build, count_calls, interleaved_medians, passes
+    from grouped_edges import build, count_calls, passes
+    from step_cost import timed_round_robin
 
     rows = []
     for space in ("nb201", "darts"):
@@ -415,7 +416,7 @@ def layout(size: dict, device: torch.device, tiny: bool) -> list[dict[str, Any]]
         fns = {name: passes(net, x, y) for name, net in layouts.items()}
         for which in ("alpha gradient", "weight pass"):
             reset_peak(device)
-            ms = interleaved_medians({name: fns[name][which] for name in layouts}, size["repeats"], device)
+            ms = timed_round_robin({name: fns[name][which] for name in layouts}, size["repeats"], device)
             calls = {name: count_calls(fns[name][which]) for name in layouts}
             rows.append(print_row(figure(
                 "layout", f"{space} {which}, batch {batch}, grouped", 1e3 * ms["grouped"], "ms", device,

@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 import collections
 import copy
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +28,7 @@ from flatarch.reference_spaces.darts.ops import OPS as DARTS_OPS
 from flatarch.reference_spaces.nb201.encoding import EDGES, OPS
 from flatarch.reference_spaces.nb201.ops import AvgPool
 from flatarch.reference_spaces.nb201.search_network import NB201SearchNetwork, SearchCell
+from step_cost import timed_round_robin  # this folder is on the path when a script here runs
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -163,25 +162,6 @@ def count_calls(fn) -> int:
     return sum(counter.calls.values())
 
 
-def interleaved_medians(fns: dict, repeats: int, device: torch.device) -> dict[str, float]:
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    for fn in fns.values():
-        fn()
-    samples = {name: [] for name in fns}
-    names = list(fns)
-    for r in range(repeats):
-        for name in names[r % len(names):] + names[: r % len(names)]:
-            sync()
-            start = time.perf_counter()
-            fns[name]()
-            sync()
-            samples[name].append(time.perf_counter() - start)
-    return {name: statistics.median(ts) for name, ts in samples.items()}
-
-
 SPACES = ("nb201", "darts")
 
 
@@ -221,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
             fns = {layout: passes(net, x, y) for layout, net in layouts.items()}
             for name in ("alpha gradient", "weight pass"):
                 calls = {layout: count_calls(fns[layout][name]) for layout in layouts}
-                ms = interleaved_medians({layout: fns[layout][name] for layout in layouts}, args.repeats, device)
+                ms = timed_round_robin({layout: fns[layout][name] for layout in layouts}, args.repeats, device)
                 print(f"{name:<16}{batch:>6}{calls['per-edge']:>16,}{calls['grouped']:>15,}"
                       f"{calls['grouped'] / calls['per-edge']:>7.2f}{1e3 * ms['per-edge']:>13.1f}"
                       f"{1e3 * ms['grouped']:>12.1f}{ms['grouped'] / ms['per-edge']:>7.2f}")
