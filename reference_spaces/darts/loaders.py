@@ -180,35 +180,21 @@ class DeviceLoader:
 
     def plan(self) -> torch.Tensor:
         """``[n, 6]`` int64 on the host: per image of the epoch, its index, crop offsets (row, column),
-        flip flag and cutout centre (row, column), drawn batch by batch."""
+        flip flag and cutout centre (row, column), drawn batch by batch (:func:`augment.draw_plan`)."""
         aug = self.augmentation
         h, w = self.images.shape[-2:]
         g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch * 1_009 + self.rank) % (2**63))
-        rows = []
-        for idx in self.indices().split(self.batch_size):
-            n = len(idx)
-            zeros = torch.zeros(n, 2, dtype=torch.long)
-            offsets = augment.draw_crop_offsets(n, aug.padding, g) if aug.padding else zeros
-            flips = augment.draw_flips(n, g).long() if aug.flip else zeros[:, 0]
-            centres = augment.draw_cutout_centres(n, h, w, g) if aug.cutout else zeros
-            rows.append(torch.cat([idx[:, None], offsets, flips[:, None], centres], dim=1))
-        return torch.cat(rows)
+        return augment.draw_plan(self.indices().split(self.batch_size), g, pad=aug.padding, flip=aug.flip,
+                                 cutout_length=aug.cutout, height=h, width=w)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         aug = self.augmentation
         plan = self.plan()
         sizes = [len(b) for b in plan.split(self.batch_size)]
         for rows in to_device(plan, self.device).split(sizes):
-            idx = rows[:, 0]
-            x = self.images[idx].float().div_(255.0)
-            if aug.padding:
-                x = augment.random_crop(x, rows[:, 1:3], aug.padding)
-            if aug.flip:
-                x = augment.horizontal_flip(x, rows[:, 3].bool())
-            x = (x - self.mean) / self.std
-            if aug.cutout:
-                x = augment.cutout(x, rows[:, 4:6], aug.cutout)
-            yield x.contiguous(), self.labels[idx]
+            x = augment.apply_plan(self.images, rows, self.mean, self.std, pad=aug.padding, flip=aug.flip,
+                                   cutout_length=aug.cutout)
+            yield x, self.labels[rows[:, 0]]
 
 
 def _cifar_test(name: str, data_dir: str | None, download: bool) -> tuple[torch.Tensor, torch.Tensor]:

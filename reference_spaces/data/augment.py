@@ -12,6 +12,8 @@ ones) and passed in; each function then costs a few kernels for the batch, howev
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 
@@ -61,3 +63,35 @@ def cutout(x: torch.Tensor, centres: torch.Tensor, length: int) -> torch.Tensor:
     in_cols = (cols >= cx - half) & (cols < cx + half)  # [n, w]
     hole = in_rows[:, None, :, None] & in_cols[:, None, None, :]
     return x.masked_fill(hole, 0.0)
+
+
+def draw_plan(batches: Sequence[torch.Tensor], generator: torch.Generator, *, pad: int, flip: bool,
+              cutout_length: int, height: int, width: int) -> torch.Tensor:
+    """``[n, 6]`` int64 on the host, one row per image of ``batches`` (index lists): its index, crop
+    offsets (row, column), flip flag and cutout centre (row, column). Drawn batch by batch, crop then
+    flip then cutout, each only where in use (zeros otherwise), so that the draws of one setting do
+    not depend on the others; a whole epoch's plan reaches the device in one copy."""
+    rows = []
+    for idx in batches:
+        n = len(idx)
+        zeros = torch.zeros(n, 2, dtype=torch.long)
+        offsets = draw_crop_offsets(n, pad, generator) if pad else zeros
+        flips = draw_flips(n, generator).long() if flip else zeros[:, 0]
+        centres = draw_cutout_centres(n, height, width, generator) if cutout_length else zeros
+        rows.append(torch.cat([idx[:, None], offsets, flips[:, None], centres], dim=1))
+    return torch.cat(rows)
+
+
+def apply_plan(images: torch.Tensor, rows: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, *, pad: int,
+               flip: bool, cutout_length: int) -> torch.Tensor:
+    """The batch of ``rows`` of a :func:`draw_plan` from uint8 ``images``: scaled to ``[0, 1]``, cropped,
+    flipped, normalised, then cut out (each where in use), on the device ``images`` and ``rows`` are on."""
+    x = images[rows[:, 0]].float().div_(255.0)
+    if pad:
+        x = random_crop(x, rows[:, 1:3], pad)
+    if flip:
+        x = horizontal_flip(x, rows[:, 3].bool())
+    x = (x - mean) / std
+    if cutout_length:
+        x = cutout(x, rows[:, 4:6], cutout_length)
+    return x.contiguous()

@@ -95,24 +95,9 @@ class BatchStream:
         """The batches of these index lists. All of their random numbers are drawn first, batch by batch
         in the order a batch-at-a-time loop would draw them, and go to the device in one copy that does
         not wait for it (:func:`flatarch.transfer.to_device`): no host synchronisation per batch."""
-        columns = []
-        for idx in batches:
-            row = [idx[:, None]]
-            if self.augment and self.pad:
-                row.append(augment.draw_crop_offsets(len(idx), self.pad, g))
-            if self.augment and self.flip:
-                row.append(augment.draw_flips(len(idx), g)[:, None].long())
-            columns.append(torch.cat(row, dim=1))
-        plan = to_device(torch.cat(columns), self.device)
-        for rows in plan.split([len(idx) for idx in batches]):
-            yield self._batch(rows)
-
-    def _batch(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One batch from its rows of the plan: image index, then crop offsets and a flip flag where augmented."""
-        idx = rows[:, 0]
-        x = self.images[idx].float().div_(255.0)
-        if self.augment and self.pad:
-            x = augment.random_crop(x, rows[:, 1:3], self.pad)
-        if self.augment and self.flip:
-            x = augment.horizontal_flip(x, rows[:, -1].bool())
-        return ((x - self.mean) / self.std).contiguous(), self.labels[idx]
+        pad, flip = (self.pad, self.flip) if self.augment else (0, False)
+        h, w = self.images.shape[-2:]
+        plan = augment.draw_plan(batches, g, pad=pad, flip=flip, cutout_length=0, height=h, width=w)
+        for rows in to_device(plan, self.device).split([len(idx) for idx in batches]):
+            x = augment.apply_plan(self.images, rows, self.mean, self.std, pad=pad, flip=flip, cutout_length=0)
+            yield x, self.labels[rows[:, 0]]
