@@ -237,8 +237,7 @@ def iterations_per_second(searcher: _Searcher, iters: int, warmup: int, channels
         return (x.contiguous(memory_format=torch.channels_last) if channels_last else x), y
 
     def iteration(train_batch, val_batch):
-        searcher.arch_opt.step(searcher.arch_loss(layout(val_batch), 0))
-        searcher.weight_step(layout(train_batch), 0, sums)
+        searcher.iteration(layout(train_batch), layout(val_batch), 0, sums)
 
     for i in range(warmup):
         iteration(*batches[i % len(batches)])

@@ -138,9 +138,12 @@ def lambda_correction(
     grads = [g.detach().reshape(-1) for g in layer_grads]
     directions = [d.reshape(w.shape) for d, w in zip(_cell_direction(grads, corr), weights)]
     scale = torch.cat([d.reshape(-1) for d in directions]).norm()
-    if not bool(scale > 0):
-        return [torch.zeros_like(p) for p in params]
-    eps = eps0 / float(scale)
+    # The repository divides by ``norm().item()`` (sota/cnn/model_search.py L266), a wait for the
+    # device in every weight step; here eps stays on the device, divided in float64 as a Python
+    # float would be. All-zero directions (scale 0, where the repository divides by zero) give a
+    # zero correction, decided on the device too.
+    moved = scale > 0
+    eps = (eps0 / torch.where(moved, scale, 1.0).double()).to(scale.dtype)
 
     def grad_at(sign: float) -> tuple[torch.Tensor, ...]:
         loss = loss_fn([w + sign * eps * d for w, d in zip(weights, directions)])
@@ -148,4 +151,4 @@ def lambda_correction(
         return tuple(torch.zeros_like(p) if g is None else g for g, p in zip(grads, params))
 
     forward, backward = grad_at(-1.0), grad_at(1.0)
-    return [(f - b) / (2 * eps) for f, b in zip(forward, backward)]
+    return [torch.where(moved, (f - b) / (2 * eps), 0.0) for f, b in zip(forward, backward)]

@@ -39,7 +39,8 @@ def smoothing_radius(epoch: int, epochs: int, *, start: float = 0.03, end: float
 
 def project_rows(p: torch.Tensor) -> torch.Tensor:
     """Clamp to ``[0, 1]``, one-hot at the pre-clamp argmax where a row sums to 0, renormalise."""
-    fallback = torch.nn.functional.one_hot(p.argmax(dim=-1), p.shape[-1]).to(p.dtype)
+    # scatter, not one_hot: one_hot checks its indices on the host on a CPU
+    fallback = torch.zeros_like(p).scatter_(-1, p.argmax(dim=-1, keepdim=True), 1.0)
     clamped = p.clamp(0.0, 1.0)
     clamped = torch.where(clamped.sum(dim=-1, keepdim=True) == 0, fallback, clamped)
     return clamped / clamped.sum(dim=-1, keepdim=True)

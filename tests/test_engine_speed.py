@@ -65,21 +65,19 @@ def test_a_search_iteration_never_waits_for_the_device(optimizer):
     sums = torch.zeros(3, dtype=torch.float64, device="cuda")
     batches = zip(searcher.train.epoch(0), searcher.valid.epoch(0))
     train_batch, val_batch = next(batches)
-    searcher.arch_opt.step(searcher.arch_loss(val_batch, 0))  # the first step creates the Adam state
-    searcher.weight_step(train_batch, 0, sums)
+    searcher.iteration(train_batch, val_batch, 0, sums)  # the first step creates the Adam state
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     steps = 1
     try:
         for train_batch, val_batch in batches:
-            info = searcher.arch_opt.step(searcher.arch_loss(val_batch, 0))
-            searcher.weight_step(train_batch, 0, sums)
+            searcher.iteration(train_batch, val_batch, 0, sums)
             steps += 1
     finally:
         torch.cuda.set_sync_debug_mode("default")
     searcher.arch_opt.check()
     assert steps == searcher.iters > 2  # the split's training batches, max_batches or fewer
-    assert not bool(info.skipped) and searcher.arch_opt.steps == steps
+    assert searcher.arch_opt.steps == steps and searcher.arch_opt.skipped_steps == 0
 
 
 @pytest.mark.cuda

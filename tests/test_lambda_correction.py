@@ -131,3 +131,13 @@ def test_bad_input_is_named():
             lambda_correction(loss_fn, weights, params, eps0=eps0)
     with pytest.raises(ValueError, match="at least 2"):
         lambda_correction(loss_fn, weights[:1], params)
+
+
+def test_cells_already_aligned_get_a_zero_correction_decided_on_the_device():
+    """Identical cell gradients are already perfectly correlated: the sign variant's direction is
+    exactly zero, where the repository would divide by a zero norm; the correction is zero, not NaN."""
+    model, loss_fn, weights = setup(seed=3)
+    params = list(model.parameters())
+    same = [torch.full((2, 3), 0.5, dtype=torch.float64) for _ in weights]
+    got = lambda_correction(loss_fn, weights, params, corr="signcorr", layer_grads=same)
+    assert all(torch.equal(g, torch.zeros_like(p)) for g, p in zip(got, params))

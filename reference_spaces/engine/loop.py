@@ -309,6 +309,17 @@ class _Searcher:
         sums += torch.stack([loss.detach().double() * len(y), (logits.detach().argmax(1) == y).sum().double(),
                              sums.new_full((), float(len(y)))])  # new_full: no host-to-device copy, no sync
 
+    def iteration(self, train_batch, val_batch, epoch: int, sums: torch.Tensor,
+                  step_stats: reporting.StepStats | None = None) -> None:
+        """One search iteration: the alpha step on a validation batch (from the end of the warm-up
+        epochs on), then the weight step on a training batch, in the order of quark0/darts
+        ``cnn/train_search.py`` ``train`` (L147). Nothing in it waits for the device (tests/test_host_syncs.py)."""
+        if epoch >= self.cfg.warmup_epochs:
+            info = self.arch_opt.step(self.arch_loss(val_batch, epoch))
+            if step_stats is not None:
+                step_stats.add(info)
+        self.weight_step(train_batch, epoch, sums)
+
     # --- epochs --------------------------------------------------------------------------------
     def _sweep(self, epoch: int, weights: dict[str, torch.Tensor] | None) -> tuple[float, float]:
         """Loss and accuracy (%) on the whole validation split, no gradient, in the network's mode."""
@@ -345,14 +356,11 @@ class _Searcher:
         step_stats = reporting.StepStats(self.device)
         sums = torch.zeros(3, dtype=torch.float64, device=self.device)
         lr = self.w_opt.param_groups[0]["lr"]
-        arch_steps = epoch >= cfg.warmup_epochs
         t0 = time.perf_counter()
         batches = zip(range(self.iters), self.train.epoch(epoch), self.valid.epoch(epoch))
         bar = _tqdm(batches, cfg.progress, total=self.iters, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False)
         for t, train_batch, val_batch in bar:
-            if arch_steps:
-                step_stats.add(self.arch_opt.step(self.arch_loss(val_batch, epoch)))
-            self.weight_step(train_batch, epoch, sums)
+            self.iteration(train_batch, val_batch, epoch, sums, step_stats)
             if cfg.progress and t % 10 == 9:  # a host sync every 10 iterations, only with a bar
                 loss_sum, correct, seen = sums.tolist()
                 bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100 * correct / seen:.1f}%")

@@ -46,6 +46,9 @@ class ProjectionState:
     chosen: dict[str, list[int]]
     removed: dict[str, list[bool]]
     nodes_done: dict[str, list[int]] = field(default_factory=dict)
+    #: per group, the fixed rows and their values for the current decisions (see _constants)
+    _made: dict[str, tuple[tuple, torch.Tensor, torch.Tensor]] = field(default_factory=dict, init=False, repr=False,
+                                                                          compare=False)
 
     @classmethod
     def empty(cls, edges: Mapping[str, int]) -> ProjectionState:
@@ -69,13 +72,25 @@ class ProjectionState:
             if chosen is None or (all(c < 0 for c in chosen) and not any(removed)):
                 out[group] = w
                 continue
-            fixed = torch.tensor([c >= 0 or r for c, r in zip(chosen, removed)], device=w.device)
-            const = torch.zeros_like(w)
+            fixed, const = self._constants(group, w)
+            out[group] = torch.where(fixed[:, None], const, w)
+        return out
+
+    def _constants(self, group: str, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Which rows of ``group`` the decisions fix, and their values, made on ``like``'s device
+        once per decision: every pass of a tuning epoch applies them, and making them in each would
+        upload from the host (a wait on CUDA) and write the one-hot entries edge by edge."""
+        chosen, removed = self.chosen[group], self.removed[group]
+        key = (tuple(chosen), tuple(removed), like.device, like.dtype, like.shape)
+        made = self._made.get(group)
+        if made is None or made[0] != key:
+            fixed = torch.tensor([c >= 0 or r for c, r in zip(chosen, removed)])
+            const = torch.zeros(like.shape, dtype=like.dtype)
             for e, (c, r) in enumerate(zip(chosen, removed)):
                 if c >= 0 and not r:
                     const[e, c] = 1.0
-            out[group] = torch.where(fixed[:, None], const, w)
-        return out
+            made = self._made[group] = (key, fixed.to(like.device), const.to(like.device))
+        return made[1], made[2]
 
     def complete(self, topology: Mapping[str, Sequence[Sequence[int]]]) -> bool:
         ops_done = all(c >= 0 for chosen in self.chosen.values() for c in chosen)
