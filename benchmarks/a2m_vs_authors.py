@@ -14,7 +14,9 @@ Timed, interleaved (round robin, median of ``--repeats`` rounds), each on its ow
   between the two is the noise of the measurement on this machine);
 * ``adapter``: ``flatarch.adapters.darts.Architect(...).step(...)`` (closure convention, in place);
 * ``module_loss``: ``flatarch.A2M(loss.arch_params).step(loss)`` with ``loss = flatarch.module_loss(...)``
-  (functional convention);
+  (functional convention), which reads its NaN/Inf check on the host (one wait for the device per
+  step), and ``module_loss, deferred_check``: the same with ``deferred_check=True`` (no wait; on CUDA
+  its Adam is capturable, so the new alphas agree with the others to rounding, not bit for bit);
 * ``floor``: four bare alpha gradients (``torch.autograd.grad(model._loss(x, y), alphas)``).
 
 Each variant's operator calls per step are counted too (below Python, so the same on any device).
@@ -113,10 +115,14 @@ def make_steps(base, x, y, authors_class):
     model = copy.deepcopy(base)
     adapter = FlatArchitect(model, ns)
     steps["adapter"] = (model, lambda: adapter.step(x, y, x, y, 0.025, None, unrolled=False))
-    model = copy.deepcopy(base)
-    loss = flatarch.module_loss(model, (x, y), ["alphas_normal", "alphas_reduce"], compute=lambda m, b: m._loss(*b))
-    opt = flatarch.A2M(loss.arch_params, rho=RHO, eps=EPS, lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
-    steps["module_loss"] = (model, lambda: opt.step(loss))
+    # the functional convention, checking each step on the host (the default) and on the device
+    for name, deferred in (("module_loss", False), ("module_loss, deferred_check", True)):
+        model = copy.deepcopy(base)
+        loss = flatarch.module_loss(model, (x, y), ["alphas_normal", "alphas_reduce"],
+                                    compute=lambda m, b: m._loss(*b))
+        opt = flatarch.A2M(loss.arch_params, rho=RHO, eps=EPS, lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3,
+                           deferred_check=deferred)
+        steps[name] = (model, lambda opt=opt, loss=loss: opt.step(loss))
     return steps
 
 

@@ -42,6 +42,7 @@ import statistics
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -242,8 +243,10 @@ def iterations_per_second(searcher: _Searcher, iters: int, warmup: int, channels
     for i in range(warmup):
         iteration(*batches[i % len(batches)])
     searcher.arch_opt.check()
+    waits = device_waits(lambda: iteration(*batches[0]), device)
     sync(device)
     reset_peak(device)
+    before = allocator_counts(device)
     with Utilisation(device) as use:
         start = time.perf_counter()
         for i in range(iters):
@@ -251,7 +254,36 @@ def iterations_per_second(searcher: _Searcher, iters: int, warmup: int, channels
         searcher.arch_opt.check()
         sync(device)
         seconds = time.perf_counter() - start
-    return iters / seconds, use.percent
+    allocator = {k: (v - before[k]) / iters for k, v in allocator_counts(device).items()}
+    return iters / seconds, {"utilisation": use.percent, "waits_per_iteration": waits,
+                             **{f"{k}_per_iteration": v for k, v in allocator.items()}}
+
+
+def device_waits(fn, device: torch.device) -> int | None:
+    """How often one call of ``fn`` makes the host wait for the GPU, counted by torch's sync debug
+    mode (a warning at each); None on a CPU (tests/host_syncs.py audits the same there)."""
+    if device.type != "cuda":
+        return None
+    sync(device)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fn()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message) for w in caught)
+
+
+def allocator_counts(device: torch.device) -> dict[str, int]:
+    """The caching allocator's cudaMalloc calls, retries after freeing its cache, and device-wide
+    syncs so far: time a search can lose without more operator calls (empty on a CPU)."""
+    if device.type != "cuda":
+        return {}
+    stats = torch.cuda.memory_stats(device)
+    return {name: int(stats.get(key, 0)) for name, key in (
+        ("cuda_mallocs", "num_device_alloc"), ("alloc_retries", "num_alloc_retries"),
+        ("allocator_syncs", "num_sync_all_streams"))}
 
 
 def validation_images_per_second(searcher: _Searcher) -> float:
@@ -294,8 +326,8 @@ def search_row(space: str, update: str, precision: Precision, s: dict, iters: in
         if precision.compile:
             stack.enter_context(_fresh_compile_cache())
         built = searcher(space, update, precision, s, iters + warmup, device)
-        rate, use = iterations_per_second(built, iters, warmup, precision.channels_last)
-        extra = {"space": space, "update": update, "precision": precision.name, "utilisation": use}
+        rate, diagnostics = iterations_per_second(built, iters, warmup, precision.channels_last)
+        extra = {"space": space, "update": update, "precision": precision.name, **diagnostics}
         if space == "nb201" and update == "a2m":
             extra["validation_images_per_second"] = validation_images_per_second(built)
         return figure("search", f"{space} {update} {precision.name}", rate, "iterations/s", device, **extra)
@@ -457,9 +489,13 @@ def print_row(row: dict[str, Any]) -> dict[str, Any]:
     ratios = "  ".join(f"{k[3:] if k.startswith('vs_') else k} {row[k]:.2f}x" for k in
                        ("vs_first_order", "vs_floor", "vs_authors", "vs_per_edge") if k in row)
     use = row.get("utilisation")
+    # where a GPU search loses time without more operator calls (CUDA only: None or absent on a CPU)
+    lost = "  ".join(f"{label} {row[key]:g}" for label, key in (
+        ("waits/it", "waits_per_iteration"), ("cudaMalloc/it", "cuda_mallocs_per_iteration"),
+        ("alloc retries/it", "alloc_retries_per_iteration")) if row.get(key) is not None)
     print(f"{row['section']:<11} {row['name']:<58} {row['value']:>12.2f} {row['unit']:<13} {ratios:<22} "
           f"{row['peak_memory_bytes'] / 2**20:>9.0f} {'-' if use is None else f'{use:.0f}':>6} "
-          f"{row['threads']:>7}", flush=True)
+          f"{row['threads']:>7}{'  ' + lost if lost else ''}", flush=True)
     return row
 
 

@@ -91,7 +91,7 @@ def test_a2m_vs_authors_compares_given_checkouts_and_skips_without_them(tmp_path
     text = run("a2m_vs_authors.py", "--darts", str(darts), "--asquaredm", str(authors), "--device", "cpu",
                "--batch", "4", "--channels", "4", "--layers", "3", "--size", "8", "--repeats", "1")
     assert "torch threads 1" in text
-    for name in ("authors", "adapter", "module_loss", "floor"):
+    for name in ("authors", "adapter", "module_loss", "module_loss, deferred_check", "floor"):
         assert name in text
     difference = float(text.rsplit("after one step: ", 1)[1])
     assert difference < 1e-6
