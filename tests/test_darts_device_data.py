@@ -176,3 +176,23 @@ def test_a_training_epoch_on_device_batches_waits_for_the_device_once():
         torch.cuda.set_sync_debug_mode("default")
     syncs = [w for w in caught if "synchroniz" in str(w.message)]
     assert len(syncs) == 1  # reading the epoch's sums at its end
+
+
+def test_a_training_epoch_on_device_batches_waits_once_audited_on_a_cpu():
+    """The CPU suite's version of the test above (tests/host_syncs.py): auxiliary head, drop path
+    and gradient clipping on, the only wait is the epoch's sums read at its end."""
+    from flatarch.reference_spaces.darts.train import _train_epoch
+    from host_syncs import HostSyncs
+
+    ds = dataset(n=48, size=16, padding=2, flip=True, cutout=4)
+    loader = loaders.DeviceLoader(ds, 16, shuffle=True, device="cpu", seed=0)
+    torch.manual_seed(0)
+    model = EvaluationNetwork(DARTS_V2, num_classes=10, C=4, layers=3, input_size=16, auxiliary=True)
+    model.drop_path_prob = 0.2
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    config = TrainConfig(epochs=1).resolved()
+    assert config.grad_clip and config.auxiliary_weight
+    with HostSyncs() as syncs:
+        _train_epoch(model, model, loader, optimizer, config, torch.device("cpu"), False, False)
+    assert [(s.what, s.function) for s in syncs.found] == [("tolist", "_train_epoch")], syncs.report()
+    assert sum(syncs.found.values()) == 1
