@@ -1,6 +1,10 @@
 """Nothing in a search iteration waits for the device: every method and update, both spaces,
 DARTS-PT's tuning phase and the core's deferred step, audited on a CPU by tests/host_syncs.py (a
-CUDA run checks the same with torch's sync debug mode, tests/test_engine_speed.py)."""
+CUDA run checks the same with torch's sync debug mode, tests/test_engine_speed.py); and no
+iteration leaves an autograd graph alive behind it."""
+
+import gc
+import warnings
 
 import pytest
 import torch
@@ -132,3 +136,21 @@ def test_the_core_step_waits_once_without_deferred_check_and_never_with_it():
         waits = {(site.file, site.function) for site in syncs.found}
         assert waits == (set() if deferred else {("flatarch/evaluation.py", "first_nonfinite")}), syncs.report()
         assert opt.steps == 2
+
+
+def graphs_alive() -> list[tuple[int, ...]]:
+    """Shapes of the tensors that still hold an autograd graph."""
+    gc.collect()
+    with warnings.catch_warnings():  # isinstance on every object touches deprecated module attributes
+        warnings.simplefilter("ignore")
+        return [tuple(o.shape) for o in gc.get_objects() if isinstance(o, torch.Tensor) and o.grad_fn is not None]
+
+
+@pytest.mark.parametrize("method,update", [("darts", "first-order"), ("darts", "a2m"), ("lambda-darts", "a2m"),
+                                           ("sdarts-adv", "a2m")])
+def test_no_autograd_graph_outlives_a_search_iteration(method, update):
+    """A graph kept alive past its step (in a StepInfo, a cache, a closure) would hold a pass's
+    activations on the GPU until the next step: more memory, more work for the allocator."""
+    searcher, batches, sums, stats = searcher_after_one_iteration(method=method, optimizer=update)
+    searcher.iteration(*batches[0], 0, sums, stats)
+    assert graphs_alive() == []
