@@ -56,6 +56,7 @@ from flatarch.reference_spaces.engine.config import SearchConfig  # noqa: E402
 from flatarch.reference_spaces.engine.loop import _Searcher  # noqa: E402
 
 import flatarch  # noqa: E402
+from flatarch.deferred import PendingCheck  # noqa: E402
 
 SECTIONS = ("alpha_step", "layout", "search", "projection", "train", "data", "authors")  # projection: within search
 
@@ -247,16 +248,43 @@ def iterations_per_second(searcher: _Searcher, iters: int, warmup: int, channels
     sync(device)
     reset_peak(device)
     before = allocator_counts(device)
-    with Utilisation(device) as use:
+    with Utilisation(device) as use, LateChecks() as late:
         start = time.perf_counter()
         for i in range(iters):
             iteration(*batches[i % len(batches)])
+        late.stop()  # the epoch-end check() below waits by design
         searcher.arch_opt.check()
         sync(device)
         seconds = time.perf_counter() - start
     allocator = {k: (v - before[k]) / iters for k, v in allocator_counts(device).items()}
     return iters / seconds, {"utilisation": use.percent, "waits_per_iteration": waits,
+                             "late_checks_per_iteration": late.count / iters,
                              **{f"{k}_per_iteration": v for k, v in allocator.items()}}
+
+
+class LateChecks(contextlib.AbstractContextManager):
+    """Counts the deferred NaN/Inf checks read before their copy reached the host: each is a wait
+    (``Event.synchronize``) that torch's sync debug mode does not report."""
+
+    def __init__(self):
+        self.count = 0
+        self._original = PendingCheck.first_bad
+
+    def __enter__(self):
+        original = self._original
+
+        def first_bad(check):
+            self.count += not check.ready()
+            return original(check)
+
+        PendingCheck.first_bad = first_bad
+        return self
+
+    def stop(self) -> None:
+        PendingCheck.first_bad = self._original
+
+    def __exit__(self, *exc):
+        self.stop()
 
 
 def device_waits(fn, device: torch.device) -> int | None:
@@ -491,7 +519,8 @@ def print_row(row: dict[str, Any]) -> dict[str, Any]:
     use = row.get("utilisation")
     # where a GPU search loses time without more operator calls (CUDA only: None or absent on a CPU)
     lost = "  ".join(f"{label} {row[key]:g}" for label, key in (
-        ("waits/it", "waits_per_iteration"), ("cudaMalloc/it", "cuda_mallocs_per_iteration"),
+        ("waits/it", "waits_per_iteration"), ("late checks/it", "late_checks_per_iteration"),
+        ("cudaMalloc/it", "cuda_mallocs_per_iteration"),
         ("alloc retries/it", "alloc_retries_per_iteration")) if row.get(key) is not None)
     print(f"{row['section']:<11} {row['name']:<58} {row['value']:>12.2f} {row['unit']:<13} {ratios:<22} "
           f"{row['peak_memory_bytes'] / 2**20:>9.0f} {'-' if use is None else f'{use:.0f}':>6} "

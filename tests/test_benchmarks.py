@@ -40,6 +40,27 @@ def test_gpu_suite_tiny_on_cpu_writes_every_section(tmp_path):
     skipped = {r["name"]: r["skipped"] for r in result["search"] if "skipped" in r}
     assert "needs CUDA" in skipped["nb201 bf16"] and "--compile" in skipped["darts compiled"]
     assert "--darts" in result["authors"][0]["skipped"]
+    # what a GPU search can lose without more calls: measured on CUDA, None (waits) or 0 (late checks) here
+    for row in (r for r in result["search"] if "skipped" not in r):
+        assert row["waits_per_iteration"] is None and row["late_checks_per_iteration"] == 0
+
+
+def test_late_checks_counts_only_checks_read_before_their_copy_arrived():
+    sys.path.insert(0, BENCHMARKS)
+    try:
+        import torch
+        from gpu_suite import LateChecks
+
+        from flatarch.deferred import PendingCheck
+    finally:
+        sys.path.remove(BENCHMARKS)
+    arrived, late = (PendingCheck(torch.tensor([True, True]), ["a", "b"], step) for step in (1, 2))
+    late.ready = lambda: False  # a copy still on its way (CUDA only in real runs)
+    original = PendingCheck.first_bad
+    with LateChecks() as counter:
+        assert arrived.first_bad() is None and late.first_bad() is None
+    assert counter.count == 1
+    assert PendingCheck.first_bad is original  # put back: later reads are not counted
 
 
 STAND_IN_ARCHITECT = '''
