@@ -14,7 +14,9 @@ forward and one alpha-only backward ``B_a`` (input gradients, no weight gradient
     A2M forward (3 evaluations):   3(F + B_a) + (F + B_w)
 
 With the usual ``B_a ~ F`` and ``B_w ~ 2F`` the floors are 11/5 = 2.2x and 9/5 = 1.8x; the
-script also measures F, B_a and B_w on this device and prints the floors they predict.
+script also measures F, B_a and B_w on this device and prints the floors they predict, then
+each variant's iteration against its alpha step and weight step timed alone, and the operator
+calls of each step.
 
     python benchmarks/search_epoch.py [--iters 5] [--device auto] [--threads 1]
 """
@@ -31,6 +33,7 @@ from flatarch.reference_spaces.data import ImageData
 from flatarch.reference_spaces.engine.config import SearchConfig
 from flatarch.reference_spaces.engine.loop import _Searcher
 from grouped_edges import count_calls  # this folder is on the path when a script here runs
+from step_cost import timed_round_robin
 
 VARIANTS = {
     "DARTS (first-order)": dict(optimizer="first-order"),
@@ -93,6 +96,25 @@ def iteration_calls(searcher: _Searcher) -> dict[str, int]:
             "weight step": count_calls(lambda: searcher.weight_step(train_batch, 0, sums))}
 
 
+def iteration_and_parts(searchers: dict[str, _Searcher], repeats: int) -> dict[str, dict[str, float]]:
+    """Median seconds of one iteration (``_Searcher.iteration``) and of its alpha step and weight
+    step alone, all on one batch pair and interleaved, per variant: an iteration should cost its
+    parts (on the H200 an A2M iteration cost 158 ms more than they did)."""
+    fns = {}
+    for name, s in searchers.items():
+        train_batch, val_batch = next(s.train.epoch(0)), next(s.valid.epoch(0))
+        sums = torch.zeros(3, dtype=torch.float64, device=s.device)
+        fns[(name, "iteration")] = lambda s=s, t=train_batch, v=val_batch, sums=sums: s.iteration(t, v, 0, sums)
+        fns[(name, "alpha step")] = lambda s=s, v=val_batch: s.arch_opt.step(s.arch_loss(v, 0))
+        fns[(name, "weight step")] = lambda s=s, t=train_batch, sums=sums: s.weight_step(t, 0, sums)
+    device = next(iter(searchers.values())).device
+    times = timed_round_robin(fns, repeats, device)
+    for s in searchers.values():
+        s.arch_opt.check()
+    return {name: {part: times[(name, part)] for part in ("iteration", "alpha step", "weight step")}
+            for name in searchers}
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--iters", type=int, default=5, help="timed iterations per variant per round (default: 5)")
@@ -141,6 +163,13 @@ def main(argv=None) -> None:
     overhead = {n: per_iter[n] - (EVALUATIONS[n] * step_a + weight) for n in per_iter}
     print("time outside the passes per iteration (data, optimizer steps, bookkeeping): "
           + ", ".join(f"{n} {o * 1e3:.1f} ms" for n, o in overhead.items()))
+    parts = iteration_and_parts(searchers, repeats=max(3, args.iters))
+    print("an iteration against its parts timed alone (one batch pair, interleaved):")
+    for name, t in parts.items():
+        alone = t["alpha step"] + t["weight step"]
+        print(f"  {name:<22} iteration {t['iteration'] * 1e3:.1f} ms, alpha step {t['alpha step'] * 1e3:.1f} + "
+              f"weight step {t['weight step'] * 1e3:.1f} ms: {(t['iteration'] - alone) * 1e3:+.1f} ms "
+              f"({t['iteration'] / alone:.2f}x)")
     # on a GPU the host's time per call is what a pass costs: compare these ratios with the timed ones
     calls = {name: iteration_calls(s) for name, s in searchers.items()}
     first = calls["DARTS (first-order)"]

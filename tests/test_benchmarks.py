@@ -142,6 +142,8 @@ def test_search_epoch_counts_each_steps_calls():
         # beyond its evaluations the step makes a fixed number of calls (Adam, the alpha arithmetic, the
         # buffer copies): 64-121 on the paper's network too
         assert k == evaluations and total == k * evaluation + extra and 0 <= extra < 200, name
+    parts = re.findall(r"^  (.+?) +iteration ([\d.]+) ms, alpha step ([\d.]+) \+ weight step ([\d.]+) ms", text, re.M)
+    assert {p[0] for p in parts} == counted.keys() and all(float(n) > 0 for p in parts for n in p[1:])
 
 
 def _grouped_edges_module():
