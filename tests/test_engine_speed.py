@@ -27,9 +27,14 @@ def test_step_stats_count_taken_and_skipped_steps_whether_known_on_the_host_or_t
     assert empty["steps"] == 0 and empty["loss"] != empty["loss"]  # NaN: no step to average
 
 
-def test_compile_compiles_the_network_in_place_and_keeps_the_search(monkeypatch):
+@pytest.mark.parametrize("space,optimizer", [("nb201", "a2m"),
+                                             pytest.param("darts", "first-order", marks=pytest.mark.slow)])
+def test_compile_compiles_each_cell_in_place_and_keeps_the_search(monkeypatch, space, optimizer):
     """The tracing backend without code generation (aot_eager) keeps this fast on a CPU; inductor
     is what --compile uses, measured by benchmarks/gpu_suite.py."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
     compiled = []
     original = torch.nn.Module.compile
 
@@ -38,9 +43,16 @@ def test_compile_compiles_the_network_in_place_and_keeps_the_search(monkeypatch)
         original(module, backend="aot_eager")
 
     monkeypatch.setattr(torch.nn.Module, "compile", compile_for_test)
-    plain = search(TINY)
-    result = search(TINY, compile=True)
-    assert len(compiled) == 1 and result.config["compile"] is True
+    config = TINY.replace(space=space, optimizer=optimizer, channels=4 if space == "nb201" else 8)
+    plain = search(config)
+    torch._dynamo.reset()
+    counters.clear()
+    result = search(config, compile=True)
+    cells = _Searcher(config).net.cells
+    assert [type(m) for m in compiled] == [type(m) for m in cells] and result.config["compile"] is True
+    # every cell frame compiled whole (one graph per cell size, mode and grad mode), none broken or
+    # left to eager mode
+    assert counters["frames"]["ok"] == counters["frames"]["total"] > 0 and not counters["graph_break"]
     assert result.genotype_json == plain.genotype_json
     for name, alpha in plain.history[-1]["alphas"].items():
         torch.testing.assert_close(torch.tensor(result.history[-1]["alphas"][name]), torch.tensor(alpha),

@@ -63,8 +63,8 @@ def _options() -> list[tuple[str, str, dict[str, Any], str]]:
         ("device", "--device", {"default": "auto", "choices": ("auto", "cpu", "cuda")},
          "auto picks CUDA when available (default: auto)"),
         ("amp", "--amp", {"action": "store_true"}, "bf16 mixed precision; needs CUDA (default: off)"),
-        ("compile", "--compile", {"action": "store_true"}, "torch.compile the search network's forward: slow "
-         "first iterations, then fewer kernel launches; see docs/performance.md (default: off)"),
+        ("compile", "--compile", {"action": "store_true"}, "torch.compile each cell of the search network: "
+         "slow first iterations, then fused kernels; see docs/performance.md (default: off)"),
         ("threads", "--threads", {"type": int, "default": 1}, "torch CPU threads per search (default: 1: the search "
          "network's small convolutions gain little from more, and oversubscribed cores lose a lot)"),
         ("val_augment", "--val-augment", {"action": argparse.BooleanOptionalAction},

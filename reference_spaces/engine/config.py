@@ -88,7 +88,7 @@ class SearchConfig:
     restart: bool = False  # start over in an --out that holds a run (its files are moved aside)
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = False  # bf16 autocast; needs CUDA
-    compile: bool = False  # torch.compile the search network's forward (measure it: benchmarks/gpu_suite.py)
+    compile: bool = False  # torch.compile each cell of the search network (measure it: benchmarks/gpu_suite.py)
     threads: int | None = None  # torch CPU threads (None: leave torch's setting); the CLI uses 1
     val_augment: bool | None = None  # None: the method's rule (paper appendix C.4)
     channels: int | None = None  # space default (nb201: 16; digits demo: 8)

@@ -37,7 +37,7 @@ from ..data import BatchStream, DataError, ImageData, load_dataset, split_half
 from ..errors import CheckpointError
 from ..registry import get_space
 from ..run_folder import RunFolder, assert_finite_state
-from ..space import NetworkOptions
+from ..space import NetworkOptions, compile_cells
 from . import hessian, reporting
 from .checkpoint import write_json, write_json_lines
 from .components import Context, mixing_weights
@@ -192,7 +192,7 @@ class _Searcher:
             raise SearchError(str(exc)) from None
         self.net = net.to(self.device)
         if cfg.compile:
-            self.net.compile()  # in place: same parameter names, checkpoints and module_loss paths
+            compile_cells(self.net)
         self.arch = self.net.arch_parameters()
         self.weights = self.net.weight_parameters()
         self.arch_opt = flatarch.make_update(
