@@ -86,9 +86,10 @@ def compile_cells(network: SearchNetwork, **options: Any) -> None:
     """``torch.compile`` each of ``network.cells`` in place (``options`` go to ``nn.Module.compile``).
 
     Regional compilation, as PyTorch recommends for networks of repeated blocks: the cells share
-    one forward, so Dynamo traces one graph per distinct cell (4 for the NAS-Bench-201 supernet,
-    whose 15 cells come in 3 sizes), where compiling the whole network traces all of them as one
-    graph (which had not finished compiling after 230 s on an H200). In place, so parameter names,
+    one forward, so Dynamo traces one graph per distinct cell (6 in an A2-DARTS iteration on the
+    NAS-Bench-201 supernet: 4 for its 15 search cells in 3 sizes, 2 for its residual reductions),
+    where compiling the whole network traces all of them as one graph (which had not finished
+    compiling after 230 s on an H200). In place, so parameter names,
     checkpoints and ``module_loss`` paths do not change.
 
     Each cell size and kind (normal, reduction, after a reduction) in each mode (training or

@@ -48,7 +48,7 @@ ALLOWED = (
 )
 
 
-#: frames of this module and of torch's dispatch and compile wrappers, never a site
+#: files of torch's dispatch and compile wrappers: never a site (nor is this module, see _site)
 _MACHINERY = (os.path.join("torch", "utils", "_python_dispatch.py"), os.path.join("torch", "_compile.py"),
               os.path.join("torch", "_dynamo", "eval_frame.py"))
 
@@ -72,7 +72,7 @@ class HostSyncs(TorchDispatchMode):
     def __init__(self):
         super().__init__()
         self.found: collections.Counter[Site] = collections.Counter()
-        self._saved: dict[str, object] = {}
+        self._saved: dict[tuple[object, str], object] = {}  # (owner, name): the original attribute
 
     def _record(self, what: str) -> None:
         frame = _site()
