@@ -103,8 +103,10 @@ def test_edge_normalized_betas_sum_to_one_per_node():
 
 
 def test_shape_errors_name_the_problem():
+    with pytest.raises(ValueError, match="7 \\(s5\\) or 8 \\(darts\\) columns.*got 6"):
+        G.derive_cell(torch.zeros(14, 6))
     with pytest.raises(ValueError, match="shape"):
-        G.derive_cell(torch.zeros(14, 7))
+        G.derive_cell(torch.zeros(13, 7))
     with pytest.raises(ValueError, match="betas"):
         G.derive_cell(blank(), torch.zeros(13))
 

@@ -20,7 +20,8 @@ SPACE = DartsSpace()
 
 def tiny(method: str, ops: str | None = None):
     torch.manual_seed(0)
-    options = NetworkOptions(**{**get_method(method).network.__dict__, "ops": ops})
+    options = NetworkOptions(**{**get_method(method).network.__dict__, "ops": ops,
+                                "edge_normalization": method == "pcdarts"})  # the method's default on this space
     return SPACE.build_network(num_classes=5, in_channels=3, options=options, channels=8, cells_per_stage=1)
 
 
@@ -51,6 +52,8 @@ def test_s5_has_seven_ops_and_never_none():
         net.alphas_normal[:, 0] = 5.0  # max_pool_3x3 everywhere
     assert all(op == "max_pool_3x3" for op, _ in SPACE.genotype(net).normal)
     assert net(torch.randn(2, 3, 16, 16)).shape == (2, 5)
+    eight = tiny("darts", ops="darts")  # the original DARTS space on request
+    assert eight.alphas_normal.shape == (14, 8) and eight.primitives == ("none", *G.OP_SETS["s5"])
 
 
 def test_forward_takes_mixing_weights_shared_or_per_cell():
@@ -92,7 +95,8 @@ def test_search_network_shapes_and_parameters(method):
     out = net(torch.randn(2, 3, 16, 16))
     assert out.shape == (2, 5)
     arch = net.arch_parameters()
-    assert arch["alphas_normal"].shape == (14, 8) and arch["alphas_reduce"].shape == (14, 8)
+    assert arch["alphas_normal"].shape == (14, 7) and arch["alphas_reduce"].shape == (14, 7)  # s5, the default
+    assert net.primitives == G.OP_SETS["s5"] == G.GENOTYPE_OPS and "none" not in net.primitives
     assert ("betas_normal" in arch) == (method == "pcdarts")
     names = dict(net.named_parameters())
     for name, p in arch.items():
@@ -136,9 +140,10 @@ def test_pcdarts_partial_channels_and_genotype_uses_betas():
     assert conv.in_channels == 4 * 8 // 4  # C/K channels for each of the 4 edges that read the input
     with torch.no_grad():
         net.alphas_normal.zero_()
-        net.alphas_normal[G.edge_index(1, 0), 4] = 3.0
-        net.alphas_normal[G.edge_index(1, 1), 5] = 2.5
-        net.alphas_normal[G.edge_index(1, 2), 6] = 2.0
+        op = net.primitives.index
+        net.alphas_normal[G.edge_index(1, 0), op("sep_conv_3x3")] = 3.0
+        net.alphas_normal[G.edge_index(1, 1), op("sep_conv_5x5")] = 2.5
+        net.alphas_normal[G.edge_index(1, 2), op("dil_conv_3x3")] = 2.0
         net.betas_normal.zero_()
         net.betas_normal[G.edge_index(1, 0)] = -3.0
     g = SPACE.genotype(net)

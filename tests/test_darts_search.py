@@ -77,10 +77,12 @@ def test_betadarts_uses_the_normal_and_reduce_weights(monkeypatch):
     assert seen and seen[-1] == (["normal", "reduce"], {"normal": 2.0, "reduce": 0.5})
 
 
-def test_s5_search_and_val_augmentation_on_for_darts():
-    result = tiny_search("darts", "first-order", ops="s5")
+def test_the_darts_space_searches_s5_by_default_and_augments_validation_for_darts():
+    result = tiny_search("darts", "first-order")
     assert result.config["ops"] == "s5" and result.config["val_augment"] is True
     assert len(result.history[-1]["alphas"]["alphas_normal"][0]) == 7
+    eight = tiny_search("darts", "first-order", ops="darts")
+    assert eight.config["ops"] == "darts" and len(eight.history[-1]["alphas"]["alphas_normal"][0]) == 8
 
 
 def test_cli_search_darts(tmp_path, capsys):

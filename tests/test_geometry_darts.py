@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 import pytest
-from flatarch.reference_spaces.darts.genotype import PRIMITIVES, STEPS, Genotype, from_json, load, to_json
+from flatarch.reference_spaces.darts.genotype import GENOTYPE_OPS, STEPS, Genotype, from_json, load, to_json
 from flatarch.reference_spaces.darts.geometry import (
     MOVE_OPS,
     DartsSpace,
@@ -52,7 +52,7 @@ def test_matrix_encoding_matches_the_spec():
     g = DARTS_V2
     mat = cell_to_matrix(g.normal)
     assert mat.shape == (4, 5)
-    sep3, skip, dil3 = (1 + PRIMITIVES.index(o) for o in ("sep_conv_3x3", "skip_connect", "dil_conv_3x3"))
+    sep3, skip, dil3 = (1 + GENOTYPE_OPS.index(o) for o in ("sep_conv_3x3", "skip_connect", "dil_conv_3x3"))
     np.testing.assert_array_equal(
         mat, [[sep3, sep3, 0, 0, 0], [sep3, sep3, 0, 0, 0], [skip, sep3, 0, 0, 0], [skip, 0, dil3, 0, 0]]
     )

@@ -31,9 +31,9 @@ from flatarch.atomic_files import atomic_write
 
 from .known import KNOWN_GENOTYPES, Genotype, known_genotype
 
-#: The 8 candidate ops, in alpha column order.
-PRIMITIVES: tuple[str, ...] = (
-    "none",
+#: The 7 ops of ``s5``, every DARTS op but ``none``, in alpha column order: the ops a genotype may
+#: hold, whichever op set was searched.
+GENOTYPE_OPS: tuple[str, ...] = (
     "max_pool_3x3",
     "avg_pool_3x3",
     "skip_connect",
@@ -43,9 +43,26 @@ PRIMITIVES: tuple[str, ...] = (
     "dil_conv_5x5",
 )
 
-#: Candidate-op sets by name: the DARTS space (8 ops) and ``s5``, the same without ``none``
-#: (the 7-op space of SDARTS and DARTS-PT, ``spaces.py`` of darts-pt).
-OP_SETS: dict[str, tuple[str, ...]] = {"darts": PRIMITIVES, "s5": PRIMITIVES[1:]}
+#: Candidate-op sets by name: ``s5``, the 7 ops without ``none`` (AsquaredM, beta-DARTS, SmoothDARTS
+#: and DARTS-PT search it: ``sota/cnn/spaces.py`` ``primitives_5``), and ``darts``, the 8 ops of the
+#: original DARTS (``none`` first).
+OP_SETS: dict[str, tuple[str, ...]] = {"s5": GENOTYPE_OPS, "darts": ("none", *GENOTYPE_OPS)}
+
+#: The DARTS space's op set when none is given: the space the A2M authors searched (AsquaredM
+#: ``sota/cnn/train_search.py`` ``--search_space`` default ``s5``, L71).
+DEFAULT_OPS = "s5"
+
+#: The 8 candidate ops of the original DARTS, in alpha column order.
+PRIMITIVES: tuple[str, ...] = OP_SETS["darts"]
+
+
+def op_set_of(columns: int) -> tuple[str, ...]:
+    """The op set whose alpha matrices have ``columns`` columns (7: ``s5``, 8: ``darts``)."""
+    for ops in OP_SETS.values():
+        if len(ops) == columns:
+            return ops
+    sizes = " or ".join(f"{len(ops)} ({name})" for name, ops in OP_SETS.items())
+    raise ValueError(f"a DARTS alpha matrix has {sizes} columns, one per op; got {columns}")
 
 #: Intermediate nodes per cell and the number of edges they give (2 + 3 + 4 + 5).
 STEPS = 4
@@ -78,18 +95,17 @@ def edge_normalized_betas(betas: torch.Tensor, steps: int = STEPS) -> torch.Tens
 
 def derive_cell(alphas: torch.Tensor, betas: torch.Tensor | None = None,
                 steps: int = STEPS) -> list[tuple[str, int]]:
-    """The ``[(op, input), ...]`` list of one cell from its alpha matrix (``edges x 8``) and,
-    for PC-DARTS, its betas (``edges``); see the module docstring for the rule."""
+    """The ``[(op, input), ...]`` list of one cell from its alpha matrix (``edges x 7`` over ``s5``
+    or ``edges x 8`` over ``darts``) and, for PC-DARTS, its betas (``edges``); see the module
+    docstring for the rule."""
     alphas = torch.as_tensor(alphas).detach().float().cpu()
-    if alphas.shape != (num_edges(steps), len(PRIMITIVES)):
-        raise ValueError(
-            f"alphas must have shape ({num_edges(steps)}, {len(PRIMITIVES)}), got {tuple(alphas.shape)}"
-        )
-    return cell_from_weights(torch.softmax(alphas, dim=-1), betas, steps)
+    if alphas.dim() != 2 or alphas.shape[0] != num_edges(steps):
+        raise ValueError(f"alphas must have shape ({num_edges(steps)}, ops), got {tuple(alphas.shape)}")
+    return cell_from_weights(torch.softmax(alphas, dim=-1), betas, steps, op_set_of(alphas.shape[1]))
 
 
 def cell_from_weights(weights: torch.Tensor, betas: torch.Tensor | None = None, steps: int = STEPS,
-                      primitives: Sequence[str] = PRIMITIVES) -> list[tuple[str, int]]:
+                      primitives: Sequence[str] = OP_SETS[DEFAULT_OPS]) -> list[tuple[str, int]]:
     """The cell of mixing weights (``edges x len(primitives)``, rows on the simplex, e.g. softmax of
     the alphas, or DARTS-PT's projected rows); ``none`` is never chosen."""
     weights = torch.as_tensor(weights).detach().float().cpu()
@@ -127,8 +143,8 @@ def derive_genotype(alphas_normal: torch.Tensor, alphas_reduce: torch.Tensor,
 
 def genotype_from_weights(normal: torch.Tensor, reduce: torch.Tensor, betas_normal: torch.Tensor | None = None,
                           betas_reduce: torch.Tensor | None = None, steps: int = STEPS,
-                          primitives: Sequence[str] = PRIMITIVES) -> Genotype:
-    """:func:`derive_genotype` from mixing weights over ``primitives`` instead of alphas over the 8 ops."""
+                          primitives: Sequence[str] = OP_SETS[DEFAULT_OPS]) -> Genotype:
+    """:func:`derive_genotype` from mixing weights over ``primitives`` instead of alphas."""
     concat = list(range(2, 2 + steps))
     return Genotype(
         normal=cell_from_weights(normal, betas_normal, steps, primitives), normal_concat=concat,
@@ -155,10 +171,8 @@ def validate(genotype: Genotype) -> Genotype:
             if len(pair) != 2:
                 raise ValueError(f"{cell}[{k}]: expected (op, input), got {pair!r}")
             op, inp = pair
-            if op not in PRIMITIVES or op == "none":
-                raise ValueError(
-                    f"{cell}[{k}]: unknown op {op!r}; allowed: {', '.join(p for p in PRIMITIVES if p != 'none')}"
-                )
+            if op not in GENOTYPE_OPS:
+                raise ValueError(f"{cell}[{k}]: unknown op {op!r}; allowed: {', '.join(GENOTYPE_OPS)}")
             if isinstance(inp, bool) or not isinstance(inp, int) or not 0 <= inp < k // 2 + 2:
                 raise ValueError(f"{cell}[{k}]: input {inp!r} must be an int in 0..{k // 2 + 1} for node {k // 2}")
             norm.append((op, inp))

@@ -3,7 +3,7 @@
 Encodings of one cell (M = :data:`~.genotype.STEPS` = 4 intermediate nodes):
 
 * the **genotype** list ``[(op, input), ...]``, two pairs per intermediate node (:mod:`.genotype`);
-* the **adjacency matrix** ``M x (M + 1)``: entry ``(i, j)`` is ``1 + PRIMITIVES.index(op)`` for the
+* the **adjacency matrix** ``M x (M + 1)``: entry ``(i, j)`` is ``1 + GENOTYPE_OPS.index(op)`` for the
   edge from node ``j`` (0, 1 = the two cell inputs, ``j >= 2`` = intermediate node ``j - 2``) into
   intermediate node ``i``, 0 for no edge; every row has exactly two non-zero entries, all at
   ``j < i + 2``;
@@ -35,13 +35,13 @@ from flatarch.geometry.paths import path_tree
 from flatarch.geometry.report import atomic_write_json
 from flatarch.geometry.space import Move
 
-from .genotype import PRIMITIVES, STEPS, Genotype, edge_index, num_edges, save, to_json
+from .genotype import GENOTYPE_OPS, STEPS, Genotype, edge_index, num_edges, save, to_json
 
 #: Position of edge (node i, input 0) in the sequence.
 ROW_START = tuple(edge_index(i, 0) for i in range(STEPS))
 CELLS = ("normal", "reduce")
-#: Ops a move may place: every primitive but ``none`` (a genotype never holds ``none``).
-MOVE_OPS = tuple(op for op in PRIMITIVES if op != "none")
+#: Ops a move may place: the ops a genotype may hold (never ``none``).
+MOVE_OPS = GENOTYPE_OPS
 
 
 # ----------------------------------------------------------------------------------------------
@@ -56,14 +56,14 @@ def cell_to_matrix(cell: Sequence[tuple[str, int]]) -> np.ndarray:
     mat = np.zeros((STEPS, STEPS + 1), dtype=np.int64)
     for k, (op, src) in enumerate(cell):
         node = k // 2
-        if op not in PRIMITIVES:
-            raise ValueError(f"unknown op {op!r}; valid ops: {', '.join(PRIMITIVES)}")
+        if op not in GENOTYPE_OPS:
+            raise ValueError(f"unknown op {op!r}; valid ops: {', '.join(GENOTYPE_OPS)}")
         src = int(src)
         if not 0 <= src < node + 2:
             raise ValueError(f"node {node} (pair {k}) may take inputs 0..{node + 1}, got {src}")
         if mat[node, src]:
             raise ValueError(f"node {node} takes input {src} twice; each node needs two distinct inputs")
-        mat[node, src] = 1 + PRIMITIVES.index(op)
+        mat[node, src] = 1 + GENOTYPE_OPS.index(op)
     return mat
 
 
@@ -72,8 +72,8 @@ def check_matrix(mat: np.ndarray) -> np.ndarray:
     mat = np.asarray(mat, dtype=np.int64)
     if mat.shape != (STEPS, STEPS + 1):
         raise ValueError(f"a DARTS cell matrix is {STEPS} x {STEPS + 1}, got {mat.shape}")
-    if mat.min() < 0 or mat.max() > len(PRIMITIVES):
-        raise ValueError(f"matrix entries are 0 (no edge) or 1 + op index in 1..{len(PRIMITIVES)}")
+    if mat.min() < 0 or mat.max() > len(GENOTYPE_OPS):
+        raise ValueError(f"matrix entries are 0 (no edge) or 1 + op index in 1..{len(GENOTYPE_OPS)}")
     for i in range(STEPS):
         if np.count_nonzero(mat[i]) != 2 or np.count_nonzero(mat[i, i + 2 :]):
             raise ValueError(f"row {i} must have exactly two non-zero entries, at columns < {i + 2}: {mat[i]}")
@@ -83,7 +83,7 @@ def check_matrix(mat: np.ndarray) -> np.ndarray:
 def matrix_to_cell(mat: np.ndarray) -> list[tuple[str, int]]:
     """Matrix -> genotype cell list (each node's inputs in increasing order)."""
     mat = check_matrix(mat)
-    return [(PRIMITIVES[mat[i, j] - 1], int(j)) for i in range(STEPS) for j in np.flatnonzero(mat[i])]
+    return [(GENOTYPE_OPS[mat[i, j] - 1], int(j)) for i in range(STEPS) for j in np.flatnonzero(mat[i])]
 
 
 def matrix_to_sequence(mat: np.ndarray) -> tuple[int, ...]:
@@ -144,7 +144,7 @@ class DartsSpace:
         if bad or not cells:
             raise ValueError(f"cells must be a non-empty subset of {CELLS}, got {tuple(cells)}")
         self.cells = tuple(CELLS.index(c) for c in cells)
-        self.entries = tuple(1 + PRIMITIVES.index(op) for op in ops)
+        self.entries = tuple(1 + GENOTYPE_OPS.index(op) for op in ops)
 
     def moves(self, arch) -> Iterable[Move]:
         for c in self.cells:

@@ -3,7 +3,7 @@
 Edge ``e = (j -> i)`` computes the mixed op ``sum_o w_o * o(x_j)`` with the mixing weights
 ``w = softmax(alpha_e)`` (or those given to :meth:`DartsSearchNetwork.forward`), node
 ``i = sum_{j < i} edge(j -> i)``, and the cell output concatenates the 4 intermediate nodes.
-The candidate ops are the 8 of DARTS or the 7 of ``s5`` (no ``none``); see
+The candidate ops are the 7 of ``s5`` (the default) or the 8 of DARTS (with ``none``); see
 :data:`~flatarch.reference_spaces.darts.genotype.OP_SETS`. Method options
 (:class:`~flatarch.reference_spaces.space.NetworkOptions`):
 
@@ -30,7 +30,7 @@ from torch import nn
 
 from ..blocks import ReLUConvBN, add_to_nodes, flat_weights
 from ..space import ArchWeights, NetworkOptions
-from .genotype import PRIMITIVES, STEPS, edge_index, edge_normalized_betas, num_edges
+from .genotype import DEFAULT_OPS, OP_SETS, STEPS, edge_index, edge_normalized_betas, num_edges
 from .ops import FactorizedReduce
 from .search_ops import OutgoingEdges
 
@@ -79,7 +79,8 @@ class DartsSearchNetwork(nn.Module):
     ``2*layers//3``, doubling channels), global average pooling, linear classifier."""
 
     def __init__(self, num_classes: int = 10, in_channels: int = 3, C: int = 16, layers: int = 8,
-                 options: NetworkOptions | None = None, primitives: Sequence[str] = PRIMITIVES, steps: int = STEPS,
+                 options: NetworkOptions | None = None, primitives: Sequence[str] = OP_SETS[DEFAULT_OPS],
+                 steps: int = STEPS,
                  multiplier: int = 4, stem_multiplier: int = 3, alpha_init_scale: float = 1e-3):
         super().__init__()
         self.options = options = options or NetworkOptions()

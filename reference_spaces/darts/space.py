@@ -9,14 +9,15 @@ from flatarch.defaults import EPS, RHO_BY_SPACE
 
 from ..errors import UsageError
 from ..space import ArchWeights, NetworkOptions
-from .genotype import OP_SETS, STEPS, Genotype, edge_index, from_json, genotype_from_weights, to_json
+from .genotype import DEFAULT_OPS, OP_SETS, STEPS, Genotype, edge_index, from_json, genotype_from_weights, to_json
 from .search_network import DartsSearchNetwork
 
 GENOTYPE_JSON, GENOTYPE_PNG = "genotype.json", "genotype.png"
 
 
 class DartsSpace:
-    """14 edges, normal and reduction cells, 8 ops (``ops="darts"``) or 7 without ``none`` (``"s5"``).
+    """14 edges, normal and reduction cells, the 7 ops of ``s5`` (the default,
+    :data:`~.genotype.DEFAULT_OPS`) or the 8 of the original DARTS (``ops="darts"``, with ``none``).
 
     Size of the search network: ``channels`` (default 16) and ``cells_per_stage`` ``N``, the normal
     cells between reductions, giving ``3N + 2`` cells (the paper's 8 cells are ``N = 2``; the
@@ -28,15 +29,16 @@ class DartsSpace:
     """
 
     name = "darts"
-    #: paper table 4: A2M rho 1e-1, eps 1e-2; C = 16; 8 cells (2 normal cells per stage)
-    defaults: dict[str, Any] = {"rho": RHO_BY_SPACE["darts"], "eps": EPS, "channels": 16, "cells_per_stage": 2}
+    #: paper table 4: A2M rho 1e-1, eps 1e-2; C = 16; 8 cells (2 normal cells per stage); the s5 ops
+    defaults: dict[str, Any] = {"rho": RHO_BY_SPACE["darts"], "eps": EPS, "channels": 16, "cells_per_stage": 2,
+                                "ops": DEFAULT_OPS}
 
     def __init__(self, beta_normal: float = 1.0, beta_reduce: float = 1.0):
         self.beta_decay_weights = {"normal": float(beta_normal), "reduce": float(beta_reduce)}
 
     def build_network(self, *, num_classes: int, in_channels: int, options: NetworkOptions, channels: int,
                       cells_per_stage: int) -> DartsSearchNetwork:
-        ops = options.ops or "darts"
+        ops = options.ops or DEFAULT_OPS  # a network built outside the engine
         if ops not in OP_SETS:
             raise UsageError(f"unknown DARTS op set {ops!r}; choose one of: {', '.join(OP_SETS)}")
         if channels % options.partial_channels:
