@@ -9,9 +9,14 @@ decision at a time:
   keep the op whose removal hurts most (the lowest accuracy; ties: the lowest op index,
   ``project_op`` ``x < y``). The edge then stays one-hot.
 * **topology projection** of a node (DARTS space; each round one random node with more than two
-  incoming edges per group): while more than two edges remain, zero each remaining edge's row
-  and drop the edge whose removal hurts least (the highest accuracy; ties: the later edge,
-  ``project_edge`` ``not x < y``).
+  incoming edges per group): while more than two edges remain, score each remaining edge with
+  that edge's row alone zeroed and drop the edge whose removal hurts least (the highest
+  accuracy; ties: the later edge, ``project_edge`` ``not x < y``). The edges dropped earlier in
+  the same node stay *active* while the next drop is scored: ``project_edge`` (darts-pt
+  ``sota/cnn/projection.py`` L83-100) zeroes only the candidate in weights that carry the decided
+  nodes alone (``get_projected_weights``, ``model_search_darts_proj.py`` L65-81), and the node's
+  drops are zeroed once it is decided (``project_edge``, L57-62 there). Zeroing each drop at once
+  (greedy elimination) can keep other edges.
 
 Schedule (projection interval ``K``, ``E`` edges per group, ``T`` topology nodes): project at
 tuning epoch ``t`` when ``t % K == 0`` or ``t`` is the last; an op round while ``t < K E``, a
@@ -171,22 +176,24 @@ class Projection:
             return []
         node = _pick(generator, remaining)
         edges = list(nodes[node])
+        decided = state.apply(weights)  # the earlier nodes' drops only: this node's stay active until it is decided
         records = []
         while len(edges) > 2:
             scores: dict[str, float] = {}
             drop, drop_acc = None, None
             for edge in edges:
-                masked = dict(state.apply(weights))
-                masked[group] = torch.cat([masked[group][:edge], torch.zeros_like(masked[group][edge:edge + 1]),
-                                           masked[group][edge + 1:]])
+                masked = dict(decided)
+                masked[group] = torch.cat([decided[group][:edge], torch.zeros_like(decided[group][edge:edge + 1]),
+                                           decided[group][edge + 1:]])
                 acc = score(masked)
                 scores[edge_names[edge]] = acc
                 if drop_acc is None or not acc < drop_acc:
                     drop, drop_acc = edge, acc
             edges.remove(drop)
-            state.removed[group][drop] = True
             records.append({"kind": "topology", "cell": group, "node": node, "edge": drop, "scores": scores,
                             "chosen": edge_names[drop]})
+        for record in records:
+            state.removed[group][record["edge"]] = True
         state.nodes_done[group].append(node)
         return records
 
