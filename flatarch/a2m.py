@@ -76,6 +76,10 @@ class A2M(PerturbedUpdate):
         if self.batch_pair and (hessian != "fd" or difference != "central"):
             raise ValueError("batch_pair=True pairs the two points of the central difference; it needs "
                              "hessian='fd' and difference='central'")
+        if self.batch_pair and not kwargs.get("protect_buffers", True):
+            raise ValueError("batch_pair=True runs the difference pair with the running statistics frozen (a vmapped "
+                             "pass cannot update them); with protect_buffers=False every pass must update them: drop "
+                             "one of the two")
         super().__init__(params, rho=rho, hessian=hessian, **kwargs)
 
     def hyperparameters(self) -> dict[str, Any]:

@@ -23,6 +23,14 @@ ALIASES: dict[str, str] = {"firstorder": "first-order", "first_order": "first-or
                            "fo": "first-order"}
 
 
+#: ``running_stats``, what the passes of one step do to the BatchNorm running statistics, by name
+#: (the value is the updates' ``protect_buffers``): ``first-pass`` keeps them as the step's first
+#: pass left them (flatarch's default: a step of any update changes them as one first-order pass
+#: would); ``every-pass`` lets every pass update them, as the A2M authors' ``Architect`` does (its
+#: four passes all run in train mode: AsquaredM ``optimizers/darts/architect.py`` L298-364).
+RUNNING_STATS: dict[str, bool] = {"first-pass": True, "every-pass": False}
+
+
 def canonical_update(name: str) -> str:
     """The :data:`UPDATES` key for ``name`` or one of its :data:`ALIASES` (``ValueError`` if none)."""
     key = ALIASES.get(name.lower().replace("_", "-"), name.lower().replace("_", "-"))
@@ -52,10 +60,15 @@ def make_update(name: str, params: Any, **kwargs: Any) -> ArchUpdate:
 
     Update-specific settings that the chosen update does not have (``rho`` and ``eps`` for
     first-order, ``eps``/``difference`` for SAM and USAM) are dropped, so one sweep
-    configuration can drive every update. Any other
-    unknown keyword is passed on to the inner optimizer.
+    configuration can drive every update. ``running_stats`` (a :data:`RUNNING_STATS` name) sets
+    ``protect_buffers``. Any other unknown keyword is passed on to the inner optimizer.
     """
     cls = UPDATES[canonical_update(name)]
     takes = update_settings(name)
     kwargs = {k: v for k, v in kwargs.items() if k in takes or k not in UPDATE_SETTINGS}
+    if "running_stats" in kwargs:
+        rule = kwargs.pop("running_stats")
+        if rule not in RUNNING_STATS:
+            raise ValueError(f"running_stats must be one of {', '.join(RUNNING_STATS)}; got {rule!r}")
+        kwargs["protect_buffers"] = RUNNING_STATS[rule]
     return cls(params, **kwargs)

@@ -19,11 +19,13 @@ from typing import Any
 def _options() -> list[tuple[str, str, dict[str, Any], str]]:
     """``(field, flag, argparse keywords, help)`` for every SearchConfig field on the command line."""
     import flatarch
-    from flatarch.reference_spaces.darts.genotype import OP_SETS
+    from flatarch.reference_spaces.darts.genotype import DEFAULT_OPS, OP_SETS
     from flatarch.reference_spaces.data import DATASETS
-    from flatarch.reference_spaces.engine.config import PAPER_DEFAULTS, SELECTIONS
+    from flatarch.reference_spaces.engine.components import BETA_INDICES
+    from flatarch.reference_spaces.engine.config import PAPER_DEFAULTS, SELECTIONS, STEP_ORDERS
     from flatarch.reference_spaces.engine.methods import METHODS, recipe_names
     from flatarch.reference_spaces.registry import available_spaces
+    from flatarch.updates import RUNNING_STATS
 
     p, m = PAPER_DEFAULTS, METHODS
     lam = m["lambda-darts"].defaults.settings
@@ -36,8 +38,9 @@ def _options() -> list[tuple[str, str, dict[str, Any], str]]:
         ("optimizer", "--optimizer", {"default": "a2m", "choices": list(flatarch.UPDATES)},
          "architecture update; e.g. --method pcdarts --optimizer a2m is A2-PC-DARTS (default: a2m)"),
         ("recipe", "--recipe", {"default": None, "choices": recipe_names()},
-         "named settings of the method, e.g. pcdarts original: its authors' batch 256, lr 0.1, arch lr 6e-4, "
-         "15 epochs without alpha steps (default: paper, the common settings of the A2M paper)"),
+         "named settings of the method: original, its own authors' (e.g. pcdarts: batch 256, lr 0.1, arch lr 6e-4, "
+         "15 epochs without alpha steps); a2m-authors (every method), what the A2M authors' code ran for the "
+         "paper's table 2 (docs/reproduce.md) (default: paper, the common settings of the A2M paper)"),
         ("rho", "--rho", number, "perturbation radius of sam/usam/a2m (default: the space's, 1e-2 on nb201, 1e-1 on "
          "darts)"),
         ("eps", "--eps", number, "a2m finite-difference step (default: the space's, 1e-2)"),
@@ -73,8 +76,16 @@ def _options() -> list[tuple[str, str, dict[str, Any], str]]:
         ("channels", "--channels", whole, "initial channels C (default: 16; 8 on digits)"),
         ("cells_per_stage", "--cells", whole, "search cells per stage N (default: 5 on nb201; 1 on digits); darts: "
          "normal cells between reductions, 3N + 2 cells in all (default: 2, the paper's 8 cells)"),
-        ("ops", "--ops", {"choices": sorted({*OP_SETS, "nb201"})}, "candidate-op set: darts space: darts (8 ops) or "
-         "s5 (the 7 without none, as SDARTS and DARTS-PT) (default: the space's, darts)"),
+        ("ops", "--ops", {"choices": sorted({*OP_SETS, "nb201"})}, "candidate-op set: darts space: s5 (7 ops, no "
+         "none: the space the A2M authors, SDARTS and DARTS-PT searched) or darts (the 8 of the original DARTS) "
+         f"(default: the space's, {DEFAULT_OPS} on darts)"),
+        ("running_stats", "--running-stats", {"choices": tuple(RUNNING_STATS)},
+         "BatchNorm running statistics in an alpha step of several passes (sam, usam, a2m): first-pass keeps what "
+         "its first pass left, as one first-order pass would; every-pass lets every pass update them, as the A2M "
+         f"authors' code (default: {p['running_stats']})"),
+        ("step_order", "--step-order", {"choices": STEP_ORDERS}, "which step of an iteration comes first: the alpha "
+         "step (DARTS) or the weight step (lambda-DARTS' NAS-Bench-201 code) (default: "
+         f"{p['step_order']})"),
         ("lr", "--lr", number, f"weight SGD learning rate, cosine-annealed (default: {p['lr']})"),
         ("lr_min", "--lr-min", number, f"final weight learning rate (default: {p['lr_min']})"),
         ("momentum", "--momentum", number, f"weight SGD momentum (default: {p['momentum']})"),
@@ -87,6 +98,11 @@ def _options() -> list[tuple[str, str, dict[str, Any], str]]:
          f"(default: {p['warmup_epochs']}; pcdarts --recipe original: 15)"),
         ("smoothing_epsilon", "--smoothing-epsilon", number, "sdarts-rs/sdarts-adv: the final smoothing radius; it "
          f"grows linearly from 0.03 (default: {m['sdarts-rs'].defaults.settings['smoothing_epsilon']})"),
+        ("beta_index", "--beta-index", {"choices": BETA_INDICES}, "betadarts: what its coefficient 0.5 t counts: "
+         "the epoch (beta-DARTS) or the batch index within the epoch (the A2M authors' DARTS-space runs) "
+         f"(default: {m['betadarts'].defaults.settings['beta_index']})"),
+        ("edge_normalization", "--edge-normalization", {"action": argparse.BooleanOptionalAction},
+         "pcdarts on the darts space: PC-DARTS' edge normalisation (default: on; the A2M authors' runs: off)"),
         ("lambda_coef", "--lambda", number, "lambda-darts: the regulariser's strength, ramped up linearly from 0 over "
          f"the epochs (default: {lam['lambda_coef']})"),
         ("lambda_eps0", "--lambda-eps0", number, "lambda-darts: the finite-difference radius of its correction "

@@ -51,14 +51,22 @@ def cross_entropy(ctx: Context, x: torch.Tensor, y: torch.Tensor, weights: ArchW
     return F.cross_entropy(logits.float(), y)
 
 
-class BetaDecay:
-    """beta-DARTS (Ye et al. 2022): ``lambda(e) * sum_g w_g * mean_edges logsumexp(alpha_g)`` added to
-    the validation loss; ``lambda(e) = 50 * e / 100`` as in the beta-DARTS repository
-    (``optimizers/darts/architect.py``), the per-group weights ``w_g`` from the space (A2M paper
-    appendix C.5 on the DARTS space)."""
+#: ``--beta-index``: what beta-DARTS' coefficient ``lambda(t) = 50 t / 100`` counts: the epoch
+#: (beta-DARTS), or the batch index within the epoch, as the A2M authors' DARTS-space runs did
+#: (AsquaredM ``sota/cnn/train_search.py`` L338 passes the batch index ``step`` where
+#: ``optimizers/darts/architect.py`` L83 takes the epoch)
+BETA_INDICES = ("epoch", "batch")
 
-    def loss_term(self, ctx: Context, network: SearchNetwork, epoch: int) -> torch.Tensor | None:
-        weight = flatarch.regularizers.beta_decay_weight(epoch)
+
+class BetaDecay:
+    """beta-DARTS (Ye et al. 2022): ``lambda(t) * sum_g w_g * mean_edges logsumexp(alpha_g)`` added to
+    the validation loss; ``lambda(t) = 50 * t / 100`` as in the beta-DARTS repository
+    (``optimizers/darts/architect.py``), ``t`` the epoch or the batch index
+    (``config.beta_index``, :data:`BETA_INDICES`), the per-group weights ``w_g`` from the space (A2M
+    paper appendix C.5 on the DARTS space)."""
+
+    def loss_term(self, ctx: Context, network: SearchNetwork, epoch: int, step: int) -> torch.Tensor | None:
+        weight = flatarch.regularizers.beta_decay_weight(step if ctx.config.beta_index == "batch" else epoch)
         if not weight:
             return None
         return weight * flatarch.regularizers.beta_decay(network.alphas(), ctx.space.beta_decay_weights)

@@ -16,10 +16,11 @@ from typing import Any
 import torch
 
 from flatarch.defaults import DARTS_ADAM_DEFAULTS
-from flatarch.updates import UPDATES, canonical_update, update_settings
+from flatarch.updates import RUNNING_STATS, UPDATES, canonical_update, update_settings
 
 from .. import numbers
 from ..errors import UsageError
+from .components import BETA_INDICES
 
 #: The paper's common settings (tables 3 and 4), used where neither the user, nor a recipe, nor
 #: the dataset's demo size, nor the space sets one.
@@ -38,7 +39,14 @@ PAPER_DEFAULTS: dict[str, Any] = {
     "select": "best-val-loss",
     # the A2M authors' patience (AsquaredM train_search.py L239, L321-324)
     "early_stop": 10,
+    "running_stats": "first-pass",
+    "step_order": "alpha-first",
 }
+
+#: ``--step-order``: which step of an iteration comes first: the alpha step (DARTS ``cnn/train_search.py``
+#: L147-161, and every method of the A2M authors' code) or the weight step (lambda-DARTS' NAS-Bench-201
+#: code, ``exps/algos/DARTS-V1.py`` L38-63)
+STEP_ORDERS = ("alpha-first", "weights-first")
 
 #: The offline ``digits`` default is a demo sized to finish in about a minute on one CPU core:
 #: 5 epochs of a narrow (C = 8), one-cell-per-stage network. Explicit settings always win.
@@ -93,7 +101,9 @@ class SearchConfig:
     val_augment: bool | None = None  # None: the method's rule (paper appendix C.4)
     channels: int | None = None  # space default (nb201: 16; digits demo: 8)
     cells_per_stage: int | None = None  # space default (nb201: 5; digits demo: 1)
-    ops: str | None = None  # candidate-op set (darts: darts | s5); None: the method's or the space's
+    ops: str | None = None  # candidate-op set (darts: s5 | darts); None: the method's or the space's
+    running_stats: str | None = None  # BatchNorm running statistics in a multi-pass alpha step: first-pass | every-pass
+    step_order: str | None = None  # alpha-first | weights-first (STEP_ORDERS)
     lr: float | None = None
     lr_min: float | None = None
     momentum: float | None = None
@@ -107,6 +117,8 @@ class SearchConfig:
     lambda_coef: float | None = None  # lambda-DARTS: the regulariser's final strength lambda
     lambda_eps0: float | None = None  # lambda-DARTS: the finite-difference radius
     lambda_corr: str | None = None  # lambda-DARTS: corr | signcorr
+    beta_index: str | None = None  # beta-DARTS: what its coefficient 0.5 t counts: epoch | batch
+    edge_normalization: bool | None = None  # PC-DARTS: edge normalisation (DARTS space)
     projection_interval: int | None = None  # DARTS-PT: tuning epochs between projections
     tune_epochs: int | None = None  # DARTS-PT: tuning epochs (default: the repository's schedule)
     select: str | None = None  # which epoch's genotype is reported: best-val-loss | final
@@ -149,8 +161,10 @@ class SearchConfig:
             raise SearchError(f"--difference must be central or forward, got {self.difference!r}")
         if self.select is not None and self.select not in (*SELECTIONS, PROJECTED):
             raise SearchError(f"--select must be one of {', '.join(SELECTIONS)}, got {self.select!r}")
-        if self.lambda_corr is not None and self.lambda_corr not in ("corr", "signcorr"):
-            raise SearchError(f"--lambda-corr must be corr or signcorr, got {self.lambda_corr!r}")
+        for name, choices in (("lambda_corr", ("corr", "signcorr")), ("running_stats", tuple(RUNNING_STATS)),
+                              ("step_order", STEP_ORDERS), ("beta_index", BETA_INDICES)):
+            if getattr(self, name) is not None and getattr(self, name) not in choices:
+                raise SearchError(f"{flag(name)} must be {' or '.join(choices)}, got {getattr(self, name)!r}")
         if self.on_nonfinite not in ("raise", "skip"):
             raise SearchError(f"--on-nonfinite must be raise or skip, got {self.on_nonfinite!r}")
         _check_hessian_stop(self)
@@ -165,7 +179,7 @@ class SearchConfig:
         self.validate()
         try:
             method = get_method(self.method)
-            recipe = method.recipe(self.recipe, self.space)
+            recipe = method.recipe(self.recipe, self.space, canonical_update(self.optimizer))
         except ValueError as exc:
             raise SearchError(str(exc)) from None
         for name in sorted(METHOD_SETTINGS - set(method.settings)):
@@ -177,7 +191,7 @@ class SearchConfig:
         takes = update_settings(self.optimizer)
         demo = DATASET_DEFAULTS.get(self.dataset, {})
         sources = (recipe, method.fixed, method.demo if demo else {}, method.defaults.for_space(self.space), demo,
-                   space_defaults, PAPER_DEFAULTS)
+                   space_defaults, PAPER_DEFAULTS, {"val_augment": self.space not in method.val_augment_off})
 
         def default(name: str) -> Any:
             value = getattr(self, name)
@@ -187,7 +201,7 @@ class SearchConfig:
                 value = source.get(name)
             return value
 
-        names = (*PAPER_DEFAULTS, *METHOD_SETTINGS, "channels", "cells_per_stage", "ops")
+        names = (*PAPER_DEFAULTS, *METHOD_SETTINGS, "channels", "cells_per_stage", "ops", "val_augment")
         filled = {name: default(name) if name not in METHOD_SETTINGS or name in method.settings else None
                   for name in names}
         resolved = self.replace(
@@ -197,9 +211,19 @@ class SearchConfig:
             rho=default("rho") if "rho" in takes else None,
             eps=default("eps") if "eps" in takes else None,
             difference=(self.difference or "central") if "difference" in takes else None,
-            val_augment=self.val_augment if self.val_augment is not None else self.space not in method.val_augment_off,
         )
         return resolved.validate()
+
+    def recipe_changes(self, space_defaults: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """``{setting: {"value": v, "default": d}}`` for every setting the recipe set to another value
+        than this search would have without it (settings the user gave are the user's)."""
+        from .methods import get_method
+
+        ran = self.resolved(space_defaults)
+        without = self.replace(recipe=None).resolved(space_defaults)
+        named = get_method(self.method).recipe(ran.recipe, self.space, ran.optimizer)
+        return {name: {"value": getattr(ran, name), "default": getattr(without, name)} for name in sorted(named)
+                if getattr(ran, name) != getattr(without, name)}
 
 
 _RULES: dict[str, numbers.Rule] = {

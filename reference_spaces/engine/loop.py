@@ -9,7 +9,8 @@ Each iteration ``t`` of epoch ``e``, with a validation batch ``(x_v, y_v)`` and 
    its inner Adam steps;
 2. **weight step** -- ``w <- SGD(w, grad_w CE(f(x_t; w, A), y_t))``, the gradient norm clipped,
    ``A = softmax(alpha)`` unless the method's smoothing replaces it (SDARTS); a method's correction
-   adds to the gradient before clipping (lambda-DARTS).
+   adds to the gradient before clipping (lambda-DARTS). With ``step_order`` ``weights-first`` it
+   comes before the alpha step (lambda-DARTS' NAS-Bench-201 code).
 
 The weight learning rate follows a cosine from ``lr`` to ``lr_min`` over the epochs. After each
 epoch: the whole validation split in eval mode, a record (:mod:`.reporting`), a line on the
@@ -56,7 +57,7 @@ RESUME_KEYS = ("space", "method", "optimizer", "recipe", "rho", "eps", "differen
                "seed", "dataset", "subset", "max_batches", "val_augment", "channels", "cells_per_stage", "ops",
                "lr", "lr_min", "momentum", "weight_decay", "grad_clip", "arch_lr", "arch_betas",
                "arch_weight_decay", "warmup_epochs", "smoothing_epsilon", "amp", "on_nonfinite", "space_options",
-               "hessian_every", "hessian_stop")
+               "hessian_every", "hessian_stop", "running_stats", "step_order", "beta_index", "edge_normalization")
 
 
 @dataclass
@@ -84,6 +85,8 @@ class SearchResult:
     seconds_per_iteration: float = 0.0
     stopped_early: bool = False
     reference: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: the recipe's name and source and every setting it changed (``SearchConfig.recipe_changes``)
+    recipe: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         last = self.history[-1] if self.history else {}
@@ -103,6 +106,7 @@ class SearchResult:
             "seconds": self.seconds,
             "seconds_per_iteration": self.seconds_per_iteration,
             "config": self.config,
+            "recipe": self.recipe,
         }
 
 
@@ -124,6 +128,7 @@ class _Searcher:
             self.space = get_space(cfg.space, **cfg.space_options)
         except TypeError as exc:
             raise SearchError(f"--space {cfg.space} does not take these options: {exc}") from None
+        self.recipe_changes = cfg.recipe_changes(self.space.defaults)
         self.cfg = cfg = cfg.resolved(self.space.defaults)
         self.method = get_method(cfg.method)
         self.device = resolve_device(cfg.device, cfg.amp)
@@ -182,7 +187,7 @@ class _Searcher:
         cfg, method = self.cfg, self.method
         torch.manual_seed(cfg.seed)
         options = NetworkOptions(partial_channels=method.network.partial_channels,
-                                 edge_normalization=method.network.edge_normalization,
+                                 edge_normalization=bool(cfg.edge_normalization),
                                  auxiliary_skip=method.network.auxiliary_skip, ops=cfg.ops)
         try:
             net = self.space.build_network(num_classes=self.data.num_classes, in_channels=self.data.in_channels,
@@ -197,6 +202,7 @@ class _Searcher:
         self.weights = self.net.weight_parameters()
         self.arch_opt = flatarch.make_update(
             cfg.optimizer, self.arch, rho=cfg.rho, eps=cfg.eps, difference=cfg.difference,
+            running_stats=cfg.running_stats,
             on_nonfinite=cfg.on_nonfinite, deferred_check=True, optimizer=torch.optim.Adam, lr=cfg.arch_lr,
             betas=tuple(cfg.arch_betas), weight_decay=cfg.arch_weight_decay,
         )
@@ -275,8 +281,9 @@ class _Searcher:
             return None
         return self.projection.apply(mixing_weights(module))
 
-    def arch_loss(self, batch, epoch: int):
-        """The functional validation loss handed to the ArchOptimizer (regulariser included)."""
+    def arch_loss(self, batch, epoch: int, step: int = 0):
+        """The functional validation loss handed to the ArchOptimizer (regulariser included) at
+        iteration ``step`` of epoch ``epoch``."""
         regularizer = self.method.regularizer
 
         def compute(module, batch):
@@ -284,7 +291,7 @@ class _Searcher:
             with self.autocast():
                 logits = module(x, self.mixing(module))
             loss = F.cross_entropy(logits.float(), y)
-            term = regularizer.loss_term(self.ctx, module, epoch) if regularizer is not None else None
+            term = regularizer.loss_term(self.ctx, module, epoch, step) if regularizer is not None else None
             return loss if term is None else loss + term
 
         return flatarch.module_loss(self.net, batch, list(self.arch), compute=compute)
@@ -310,15 +317,20 @@ class _Searcher:
                              sums.new_full((), float(len(y)))])  # new_full: no host-to-device copy, no sync
 
     def iteration(self, train_batch, val_batch, epoch: int, sums: torch.Tensor,
-                  step_stats: reporting.StepStats | None = None) -> None:
-        """One search iteration: the alpha step on a validation batch (from the end of the warm-up
-        epochs on), then the weight step on a training batch, in the order of quark0/darts
-        ``cnn/train_search.py`` ``train`` (L147). Nothing in it waits for the device (tests/test_host_syncs.py)."""
+                  step_stats: reporting.StepStats | None = None, step: int = 0) -> None:
+        """Iteration ``step`` of epoch ``epoch``: the alpha step on a validation batch (from the end of
+        the warm-up epochs on), then the weight step on a training batch, in the order of quark0/darts
+        ``cnn/train_search.py`` ``train`` (L147), or the other way round (``step_order``
+        ``weights-first``). Nothing in it waits for the device (tests/test_host_syncs.py)."""
+        weights_first = self.cfg.step_order == "weights-first"
+        if weights_first:
+            self.weight_step(train_batch, epoch, sums)
         if epoch >= self.cfg.warmup_epochs:
-            info = self.arch_opt.step(self.arch_loss(val_batch, epoch))
+            info = self.arch_opt.step(self.arch_loss(val_batch, epoch, step))
             if step_stats is not None:
                 step_stats.add(info)
-        self.weight_step(train_batch, epoch, sums)
+        if not weights_first:
+            self.weight_step(train_batch, epoch, sums)
 
     # --- epochs --------------------------------------------------------------------------------
     def _sweep(self, epoch: int, weights: dict[str, torch.Tensor] | None) -> tuple[float, float]:
@@ -360,7 +372,7 @@ class _Searcher:
         batches = zip(range(self.iters), self.train.epoch(epoch), self.valid.epoch(epoch))
         bar = _tqdm(batches, cfg.progress, total=self.iters, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False)
         for t, train_batch, val_batch in bar:
-            self.iteration(train_batch, val_batch, epoch, sums, step_stats)
+            self.iteration(train_batch, val_batch, epoch, sums, step_stats, step=t)
             if cfg.progress and t % 10 == 9:  # a host sync every 10 iterations, only with a bar
                 loss_sum, correct, seen = sums.tolist()
                 bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100 * correct / seen:.1f}%")
@@ -490,6 +502,8 @@ class _Searcher:
             final_benchmark=space.evaluate(final), history=self.history, config=cfg.to_json(), out=cfg.out,
             seconds=self.elapsed, seconds_per_iteration=self.elapsed / max(1, self.iterations_done),
             stopped_early=len(self.search_records()) < cfg.epochs, reference=space.reference_accuracies(),
+            recipe={"name": cfg.recipe, "source": self.method.recipe_source(cfg.recipe),
+                    "changed": self.recipe_changes},
         )
         if write:
             write_json_lines(self.records, self.path(LOG_NAME))

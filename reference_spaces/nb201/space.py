@@ -47,6 +47,9 @@ class NB201Space:
                       cells_per_stage: int) -> NB201SearchNetwork:
         if options.ops not in (None, "nb201"):
             raise UsageError(f"the NAS-Bench-201 space has one op set (nb201), not {options.ops!r}; drop --ops")
+        if options.edge_normalization:
+            raise UsageError("the NAS-Bench-201 PC-DARTS cell has no edge normalisation (the A2M authors' "
+                             "nasbench201/model.py forward_pc has no betas); drop --edge-normalization")
         if channels % options.partial_channels:
             raise UsageError(f"--channels {channels} must be a multiple of PC-DARTS' K = {options.partial_channels}")
         return NB201SearchNetwork(num_classes=num_classes, in_channels=in_channels, channels=channels,
