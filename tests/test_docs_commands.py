@@ -30,11 +30,29 @@ def _commands():
 COMMANDS = [c for c in _commands() if c[0] in ("search", "train")]
 
 
-def test_the_guide_has_a_row_for_every_method_update_and_space_of_table_2():
+def _cell(words):
+    value = lambda flag, default: words[words.index(flag) + 1] if flag in words else default  # noqa: E731
+    return value("--space", "nb201"), value("--method", None), value("--optimizer", None)
+
+
+def _without(words, *flags):
+    """The command without these options and their values."""
+    drop = {i + k for i, w in enumerate(words) if w in flags for k in (0, 1)}
+    return [w for i, w in enumerate(words) if i not in drop]
+
+
+def test_the_guide_has_a_default_and_an_as_run_command_for_every_cell_of_table_2():
     searches = [c for c in COMMANDS if c[0] == "search"]
-    assert len(searches) == 7 * 2 * 2
-    methods = {c[c.index("--method") + 1] for c in searches}
-    assert methods == set(METHODS) - {"sdarts-adv"}
+    as_run = [c for c in searches if "--recipe" in c]
+    default = [c for c in searches if "--recipe" not in c]
+    assert all(c[c.index("--recipe") + 1] == "a2m-authors" for c in as_run)
+    cells = sorted((space, m, u) for space in ("nb201", "darts") for m in set(METHODS) - {"sdarts-adv"}
+                   for u in ("first-order", "a2m"))
+    assert sorted(map(_cell, default)) == cells and sorted(map(_cell, as_run)) == cells  # 28 each, once
+    by_cell = {_cell(c): _without(c, "--out") for c in default}
+    for c in as_run:  # the default command plus the recipe, into its own folder
+        assert _without(c, "--out", "--recipe") == by_cell[_cell(c)]
+        assert c[c.index("--out") + 1] != by_cell[_cell(c)] and "as-run" in c[c.index("--out") + 1]
     assert any(c[0] == "train" for c in COMMANDS)
 
 
