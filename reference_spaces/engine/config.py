@@ -43,9 +43,9 @@ PAPER_DEFAULTS: dict[str, Any] = {
     "step_order": "alpha-first",
 }
 
-#: ``--step-order``: which step of an iteration comes first: the alpha step (DARTS ``cnn/train_search.py``
-#: L147-161, and every method of the A2M authors' code) or the weight step (lambda-DARTS' NAS-Bench-201
-#: code, ``exps/algos/DARTS-V1.py`` L38-63)
+#: ``--step-order``: which step of an iteration comes first: the alpha step (quark0/darts
+#: ``cnn/train_search.py`` ``train``, L147, and every method of the A2M authors' code) or the weight
+#: step (lambda-DARTS' NAS-Bench-201 code, ``exps/algos/DARTS-V1.py`` L38-63)
 STEP_ORDERS = ("alpha-first", "weights-first")
 
 #: The offline ``digits`` default is a demo sized to finish in about a minute on one CPU core:

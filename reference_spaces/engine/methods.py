@@ -25,6 +25,7 @@ from .projection import Projection
 
 #: the recipe every method has: the paper's common settings (tables 3 and 4)
 PAPER_RECIPE = "paper"
+PAPER_SOURCE = "the A2M paper's common settings (tables 3 and 4)"
 #: the recipe every method has too: what the A2M authors' code ran for table 2
 AUTHORS_RECIPE = "a2m-authors"
 
@@ -103,8 +104,6 @@ class Method:
         return self.recipes[name].source
 
 
-PAPER_SOURCE = "the A2M paper's common settings (tables 3 and 4)"
-
 #: SmoothDARTS' largest smoothing radius (train_search.py --epsilon_alpha 0.3, L56-57)
 SMOOTHING_DEFAULTS = Recipe("xiangning-chen/SmoothDARTS train_search.py --epsilon_alpha",
                             _frozen(smoothing_epsilon=0.3))
@@ -113,7 +112,7 @@ PROJECTION_SETTINGS = ("projection_interval", "tune_epochs")
 
 #: what every method ran with in the A2M authors' code where flatarch's defaults differ: the
 #: validation split augmented, and every pass of an alpha step updating the BatchNorm running
-#: statistics (each method's own citations of the same follow in its recipe's source)
+#: statistics
 AUTHORS_SETTINGS = _frozen(val_augment=True, running_stats="every-pass")
 AUTHORS_SOURCE = ("AI-Tech-Research-Lab/AsquaredM: validation split augmented (train_search.py --data_aug default "
                   "True, L84, L216-220; sota/cnn/train_search.py L199-202); every alpha-step pass in train mode, "
