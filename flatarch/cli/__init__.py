@@ -20,12 +20,22 @@ _COMMAND_MODULES: list[str] = [
 ]
 
 
+def _version() -> str:
+    import torch
+
+    import flatarch
+
+    return f"flatarch {flatarch.__version__} (torch {torch.__version__})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flatarch",
         description="Flat-minima differentiable architecture search (A2M, SAM, USAM, first-order DARTS).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=_version(), help="print flatarch's and torch's "
+                        "versions and exit")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)

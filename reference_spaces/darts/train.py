@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from flatarch.atomic_files import atomic_write
+from flatarch.provenance import provenance
 
 from .. import numbers
 from ..errors import UsageError
@@ -268,7 +269,7 @@ class _Run:
 def _write_report(out_dir: str, result: TrainResult, settings: dict[str, Any], device: torch.device) -> None:
     report = {"final_test_acc": result.final_test_acc, "final_test_loss": result.final_test_loss,
               "epochs_run": result.epochs_run, "stopped_early": result.stopped_early, "config": settings,
-              "device": str(device), "history": result.history}
+              "device": str(device), "provenance": provenance(device), "history": result.history}
     atomic_write(os.path.join(out_dir, REPORT_NAME),
                  lambda f: f.write(json.dumps(report, indent=2, default=_json_default) + "\n"))
     from .plots import plot_learning_curve
