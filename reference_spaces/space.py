@@ -138,6 +138,11 @@ class SearchSpace(Protocol):
         """Accuracies to compare a found genotype with, by name (NAS-Bench-201: ``"optimum"``, the best
         cell per dataset, and ``"all-skip"``, the cell DARTS collapses to); ``{}`` where none are known."""
 
+    def profile(self, genotype: Any) -> dict[str, dict[str, int]]:
+        """Per dataset, the ``{"params", "flops", "macs"}`` of the network the genotype is evaluated
+        as (:func:`flatarch.reference_spaces.profile.profile`): NAS-Bench-201 the benchmark's network
+        of the cell, the DARTS space the paper's evaluation network."""
+
     def save_genotype(self, genotype: Any, out_dir: str, title: str) -> list[str]:
         """Write the genotype's files (JSON, a picture) into ``out_dir``; returns their names."""
 

@@ -30,6 +30,7 @@ from flatarch.reference_spaces.nb201.benchmark import (
     packaged_table,
 )
 from flatarch.reference_spaces.nb201.encoding import NUM_ARCHS, arch_to_code, code_to_arch, sequence_to_code
+from flatarch.reference_spaces.nb201.evaluation_network import cell_profile
 from flatarch.reference_spaces.nb201.isomorphism import unique_string
 
 from flatarch.atomic_files import atomic_write
@@ -512,9 +513,9 @@ def test_cli_lookup_uses_the_shipped_table_by_default(table, capsys):
     rc = main(["nb201", "lookup", CIFAR100_OPTIMUM, "111111", "index:0"])
     out = capsys.readouterr().out.splitlines()
     assert rc == 0
-    assert out[0].split() == ["arch", "index", *DATASETS]
-    assert out[1].split() == [CIFAR100_OPTIMUM, str(table.index_of(CIFAR100_OPTIMUM)), "94.36", "73.51", "46.34"]
-    assert out[2].split()[2:] == ["54.30", "15.61", "16.32"]
+    assert out[0].split() == ["arch", "index", *DATASETS, "params(M)", "FLOPs(M)"]
+    assert out[1].split()[:5] == [CIFAR100_OPTIMUM, str(table.index_of(CIFAR100_OPTIMUM)), "94.36", "73.51", "46.34"]
+    assert out[2].split()[2:5] == ["54.30", "15.61", "16.32"]
     assert out[3].split()[:2] == [table.arch_at(0), "0"]
     assert len({len(line) for line in out}) == 1  # aligned columns
 
@@ -529,6 +530,7 @@ def test_cli_lookup_json_with_the_csv_from_env(table, nats_bench_csv, capsys, mo
             "index": table.index_of(ALL_SKIP),
             "code": arch_to_code(ALL_SKIP),
             "test_accuracy": table.lookup(ALL_SKIP),
+            "profile": cell_profile(ALL_SKIP),
         }
     ]
 

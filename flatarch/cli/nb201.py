@@ -45,15 +45,22 @@ def guarded(prog: str, run):
 
 
 def _lookup_row(table: BenchmarkTable, given: str) -> dict:
+    from flatarch.reference_spaces.nb201.evaluation_network import cell_profile
+
     code = code_of_argument(table, given, "ARCH")
     index = int(table.index_of_code[code])
-    return {"arch": table.arch_at(index), "index": index, "code": code, "test_accuracy": table.lookup(f"code:{code}")}
+    arch = table.arch_at(index)
+    return {"arch": arch, "index": index, "code": code, "test_accuracy": table.lookup(f"code:{code}"),
+            "profile": cell_profile(arch)}
 
 
 def _table_lines(rows: list[dict]) -> list[str]:
-    """Aligned columns: arch (left), index and the three accuracies (right, 2 decimals)."""
-    headers = ["arch", "index", *DATASETS]
-    body = [[r["arch"], str(r["index"]), *(f"{r['test_accuracy'][d]:.2f}" for d in DATASETS)] for r in rows]
+    """Aligned columns: arch (left), index, the three accuracies (2 decimals), then the CIFAR-10
+    network's parameters and multiply-adds in millions (NATS-Bench's "params" and "FLOPs")."""
+    headers = ["arch", "index", *DATASETS, "params(M)", "FLOPs(M)"]
+    body = [[r["arch"], str(r["index"]), *(f"{r['test_accuracy'][d]:.2f}" for d in DATASETS),
+             f"{r['profile']['cifar10']['params'] / 1e6:.3f}", f"{r['profile']['cifar10']['macs'] / 1e6:.2f}"]
+            for r in rows]
     widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(headers)]
     return [
         "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
@@ -92,7 +99,9 @@ def _add_lookup(sub) -> None:
     lookup = sub.add_parser(
         "lookup",
         help="test accuracy of cells on CIFAR-10, CIFAR-100 and ImageNet16-120",
-        description="Print the 200-epoch test accuracy (mean over seeds) of each ARCH.",
+        description="Print the 200-epoch test accuracy (mean over seeds) of each ARCH, and the parameters and "
+        "FLOPs (multiply-adds, as NATS-Bench counts them) of its CIFAR-10 network (C = 16, N = 5, 32x32); --json "
+        "gives them per dataset, with torch's FLOP count (2 per multiply-add).",
     )
     lookup.add_argument("archs", nargs="+", metavar="ARCH", help=ARCH_SPELLINGS)
     lookup.add_argument("--table", default=None, metavar="PATH", help=TABLE_HELP)

@@ -67,6 +67,17 @@ class DartsSpace:
     def evaluate(self, genotype: Genotype) -> dict[str, float]:
         return {}  # no benchmark table covers the DARTS space: accuracies come from `flatarch train`
 
+    def profile(self, genotype: Genotype) -> dict[str, dict[str, int]]:
+        """The evaluation network at the paper's size (C = 36, 20 cells, CIFAR-10's 32x32 images and
+        10 classes), without its auxiliary head as the DARTS paper counts (DARTS-V2: 3.3M)."""
+        from ..profile import profile
+        from .evaluation_network import EvaluationNetwork, count_parameters
+        from .train import PAPER_DEFAULTS
+
+        model = EvaluationNetwork(genotype, num_classes=10, C=PAPER_DEFAULTS["channels"],
+                                  layers=3 * PAPER_DEFAULTS["cells_per_stage"] + 2, auxiliary=False)
+        return {"cifar10": profile(model, (3, 32, 32), count_parameters(model))}
+
     def topology(self, group: str) -> list[list[int]]:
         return [[edge_index(node, pred) for pred in range(node + 2)] for node in range(STEPS)]
 

@@ -87,6 +87,13 @@ class NB201Space:
         optimum = {d: float(table.accuracies(d).max()) for d in table.lookup(ALL_SKIP)}
         return {"optimum": optimum, "all-skip": self.evaluate(ALL_SKIP)}
 
+    def profile(self, genotype: str) -> dict[str, dict[str, int]]:
+        """The benchmark network's parameters and FLOPs per dataset (C = 16, N = 5; CIFAR 32x32,
+        ImageNet16-120 16x16)."""
+        from .evaluation_network import cell_profile
+
+        return cell_profile(genotype)
+
     def save_genotype(self, genotype: str, out_dir: str, title: str) -> list[str]:
         """``genotype.json``: the arch string and its benchmark accuracies."""
         record = {"arch": genotype, "benchmark": self.evaluate(genotype), "title": title}
