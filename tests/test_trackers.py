@@ -1,0 +1,138 @@
+"""``--log-to tensorboard,wandb,mlflow``: each tracker against its real package, offline, read back
+with that package's own reader and compared with search.jsonl (the source of truth)."""
+
+import glob
+import json
+import os
+import struct
+
+import pytest
+from flatarch.reference_spaces.engine import SearchConfig, search, trackers
+
+from flatarch.cli import main
+
+TINY = SearchConfig(dataset="digits", subset=48, batch_size=8, channels=4, cells_per_stage=1, epochs=2,
+                    warmup_epochs=0, max_batches=2, progress=False, plot=False, seed=3)
+
+
+def _records(out):
+    return [json.loads(line) for line in open(os.path.join(out, "search.jsonl"))]
+
+
+def test_tensorboard_event_file_holds_every_epoch_scalar_histogram_and_genotype(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = str(tmp_path / "run")
+    search(TINY, out=out, log_to="tensorboard")
+    events = EventAccumulator(os.path.join(out, "tensorboard"), size_guidance={"tensors": 0, "histograms": 0})
+    events.Reload()
+    records = _records(out)
+    for key in ("val_acc", "train_loss", "alpha_entropy", "alpha_margin", "step/sharpness", "benchmark/cifar10"):
+        logged = events.Scalars(key)
+        expected = [r[key] if "/" not in key else r[key.split("/")[0]][key.split("/")[1]] for r in records]
+        assert [e.step for e in logged] == [r["epoch"] for r in records], key
+        assert [e.value for e in logged] == pytest.approx(expected, rel=1e-6), key
+    assert [h.step for h in events.Histograms("op_probability/arch_alpha")] == [1, 2]
+    texts = {e.step: e.tensor_proto.string_val[0].decode() for e in events.Tensors("genotype/text_summary")}
+    assert texts == {r["epoch"]: r["genotype"] for r in records}
+
+
+def _wandb_records(path):
+    """The protobuf records of a ``.wandb`` file: a 7-byte header, then the LevelDB log format
+    (32 KiB blocks of ``crc32c(4) length(2) type(1) data`` chunks; 1 full, 2 first, 3 middle, 4 last)."""
+    from wandb.proto import wandb_internal_pb2
+
+    data = open(path, "rb").read()
+    pos, block, pending, out = 7, 32768, b"", []
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # a block's tail too short for a header is padding
+            pos += block - pos % block
+            continue
+        length, kind = struct.unpack("<HB", data[pos + 4:pos + 7])
+        pending += data[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            out.append(record)
+            pending = b""
+    return out
+
+
+def test_wandb_offline_run_holds_the_settings_and_every_epoch(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    out = str(tmp_path / "run")
+    search(TINY, out=out, log_to="wandb", rho=0.02)
+    (path,) = glob.glob(os.path.join(out, "wandb", "offline-run-*", "run-*.wandb"))
+    records = _wandb_records(path)
+    updates = [i for r in records if r.HasField("run") for i in r.run.config.update]
+    updates += [i for r in records if r.HasField("config") for i in r.config.update]
+    config = {i.key: json.loads(i.value_json) for i in updates}
+    assert config["rho"] == 0.02 and config["optimizer"] == "a2m"
+    history = [{i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.history.item}
+               for r in records if r.HasField("history")]
+    history = [h for h in history if "val_acc" in h]
+    records = _records(out)
+    assert [(h["_step"], h["genotype"]) for h in history] == [(r["epoch"], r["genotype"]) for r in records]
+    assert [h["val_acc"] for h in history] == pytest.approx([r["val_acc"] for r in records])
+    assert all(h["op_probability/arch_alpha/_type"] == "histogram" and sum(h["op_probability/arch_alpha/values"]) == 30
+               for h in history)  # 30 op probabilities: 6 edges x 5 ops
+
+
+def test_mlflow_file_store_holds_params_metrics_and_the_result(tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    out = str(tmp_path / "run")
+    result = search(TINY, out=out, log_to="mlflow")
+    client = MlflowClient("file:" + os.path.join(out, "mlruns"))
+    (experiment,) = [e for e in client.search_experiments() if e.name == "flatarch"]
+    (run,) = client.search_runs([experiment.experiment_id])
+    history = client.get_metric_history(run.info.run_id, "val_acc")
+    records = _records(out)
+    assert [m.step for m in history] == [r["epoch"] for r in records]
+    assert [m.value for m in history] == pytest.approx([r["val_acc"] for r in records])
+    assert run.data.params["method"] == "darts" and json.loads(run.data.params["epochs"]) == 2
+    assert run.data.tags["result.genotype"] == result.genotype_json
+    assert run.data.metrics["result/benchmark/cifar10"] == pytest.approx(result.benchmark["cifar10"])
+    artifacts = [a.path for a in client.list_artifacts(run.info.run_id, "op_probability")]
+    assert artifacts == ["op_probability/epoch-0001.json", "op_probability/epoch-0002.json"]
+
+
+def test_a_missing_tracker_package_is_refused_before_anything_is_written(tmp_path, capsys, monkeypatch):
+    real = trackers.importlib.util.find_spec
+    monkeypatch.setattr(trackers.importlib.util, "find_spec", lambda name: None if name == "wandb" else real(name))
+    out = tmp_path / "run"
+    assert main(["search", "--out", str(out), "--log-to", "tensorboard,wandb", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--log-to wandb needs the wandb package; install it with pip install \"flatarch[wandb]\"" in err
+    assert err.count("\n") == 1 and not out.exists()
+    assert main(["search", "--out", str(out), "--log-to", "comet"]) == 2
+    assert "--log-to 'comet' is not a tracker; choose from: tensorboard, wandb, mlflow" in capsys.readouterr().err
+    with pytest.raises(trackers.SearchError, match="give --out"):
+        search(TINY, log_to="tensorboard")
+
+
+def test_a_failing_tracker_is_switched_off_and_the_search_goes_on(tmp_path, capsys, monkeypatch):
+    def broken(self, record):
+        raise ConnectionError("server gone")
+
+    monkeypatch.setattr(trackers.TensorBoardTracker, "log_record", broken)
+    out = str(tmp_path / "run")
+    result = search(TINY, out=out, log_to="tensorboard")
+    assert len(_records(out)) == 2 and result.history[-1]["epoch"] == 2
+    assert capsys.readouterr().err.count("--log-to tensorboard stopped logging (ConnectionError: server gone)") == 1
+
+
+def test_the_default_install_pulls_no_tracker():
+    import tomllib
+
+    project = tomllib.load(open(os.path.join(os.path.dirname(__file__), "..", "pyproject.toml"), "rb"))["project"]
+    heavy = ("tensorboard", "wandb", "mlflow", "ray")
+    assert not [d for d in project["dependencies"] if d.startswith(heavy)]
+    extras = project["optional-dependencies"]
+    assert {name for name, (_, extra) in trackers.TRACKERS.items()} <= set(extras)
+    assert not [d for d in extras["dev"] if d.startswith(heavy)]
+    assert set(extras["test"][0].split("[")[1].rstrip("]").split(",")) >= {"dev", "ray", *trackers.TRACKERS}
