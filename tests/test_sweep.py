@@ -48,7 +48,11 @@ BAD = [
     ({"nonsense": {"a": 1}}, "unknown key 'nonsense'"),
     ({"grid": {}}, "the grid is empty"),
     ({"grid": {**NB201_GRID, "seed": []}}, "[grid] seed is empty"),
-    ({"grid": {**NB201_GRID, "lr": [0.1]}}, "[grid] lr is not a grid axis"),
+    ({"grid": {**NB201_GRID, "out": ["a", "b"]}}, "[grid] out is not a grid axis"),
+    ({"grid": {**NB201_GRID, "no-plot": [True, False]}}, "[grid] no-plot is not a grid axis"),
+    ({"grid": {**NB201_GRID, "lr": [0.1]}, "settings": {"lr": 0.2}}, "lr is in [grid] and in [settings]"),
+    ({"grid": {**NB201_GRID, "train": {"cutout": [0, 16]}}}, "[grid] train.* varies the trainings"),
+    ({"grid": {**NB201_GRID, "rho": [0.01, 0.1]}}, "--rho does not apply to --optimizer first-order"),
     ({"settings": {"epoch": 1}}, "[settings] epoch is not an option; valid: "),
     ({"settings": {"out": "x"}}, "[settings] out is set by the sweep"),
     ({"settings": {"seed": 3}}, "seed is in [grid] and in [settings]"),
@@ -366,4 +370,47 @@ def test_the_example_sweep_files_describe_table_2(capsys):
         "cifar10", "cifar100", "imagenet16-120"}
     assert all(t.spec.config.resolved(t.dataset).epochs == 600 for r in darts.runs for t in r.trains)
     assert main(["sweep", os.path.join(root, "table2-nb201.toml"), "--dry-run"]) == 0
-    assert capsys.readouterr().out.count("missing") == 70 and not os.path.exists(nb201.root)
+    out = capsys.readouterr().out
+    assert sum(line.startswith("missing ") for line in out.splitlines()) == 70 and not os.path.exists(nb201.root)
+    assert out.splitlines()[-1] == "70 units in 70 runs: 70 missing"
+
+
+def test_any_search_setting_is_an_axis_with_folders_rows_and_a_sensitivity_plot(tmp_path, capsys):
+    settings = {**TINY_SETTINGS, "table": synthetic_table(str(tmp_path)), "optimizer": "a2m"}
+    path = write_sweep(tmp_path / "s.toml", grid={"rho": [0.01, 0.1], "arch-lr": [0.001], "seed": [1, 2]},
+                       settings=settings, run={"root": str(tmp_path / "root")})
+    assert main(["sweep", path, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[-1] == "4 units in 4 runs: 4 missing"
+    assert main(["sweep", path, "--report"]) == 0
+    assert "nothing to report yet: no run of the sweep has started" in capsys.readouterr().err
+    assert main(["sweep", path]) == 0
+    plan = read_sweep_file(path)
+    assert [r.key for r in plan.runs] == [f"nb201/darts-a2m/rho-{rho}/arch_lr-0.001/seed-{s}"
+                                          for rho in (0.01, 0.1) for s in (1, 2)]
+    for run in plan.runs:
+        result = json.load(open(os.path.join(run.search.folder, RESULT_NAME)))
+        assert result["config"]["rho"] == run.axes["rho"] and result["config"]["arch_lr"] == 0.001
+    (table,) = build_tables(plan.runs)
+    assert table.methods == ["darts rho=0.01 arch_lr=0.001", "darts rho=0.1 arch_lr=0.001"]
+    text = markdown([table])
+    assert "| darts rho=0.1 arch_lr=0.001 |" in text and "Searches ran on: flatarch" in text
+    rows = list(csv.DictReader(io.StringIO(csv_text([table]))))
+    assert [(r["method"], r["rho"], r["arch_lr"]) for r in rows] == [("darts", "0.01", "0.001"),
+                                                                     ("darts", "0.1", "0.001")]
+    root = os.listdir(plan.root)
+    assert "report-nb201-digits-rho.png" in root and "report-nb201-digits-eps.png" not in root
+
+
+def test_training_settings_are_axes_too(tmp_path):
+    path = write_sweep(tmp_path / "s.toml", grid={"seed": [1], "train": {"cutout": [0, 4]}},
+                       settings={**TINY_SETTINGS, "space": "darts"}, train=TINY_TRAIN,
+                       run={"root": str(tmp_path / "root")})
+    plan = read_sweep_file(path)
+    assert [r.key for r in plan.runs] == [f"darts/darts-a2m/train.cutout-{c}/seed-1" for c in (0, 4)]
+    assert [r.trains[0].spec.config.cutout for r in plan.runs] == [0, 4]
+    path = write_sweep(tmp_path / "s.toml", grid={"seed": [1], "train": {"genotype": ["x"]}},
+                       settings={**TINY_SETTINGS, "space": "darts"}, train=TINY_TRAIN,
+                       run={"root": str(tmp_path / "root")})
+    with pytest.raises(Exception, match="train.genotype is not a training setting"):
+        read_sweep_file(path)

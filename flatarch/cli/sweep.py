@@ -36,8 +36,13 @@ def register(subparsers) -> None:
 def _dry_run(plan) -> None:
     from flatarch.reference_spaces.sweep import states
 
-    for key, (_, state, detail) in states(plan.runs).items():
+    now = states(plan.runs)
+    for key, (_, state, detail) in now.items():
         print(f"{state:<9} {key}" + (f"  ({detail})" if detail else ""))
+    counts: dict[str, int] = {}
+    for _, state, _ in now.values():
+        counts[state] = counts.get(state, 0) + 1
+    print(f"{len(now)} units in {len(plan.runs)} runs: {', '.join(f'{n} {s}' for s, n in counts.items())}")
 
 
 def _report(plan, as_csv: bool) -> None:
@@ -45,6 +50,10 @@ def _report(plan, as_csv: bool) -> None:
 
     from flatarch.reference_spaces.sweep import build_tables, csv_text, markdown, write_report
 
+    if not any(os.path.exists(unit.folder) for run in plan.runs for unit in run.units):
+        print(f"nothing to report yet: no run of the sweep has started under {plan.root}; run "
+              "flatarch sweep FILE first", file=sys.stderr)
+        return
     tables = build_tables(plan.runs)
     print(csv_text(tables) if as_csv else markdown(tables), end="")
     if os.path.isdir(plan.root):

@@ -43,7 +43,8 @@ import argparse
 import itertools
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from flatarch.reference_spaces.errors import UsageError
@@ -158,16 +159,38 @@ def read_toml(path: str) -> dict[str, Any]:
     return data
 
 
-def _grid(data: Mapping[str, Any]) -> dict[str, list[Any]]:
-    from flatarch.reference_spaces.sweep import GRID_KEYS
+def _axes(options: dict[str, argparse.Action], axes: Sequence[str]) -> dict[str, str]:
+    """Every spelling of an axis (``arch-lr``, ``arch_lr``, ``cells``...) -> the setting's name."""
+    return {spelling: action.dest for spelling, action in options.items() if action.dest in axes}
+
+
+def _grid(data: Mapping[str, Any], search_options: dict[str, argparse.Action],
+          train_options: dict[str, argparse.Action]) -> dict[str, list[Any]]:
+    """``[grid]``: axis -> its values, keyed as written; training settings as ``train.NAME``."""
+    from flatarch.reference_spaces.sweep import AXES, TRAIN_AXIS
 
     grid = _table(data, "grid")
     if not grid:
-        raise SweepFileError(f"the grid is empty; give [grid] lists of {', '.join(GRID_KEYS)}, e.g. seed = [1, 2, 3]")
+        raise SweepFileError("the grid is empty; give [grid] lists of settings, e.g. seed = [1, 2, 3]")
+    train = grid.pop("train", None)
+    if train is not None:
+        if not isinstance(train, dict):
+            raise SweepFileError("[grid] train must be a table of training settings, e.g. train.cutout = [0, 16]")
+        train_axes = _axes(train_options, [a.dest for a in train_options.values() if a.dest not in TRAIN_MANAGED])
+        for key in train:
+            if key not in train_axes:
+                raise SweepFileError(f"[grid] train.{key} is not a training setting; the training axes are "
+                                     f"{', '.join(sorted(set(train_axes.values())))}")
+        if "train" not in data:
+            raise SweepFileError("[grid] train.* varies the trainings of the genotypes, and the file has no [train] "
+                                 "table; add [train] with datasets = [...]")
+        grid.update({TRAIN_AXIS + key: values for key, values in train.items()})
+    search_axes = _axes(search_options, AXES)
     for key, values in grid.items():
-        if key not in GRID_KEYS:
-            raise SweepFileError(f"[grid] {key} is not a grid axis; the axes are {', '.join(GRID_KEYS)} (other "
-                                 "settings go in [settings])")
+        if not key.startswith(TRAIN_AXIS) and key not in search_axes:
+            raise SweepFileError(f"[grid] {key} is not a grid axis; the axes are the settings of flatarch search "
+                                 f"({', '.join(sorted(set(search_axes.values())))}) and train.NAME for the settings "
+                                 "of flatarch train")
         if not isinstance(values, list):
             raise SweepFileError(f"[grid] {key} must be a list, e.g. {key} = [{values!r}]; or set it in [settings]")
         if not values:
@@ -178,7 +201,7 @@ def _grid(data: Mapping[str, Any]) -> dict[str, list[Any]]:
 
 
 def _method_settings(data: Mapping[str, Any], methods: list[str], options: dict[str, argparse.Action],
-                     ) -> dict[str, list[str]]:
+                     grid: Mapping[str, Any]) -> dict[str, list[str]]:
     """``[methods.NAME]``: the extra arguments of each method's runs."""
     from flatarch.reference_spaces.sweep import GRID_KEYS
 
@@ -188,44 +211,60 @@ def _method_settings(data: Mapping[str, Any], methods: list[str], options: dict[
             raise SweepFileError(f"[methods] {name} must be a table: [methods.{name}] followed by key = value lines")
         if name not in methods:
             raise SweepFileError(f"[methods.{name}]: {name} is not a method of the sweep ({', '.join(methods)})")
-        axes = sorted(set(table) & set(GRID_KEYS))
+        axes = sorted(k for k in table if k in GRID_KEYS or k in grid)
         if axes:
             raise SweepFileError(f"[methods.{name}] {axes[0]} is a grid axis; set it in [grid] or [settings]")
         out[name] = _argv(f"methods.{name}", table, options, SEARCH_MANAGED)
     return out
 
 
-def search_configs(data: Mapping[str, Any]) -> tuple[list[Any], bool]:
-    """The :class:`SearchConfig` of every grid point, and whether the search dataset is an axis."""
-    from flatarch.cli import search
+@dataclass
+class GridPoints:
+    """The grid's runs: each one's search settings, the values of its axes beyond the folder
+    layout's (by setting name; training settings as ``train.NAME``) and its ``[train]`` table."""
 
-    grid, settings = _grid(data), _table(data, "settings")
-    both = sorted(set(grid) & set(settings))
-    if both:
-        raise SweepFileError(f"{both[0]} is in [grid] and in [settings]; keep one")
+    configs: list[Any]
+    axes: list[dict[str, Any]]
+    trains: list[dict[str, Any] | None]
+    dataset_in_path: bool
+
+
+def grid_points(data: Mapping[str, Any]) -> GridPoints:
+    """Every grid point of the sweep file, its search settings parsed and checked as ``flatarch search``'s."""
+    from flatarch.cli import search, train
+    from flatarch.reference_spaces.sweep import GRID_KEYS, TRAIN_AXIS
+
     parser = _subcommand_parser(search, "search")
     options = _long_options(parser)
+    grid, settings = _grid(data, options, _long_options(_subcommand_parser(train, "train"))), _table(data, "settings")
+    names = {key: key if key.startswith(TRAIN_AXIS) else options[key].dest for key in grid}
+    both = sorted(k for k in settings if k in grid or options.get(k) and options[k].dest in names.values())
+    if both:
+        raise SweepFileError(f"{both[0]} is in [grid] and in [settings]; keep one")
     common = _argv("settings", settings, options, SEARCH_MANAGED)
     methods = grid.get("method") or [settings.get("method", parser.get_default("method"))]
-    per_method = _method_settings(data, methods, options)
-    configs = []
+    per_method = _method_settings(data, methods, options, grid)
+    points = GridPoints([], [], [], "dataset" in names.values())
     for values in itertools.product(*grid.values()):
-        point = _argv("grid", dict(zip(grid, values)), options, SEARCH_MANAGED)
+        chosen = dict(zip(grid, values))
+        searched = {k: v for k, v in chosen.items() if not k.startswith(TRAIN_AXIS)}
+        point = _argv("grid", searched, options, SEARCH_MANAGED)
         args = parser.parse_args([*common, *point, "--out=."])
         if args.method in per_method:
             args = parser.parse_args([*common, *per_method[args.method], *point, "--out=."])
-        configs.append(search.config_from_args(args))
-    return configs, "dataset" in grid
+        points.configs.append(search.config_from_args(args))
+        points.axes.append({names[k]: v for k, v in chosen.items() if names[k] not in GRID_KEYS})
+        trained = {k[len(TRAIN_AXIS):]: v for k, v in chosen.items() if k.startswith(TRAIN_AXIS)}
+        points.trains.append({**_table(data, "train"), **trained} if "train" in data else None)
+    return points
 
 
-def train_spec(data: Mapping[str, Any]):
-    """The ``[train]`` table as a :class:`TrainSpec`, or ``None``."""
+def train_spec(table: dict[str, Any]):
+    """A ``[train]`` table (with a grid point's training axes) as a :class:`TrainSpec`."""
     from flatarch.cli import train
     from flatarch.reference_spaces.sweep import TrainSpec
 
-    if "train" not in data:
-        return None
-    table = _table(data, "train")
+    table = dict(table)
     datasets = table.pop("datasets", None)
     if not isinstance(datasets, list) or not all(isinstance(d, str) for d in datasets):
         raise SweepFileError("[train] needs datasets = [...], the datasets to train each genotype on")
@@ -259,7 +298,9 @@ def read_sweep_file(path: str):
 
     data = read_toml(path)
     run = run_table(data, path)
-    configs, dataset_in_path = search_configs(data)
-    runs = plan_runs(run["root"], configs, train_spec(data), dataset_in_path)
+    points = grid_points(data)
+    specs = {}  # one TrainSpec per distinct [train] table (a training axis makes several)
+    trains = [None if t is None else specs.setdefault(repr(t), train_spec(t)) for t in points.trains]
+    runs = plan_runs(run["root"], points.configs, trains, points.dataset_in_path, points.axes)
     return SweepPlan(root=os.path.abspath(run["root"]), runs=runs, backend=run["backend"], workers=run["workers"],
                      options=run["options"])

@@ -22,15 +22,17 @@ training), :mod:`.plan` (runs and their folders), :mod:`.status` (where a unit s
 from .backends import BACKENDS, BackendError, make_backend
 from .driver import LOCK_NAME, run_sweep, states
 from .lock import LockError
-from .plan import GRID_KEYS, TRAINABLE_SPACES, Run, SweepError, SweepPlan, plan_runs, run_key
+from .plan import AXES, GRID_KEYS, TRAIN_AXIS, TRAINABLE_SPACES, Run, SweepError, SweepPlan, plan_runs, run_key
 from .report import Table, build_tables, csv_text, markdown, write_report
 from .units import SearchUnit, TrainSpec, TrainUnit
 
 __all__ = [
+    "AXES",
     "BACKENDS",
     "GRID_KEYS",
     "LOCK_NAME",
     "TRAINABLE_SPACES",
+    "TRAIN_AXIS",
     "BackendError",
     "LockError",
     "Run",

@@ -5,7 +5,9 @@ Folders under the root (deterministic, so that a rerun finds every run where it 
     ROOT/SPACE/METHOD-OPTIMIZER/seed-SEED/                 the search (result.json, checkpoint.pt, ...)
     ROOT/SPACE/METHOD-OPTIMIZER/seed-SEED/train-DATASET/   its training on DATASET (DARTS space)
 
-with a ``DATASET/`` level after ``SPACE/`` when the search dataset is one of the grid's axes.
+with a ``DATASET/`` level after ``SPACE/`` when the search dataset is one of the grid's axes, and
+one ``NAME-VALUE/`` level per further axis (any search setting, e.g. ``rho-0.01/``; a training
+setting as ``train.NAME-VALUE/``) before ``seed-SEED/``, in the grid's order.
 ``OPTIMIZER`` is the update's canonical name (``fo`` and ``first-order`` are one folder).
 
 Every run's settings are checked here, before anything runs or is written: the search's by
@@ -14,6 +16,7 @@ Every run's settings are checked here, before anything runs or is written: the s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -28,8 +31,15 @@ from ..errors import UsageError
 from ..registry import get_space
 from .units import SearchUnit, TrainSpec, TrainUnit
 
-#: the settings a grid crosses (``[grid]`` keys); each run's folder is named after them
+#: the settings every run's folder is named after (the layout of table 2); any other search setting
+#: (:data:`AXES`) or training setting may be a grid axis too, with a folder level of its own
 GRID_KEYS: tuple[str, ...] = ("space", "dataset", "method", "optimizer", "seed")
+#: search settings a sweep sets itself or that do not change a result: never an axis
+NOT_AXES: tuple[str, ...] = ("out", "resume", "restart", "progress", "plot", "tag", "log_to", "space_options")
+#: every search setting a grid may vary: the :class:`SearchConfig` fields but :data:`NOT_AXES`
+AXES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(SearchConfig) if f.name not in NOT_AXES)
+#: the prefix of a training setting as an axis (``train.drop_path_prob``)
+TRAIN_AXIS = "train."
 #: spaces whose genotypes ``flatarch train`` trains (:func:`~flatarch.reference_spaces.darts.train.train_genotype`)
 TRAINABLE_SPACES: tuple[str, ...] = ("darts",)
 
@@ -51,6 +61,11 @@ class Run:
     def units(self) -> tuple[SearchUnit | TrainUnit, ...]:
         return (self.search, *self.trains)
 
+    @property
+    def axes(self) -> dict[str, Any]:
+        """The values of the axes beyond :data:`GRID_KEYS` (``{"rho": 0.01}``), in the grid's order."""
+        return {k: v for k, v in self.point.items() if k not in GRID_KEYS}
+
 
 @dataclass(frozen=True)
 class SweepPlan:
@@ -65,9 +80,20 @@ class SweepPlan:
     cwd: str = field(default_factory=os.getcwd)
 
 
-def run_key(config: SearchConfig, dataset_in_path: bool = False) -> str:
+def axis_value(value: Any) -> str:
+    """An axis value as a folder name and report label: ``0.01``, ``1e-05``, ``true``, ``0.5x0.999``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "x".join(axis_value(v) for v in value)
+    return str(value).replace(os.sep, "_")
+
+
+def run_key(config: SearchConfig, dataset_in_path: bool = False, axes: Mapping[str, Any] | None = None) -> str:
+    """``SPACE/[DATASET/]METHOD-OPTIMIZER/[NAME-VALUE/...]seed-SEED``; ``axes``: the further axes' values."""
     parts = [config.space, *([config.dataset] if dataset_in_path else []),
-             f"{config.method}-{canonical_update(config.optimizer)}", f"seed-{config.seed}"]
+             f"{config.method}-{canonical_update(config.optimizer)}",
+             *(f"{name}-{axis_value(value)}" for name, value in (axes or {}).items()), f"seed-{config.seed}"]
     return "/".join(parts)
 
 
@@ -87,19 +113,23 @@ class _SpaceDefaults:
         return self._cache[key]
 
 
-def plan_runs(root: str, configs: Sequence[SearchConfig], train: TrainSpec | None = None,
-              dataset_in_path: bool = False) -> tuple[Run, ...]:
+def plan_runs(root: str, configs: Sequence[SearchConfig], train: TrainSpec | Sequence[TrainSpec | None] | None = None,
+              dataset_in_path: bool = False, axes: Sequence[Mapping[str, Any]] | None = None) -> tuple[Run, ...]:
     """The runs of ``configs`` (one search each) under ``root``, every setting checked;
-    ``train``: the trainings of each DARTS-space run's genotype."""
+    ``train``: the trainings of each DARTS-space run's genotype (one spec, or one per config when
+    a training setting is an axis); ``axes``: per config, the values of the axes beyond
+    :data:`GRID_KEYS` (search settings by field name, training settings as ``train.NAME``)."""
     root = os.path.abspath(root)
     if not configs:
         raise SweepError("the grid is empty: give [grid] at least one value for each key it lists")
-    if train is not None:
-        _check_train(train, configs)
+    trains = list(train) if isinstance(train, Sequence) else [train] * len(configs)
+    axes = list(axes) if axes is not None else [{}] * len(configs)
+    for spec in {id(t): t for t in trains if t is not None}.values():
+        _check_train(spec, configs)
     defaults = _SpaceDefaults()
     runs: dict[str, Run] = {}
-    for config in configs:
-        key = run_key(config, dataset_in_path)
+    for config, train, extra in zip(configs, trains, axes):
+        key = run_key(config, dataset_in_path, extra)
         if key in runs:
             raise SweepError(f"two runs of the grid share the folder {key}; list each value once")
         folder = os.path.join(root, *key.split("/"))
@@ -112,7 +142,7 @@ def plan_runs(root: str, configs: Sequence[SearchConfig], train: TrainSpec | Non
         trains = tuple(TrainUnit(f"{key}/train-{d}", os.path.join(folder, f"train-{d}"), folder, d,
                                  train.for_search(config.seed))
                        for d in (train.datasets if train and config.space in TRAINABLE_SPACES else ()))
-        point = {name: getattr(config, name) for name in GRID_KEYS}
+        point = {**{name: getattr(config, name) for name in GRID_KEYS}, **extra}
         point["optimizer"] = canonical_update(config.optimizer)
         runs[key] = Run(key, point, search, trains)
     return tuple(runs.values())

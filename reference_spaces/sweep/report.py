@@ -25,10 +25,11 @@ from typing import Any
 import numpy as np
 
 from flatarch.atomic_files import atomic_save_figure, atomic_write_text
+from flatarch.provenance import provenance
 
 from ..engine.multiseed import PROTOCOL
 from .driver import states
-from .plan import Run
+from .plan import Run, axis_value
 from .status import FAILED, FINISHED, RUNNING
 
 #: column names of the updates the paper compares; other updates keep their own name
@@ -36,6 +37,8 @@ UPDATE_LABELS = {"first-order": "standard", "a2m": "A2"}
 REPORT_NAME = "report"  # ROOT/report.md, ROOT/report.csv, ROOT/report-SPACE-DATASET.png
 SEARCH_SOURCE = "the benchmark accuracies of each search's reported genotype (result.json)"
 TRAIN_SOURCE = "the final test accuracy of each training of the found genotype (report.json)"
+#: axes whose values the report plots the accuracy against (A2M's perturbation radius and step)
+SENSITIVITY_AXES = ("rho", "eps")
 #: the one column of a table none of whose runs has a value yet (it still counts their states)
 NO_VALUES = "(no values yet)"
 
@@ -77,11 +80,16 @@ class Table:
     space: str
     search_dataset: str
     source: str
+    #: the rows: a method, with the values of the grid's further axes (``darts rho=0.01``)
     methods: list[str] = field(default_factory=list)
+    #: per row: its method and the values of the further axes (:attr:`Run.axes`)
+    rows: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
     updates: list[str] = field(default_factory=list)
     datasets: list[str] = field(default_factory=list)
     cells: dict[tuple[str, str, str], Cell] = field(default_factory=dict)
     optimum: dict[str, float] = field(default_factory=dict)
+    #: where the finished searches ran (:func:`run_provenance`) -> how many
+    provenance: dict[str, int] = field(default_factory=dict)
 
     @property
     def title(self) -> str:
@@ -116,12 +124,18 @@ def _run_values(run: Run, now: dict[str, tuple[Any, str, str]]) -> dict[str, tup
     return {d: (FINISHED, v) for d, v in (result.get("benchmark") or {}).items()}
 
 
+def row_label(run: Run) -> str:
+    """The run's row of its table: its method and the values of the further axes."""
+    return " ".join([run.point["method"], *(f"{k}={axis_value(v)}" for k, v in run.axes.items())])
+
+
 def _table_for(tables: dict[tuple[str, str], Table], run: Run) -> Table:
     key = (run.point["space"], run.point["dataset"])
     if key not in tables:
         tables[key] = Table(*key, source=TRAIN_SOURCE if run.trains else SEARCH_SOURCE)
     table = tables[key]
-    _add(table.methods, run.point["method"])
+    _add(table.methods, row_label(run))
+    table.rows[row_label(run)] = (run.point["method"], run.axes)
     _add(table.updates, run.point["optimizer"])
     return table
 
@@ -129,7 +143,7 @@ def _table_for(tables: dict[tuple[str, str], Table], run: Run) -> Table:
 def _count(table: Table, run: Run, values: dict[str, tuple[str, float | None]], search_state: str) -> None:
     """Add one run (one seed) to its cells of ``table``."""
     for d in table.datasets:
-        cell = table.cells.setdefault((run.point["method"], run.point["optimizer"], d), Cell())
+        cell = table.cells.setdefault((row_label(run), run.point["optimizer"], d), Cell())
         cell.seeds += 1
         state, value = values.get(d, (search_state, None))
         if state == FINISHED and value is not None:
@@ -150,14 +164,27 @@ def build_tables(runs: Sequence[Run]) -> list[Table]:
         for d in [u.dataset for u in run.trains] + list(values):
             _add(table.datasets, d)
         per_run.append((table, run, values))
-        if not table.optimum and not run.trains and now[run.search.key][1] == FINISHED:
-            table.optimum = dict(((run.search.result() or {}).get("reference") or {}).get("optimum", {}))
+        if now[run.search.key][1] == FINISHED:
+            result = run.search.result() or {}
+            where = run_provenance(result.get("provenance") or {})
+            table.provenance[where] = table.provenance.get(where, 0) + 1
+            if not table.optimum and not run.trains:
+                table.optimum = dict((result.get("reference") or {}).get("optimum", {}))
     for table in tables.values():
         table.datasets = table.datasets or [NO_VALUES]
         table.updates.sort(key=lambda u: list(UPDATE_LABELS).index(u) if u in UPDATE_LABELS else len(UPDATE_LABELS))
     for table, run, values in per_run:
         _count(table, run, values, now[run.search.key][1])
     return list(tables.values())
+
+
+def run_provenance(record: dict[str, Any]) -> str:
+    """``flatarch 0.1.0, torch 2.5.1, cpu, commit 1a2b3c4d`` of a result's provenance."""
+    if not record:
+        return "no provenance recorded"
+    commit = record.get("git_commit")
+    return (f"flatarch {record.get('flatarch')}, torch {record.get('torch')}, {record.get('device')}, "
+            + (f"commit {commit[:10]}" if commit else "no git checkout"))
 
 
 def markdown(tables: Sequence[Table]) -> str:
@@ -173,7 +200,12 @@ def markdown(tables: Sequence[Table]) -> str:
                           "the benchmark table (table = PATH in [settings], or $FLATARCH_NB201_TABLE) before they run.")
         if t.optimum:
             parts[-1] += "\n\noptimal cell: " + ", ".join(f"{d} {v:.2f}" for d, v in t.optimum.items())
+        if t.provenance:
+            parts[-1] += "\n\nSearches ran on: " + "; ".join(f"{where} ({n})" for where, n in t.provenance.items())
     parts.append(f"Cells: {PROTOCOL}; (k/n): k of the grid's n seeds have a value.")
+    mine = provenance("cpu")  # the report's own process: its command, host, versions and commit
+    parts.append(f"Report written by `{' '.join(mine['argv'])}` on {mine['host']} with flatarch {mine['flatarch']}, "
+                 f"torch {mine['torch']}, commit {mine['git_commit'] or 'none (no git checkout)'}.")
     return "\n\n".join(parts) + "\n"
 
 
@@ -185,11 +217,17 @@ def csv_text(tables: Sequence[Table]) -> str:
         for d, u in t.columns():
             for what in ("mean", "std", "n", "failed", "seeds"):
                 _add(columns, f"{d} {label(u)} {what}")
+    axes: list[str] = []
+    for t in tables:
+        for _, values in t.rows.values():
+            for name in values:
+                _add(axes, name)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["space", "search_dataset", "method", *columns])
+    writer.writerow(["space", "search_dataset", "method", *axes, *columns])
     for t in tables:
         for m in t.methods:
+            method, values = t.rows[m]
             row: dict[str, Any] = {}
             for d, u in t.columns():
                 cell = t.cells.get((m, u, d), Cell())
@@ -197,7 +235,8 @@ def csv_text(tables: Sequence[Table]) -> str:
                 row.update({f"{name} mean": _number(cell.mean), f"{name} std": _number(cell.std),
                             f"{name} n": len(cell.values), f"{name} failed": cell.failed,
                             f"{name} seeds": cell.seeds})
-            writer.writerow([t.space, t.search_dataset, m, *(row.get(c, "") for c in columns)])
+            writer.writerow([t.space, t.search_dataset, method, *(values.get(a, "") for a in axes),
+                             *(row.get(c, "") for c in columns)])
     return buffer.getvalue()
 
 
@@ -232,8 +271,48 @@ def plot(table: Table, path: str) -> None:
     plt.close(fig)
 
 
+def sensitivity_axes(table: Table) -> list[str]:
+    """The axes of :data:`SENSITIVITY_AXES` that take several values in ``table``."""
+    return [a for a in SENSITIVITY_AXES if len({values.get(a) for _, values in table.rows.values()} - {None}) > 1]
+
+
+def plot_sensitivity(table: Table, axis: str, path: str) -> None:
+    """Accuracy against ``axis`` (rho, eps): one panel per dataset, one line per method, update and
+    value of the other axes, error bars the std over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    lines: dict[str, list[tuple[float, Cell]]] = {}
+    fig, axes = plt.subplots(1, len(table.datasets), figsize=(4.5 * len(table.datasets), 3.8), squeeze=False)
+    for ax, d in zip(axes[0], table.datasets):
+        lines.clear()
+        for row, (method, values) in table.rows.items():
+            others = " ".join(f"{k}={axis_value(v)}" for k, v in values.items() if k != axis)
+            for u in table.updates:
+                cell = table.cells.get((row, u, d))
+                if cell is not None and cell.values and axis in values:
+                    lines.setdefault(" ".join(filter(None, [method, label(u), others])), []).append(
+                        (float(values[axis]), cell))
+        for name, points in lines.items():
+            points.sort(key=lambda p: p[0])
+            ax.errorbar([x for x, _ in points], [c.mean for _, c in points], yerr=[c.std for _, c in points],
+                        marker="o", capsize=3, label=name)
+        if all(x > 0 for points in lines.values() for x, _ in points):
+            ax.set_xscale("log")
+        ax.set(title=d, xlabel=axis, ylabel="test accuracy (%)")
+        if lines:
+            ax.legend(fontsize="small")
+    fig.suptitle(f"{table.title}: sensitivity to {axis}, mean ± std over seeds")
+    fig.tight_layout()
+    atomic_save_figure(fig, path, dpi=110)
+    plt.close(fig)
+
+
 def write_report(root: str, tables: Sequence[Table]) -> list[str]:
-    """``ROOT/report.md``, ``ROOT/report.csv`` and a bar chart per table; returns the paths."""
+    """``ROOT/report.md``, ``ROOT/report.csv``, a bar chart per table and, where rho or eps vary,
+    a sensitivity plot per such axis; returns the paths."""
     paths = [os.path.join(root, f"{REPORT_NAME}.md"), os.path.join(root, f"{REPORT_NAME}.csv")]
     atomic_write_text(paths[0], markdown(tables))
     atomic_write_text(paths[1], csv_text(tables))
@@ -241,4 +320,7 @@ def write_report(root: str, tables: Sequence[Table]) -> list[str]:
         if t.datasets != [NO_VALUES]:
             paths.append(os.path.join(root, f"{REPORT_NAME}-{t.space}-{t.search_dataset}.png"))
             plot(t, paths[-1])
+            for axis in sensitivity_axes(t):
+                paths.append(os.path.join(root, f"{REPORT_NAME}-{t.space}-{t.search_dataset}-{axis}.png"))
+                plot_sensitivity(t, axis, paths[-1])
     return paths
