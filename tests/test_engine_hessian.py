@@ -142,7 +142,7 @@ def test_the_plot_has_the_eigenvalue_panel(tmp_path, monkeypatch):
     drawn = {}
     monkeypatch.setattr(plot, "atomic_save_figure", lambda fig, path, **k: drawn.update(fig=fig))
     result = search(TINY, hessian_every=2, plot=True, out=str(tmp_path / "run"))
-    panel = next(ax for ax in drawn["fig"].axes if ax.get_title() == "dominant Hessian eigenvalue")
+    panel = next(ax for ax in drawn["fig"].axes if ax.get_title() == "Hessian eigenvalue")
     x, y = panel.lines[0].get_data()
     assert list(x) == [1, 3] and list(y) == [r["hessian"]["eigenvalue"] for r in result.history[::2]]
     assert panel.get_xlim() == next(ax for ax in drawn["fig"].axes if ax.get_title() == "supernet loss").get_xlim()

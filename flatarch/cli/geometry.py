@@ -154,6 +154,7 @@ def _run_nb201(args) -> int:
 def _run_darts(args) -> int:
     from flatarch.reference_spaces.darts.genotype import load
     from flatarch.reference_spaces.darts.geometry import (
+        neighbour_bound,
         path_tree_genotypes,
         sample_neighbour_genotypes,
         write_neighbours,
@@ -165,6 +166,16 @@ def _run_darts(args) -> int:
     genotype = load(args.genotype)
     target = load(args.target) if args.target else None
     cells = ("normal", "reduce") if args.cells == "both" else (args.cells,)
+    if args.samples < 1:
+        raise ValueError(f"--samples must be a whole number >= 1, got {args.samples}")
+    for radius in args.radius:
+        if radius < 1:
+            raise ValueError(f"--radius must be whole numbers >= 1, got {radius}")
+        most = neighbour_bound(genotype, radius, cells)
+        if args.samples > most:
+            exact = "has exactly" if radius == 1 else "has at most"
+            raise ValueError(f"--samples {args.samples} is more than the {most} distinct radius-{radius} neighbours "
+                             f"this genotype {exact} (--cells {args.cells}); give --samples {most} or fewer")
     sample = sample_neighbour_genotypes(genotype, tuple(args.radius), args.samples, args.seed, cells)
     levels = path_tree_genotypes(genotype, target, args.max_path_archs) if target else None
     check_writable(args.out)
@@ -258,7 +269,7 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "geometry",
         help="neighbourhoods, paths and accuracy barriers in architecture space",
-        description=__doc__,
+        description=__doc__.replace("``", ""),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="space", metavar="SPACE")

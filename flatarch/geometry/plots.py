@@ -26,9 +26,9 @@ def _density(ax, values, bins, **kwargs) -> None:
     ax.stairs(heights, edges, **kwargs)
 
 
-def _save(fig, path: str) -> None:
+def _save(fig, path: str, dpi: int = 80) -> None:
     try:
-        atomic_save_figure(fig, path, dpi=80)
+        atomic_save_figure(fig, path, dpi=dpi)
     finally:
         plt.close(fig)
 
@@ -62,6 +62,7 @@ def neighbour_histograms(
                 ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.supxlabel("test accuracy (%)", fontsize=9)
+    fig.supylabel("density", fontsize=9)
     fig.tight_layout()
     _save(fig, path)
 
@@ -85,6 +86,7 @@ def difference_distributions(
                 _density(ax, d, bins, lw=1.5, color=TIER_COLOURS.get(tier), label=tier)
         ax.set_title(f"radius {radius}", fontsize=9)
         ax.set_xlabel("|acc difference| (points)", fontsize=8)
+        ax.set_ylabel("density", fontsize=8)
         ax.tick_params(labelsize=7)
     axes[0][0].legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
@@ -99,7 +101,7 @@ def accuracy_paths(
 ) -> None:
     """Accuracy paths (level means, with every unique cell as a dot) and both normalised barriers
     in the legend (paper fig. 7). ``paths[name] = (level accuracies, barrier dict)``."""
-    fig, ax = plt.subplots(figsize=(5.0, 3.4))
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
     for name, (level_accs, barrier) in paths.items():
         colour = TIER_COLOURS.get(name)
         means = [float(np.mean(x)) for x in level_accs]
@@ -113,7 +115,7 @@ def accuracy_paths(
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("moves from a (path-tree level)", fontsize=9)
     ax.set_ylabel("test accuracy (%)", fontsize=9)
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7)
+    ax.set_title(title, fontsize=11)
+    ax.legend(fontsize=8)
     fig.tight_layout()
-    _save(fig, path)
+    _save(fig, path, dpi=110)  # 825 x 528 pixels: the per-cell dots and the legend's barriers stay legible

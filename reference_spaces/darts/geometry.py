@@ -24,6 +24,7 @@ Genotype files are read and written by :mod:`.genotype` (``load``, ``save``, ``t
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
@@ -209,6 +210,16 @@ class NeighbourSample:
     seed: int
     cells: tuple[str, ...]
     by_radius: dict[int, list]
+
+
+def neighbour_bound(genotype: Genotype, radius: int, cells: Sequence[str] = CELLS) -> int:
+    """How many distinct radius-``radius`` neighbours ``genotype`` can have: exactly the number of
+    its radius-1 moves' results for ``radius`` 1 (264 for a genotype whose two cells use every node's
+    full choice), and for larger radii at most ``C(n1, radius)``, since a radius-r neighbour is the
+    root changed by ``radius`` of its own moves at distinct slots."""
+    space = DartsSpace(cells)
+    n1 = len({move.arch for move in space.moves(genotype_to_arch(genotype))})
+    return n1 if radius == 1 else math.comb(n1, radius)
 
 
 def sample_neighbour_genotypes(

@@ -207,8 +207,10 @@ def _cifar_test(name: str, data_dir: str | None, download: bool) -> tuple[torch.
     try:
         ds = cls(root, train=False, download=download)
     except Exception as exc:  # torchvision raises RuntimeError; a damaged pickle anything
+        hint = (f"the download failed; fetch {cls.url} by hand and unpack it there" if download
+                else "pass --download, or --data-dir pointing at it")
         raise DataError(f"{name}: test set not found or corrupted under {os.path.abspath(root)} "
-                        f"({type(exc).__name__}: {exc}); pass --download, or --data-dir pointing at it") from None
+                        f"({type(exc).__name__}: {exc}); {hint}") from None
     images = torch.from_numpy(np.ascontiguousarray(ds.data)).permute(0, 3, 1, 2).contiguous()
     return images, torch.tensor(ds.targets, dtype=torch.int64)
 

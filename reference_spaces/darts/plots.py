@@ -62,7 +62,8 @@ def _draw_cell(ax, pairs: list[tuple[str, int]], concat: list[int], title: str) 
     steps = len(pairs) // 2
     xpos = {n: float(n) for n in range(steps + 2)}
     x_out = steps + 2.5
-    labels = {0: "$c_{k-2}$", 1: "$c_{k-1}$", **{i + 2: str(i) for i in range(steps)}}
+    # intermediate nodes numbered as in genotypes and in search.png's edge names (2<-0): 2, 3, ...
+    labels = {0: "$c_{k-2}$", 1: "$c_{k-1}$", **{i + 2: str(i + 2) for i in range(steps)}}
     for k, (op, src) in enumerate(pairs):
         dst = k // 2 + 2
         span = xpos[dst] - xpos[src]

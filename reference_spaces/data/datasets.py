@@ -107,8 +107,10 @@ def _cifar(name: str, data_dir: str | None, download: bool) -> ImageData:
         images = torch.from_numpy(np.ascontiguousarray(ds.data)).permute(0, 3, 1, 2).contiguous()
         labels = torch.tensor(ds.targets, dtype=torch.int64)
     except Exception as exc:  # torchvision raises RuntimeError; a damaged pickle anything
+        source = getattr(torchvision.datasets, cls_name)
         hint = (
-            "the download failed; check the network connection or fetch the archive by hand"
+            f"the download failed; check the network connection, or fetch {source.url} by hand and unpack it "
+            f"into {os.path.abspath(root)}"
             if download
             else "pass --download to fetch it, or --data-dir to point at the folder that contains it"
         )

@@ -1,6 +1,7 @@
-"""The search's PNG: the op weights of every edge over the epochs, PC-DARTS' edge weights, and the
-search's curves (accuracies, losses, the update's sharpness, the benchmark accuracy of each
-epoch's genotype where the space has a benchmark)."""
+"""The search's PNG: the op probabilities of every edge over the epochs from the initial alphas
+(epoch 0) on, PC-DARTS' edge weights, and the search's curves (accuracies, losses, the update's
+sharpness where it has one, the benchmark accuracy of each epoch's genotype beside the optimum and
+the all-skip cell where the space has a benchmark)."""
 
 from __future__ import annotations
 
@@ -20,12 +21,15 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return z / z.sum(axis=-1, keepdims=True)
 
 
-def _panels(history: Sequence[dict[str, Any]], labels: Mapping[str, tuple[str, Sequence[str], Sequence[str]]]):
+def _panels(history: Sequence[dict[str, Any]], labels: Mapping[str, tuple[str, Sequence[str], Sequence[str]]],
+            initial: Mapping[str, Any]):
     """``(title, [epochs, lines] values, line names)`` for every edge of every alpha tensor and one
-    panel per 1-D tensor (PC-DARTS' betas, softmax-normalised per node in the network)."""
+    panel per 1-D tensor (PC-DARTS' betas, softmax-normalised per node in the network); the first
+    row is ``initial`` (epoch 0) where it has the tensor."""
     panels = []
     for name in history[0]["alphas"]:
-        stacked = np.asarray([h["alphas"][name] for h in history], dtype=np.float64)
+        rows = ([initial[name]] if name in initial else []) + [h["alphas"][name] for h in history]
+        stacked = np.asarray(rows, dtype=np.float64)
         group, ops, edges = labels.get(name, (name, [], []))
         if stacked.ndim == 3:
             weights = _softmax(stacked)
@@ -39,7 +43,19 @@ def _panels(history: Sequence[dict[str, Any]], labels: Mapping[str, tuple[str, S
     return panels
 
 
-def _curves(axes, history: Sequence[dict[str, Any]], epochs: list[int], marker: str | None) -> None:
+def _reference_lines(ax, reference: Mapping[str, Mapping[str, float]], datasets: Sequence[str]) -> None:
+    """Per dataset, in its line's colour: the optimum dashed, the all-skip cell dotted."""
+    colours = {line.get_label(): line.get_color() for line in ax.get_lines()}
+    for name, style in (("optimum", "--"), ("all-skip", ":")):
+        for d in datasets:
+            if d in reference.get(name, {}):
+                ax.axhline(reference[name][d], ls=style, lw=0.9, color=colours.get(d, "0.5"))
+        if reference.get(name):
+            ax.plot([], [], ls=style, color="0.4", label=name)  # one legend entry per kind
+
+
+def _curves(axes, history: Sequence[dict[str, Any]], epochs: list[int], marker: str | None,
+            reference: Mapping[str, Mapping[str, float]]) -> None:
     acc, loss, sharp, bench = axes
     for key, label in (("train_acc", "train"), ("val_acc", "validation")):
         acc.plot(epochs, [h[key] for h in history], marker=marker, label=label)
@@ -47,16 +63,20 @@ def _curves(axes, history: Sequence[dict[str, Any]], epochs: list[int], marker: 
     for key, label in (("train_loss", "train"), ("val_loss", "validation")):
         loss.plot(epochs, [h[key] for h in history], marker=marker, label=label)
     loss.set(title="supernet loss", xlabel="epoch", ylabel="cross-entropy")
-    sharp.plot(epochs, [(h.get("step") or {}).get("sharpness", float("nan")) for h in history], marker=marker)
-    sharp.set(title="sharpness L(alpha+e) - L(alpha)", xlabel="epoch", ylabel="loss increase")
+    sharpness = [(h.get("step") or {}).get("sharpness", float("nan")) for h in history]
+    sharp.plot(epochs, sharpness, marker=marker, label="L(alpha+e) - L(alpha)")
+    sharp.set(title="sharpness of the alpha step", xlabel="epoch", ylabel="loss increase")
+    # first-order DARTS takes no perturbed step: its sharpness is 0 (or nan before alpha steps)
+    sharp.set_visible(any(np.isfinite(v) and v != 0 for v in sharpness))
     datasets = list(history[-1].get("benchmark") or {})
     for d in datasets:
         bench.plot(epochs, [h["benchmark"].get(d, float("nan")) for h in history], marker=marker, label=d)
-    bench.set(title="benchmark test accuracy of the genotype", xlabel="epoch", ylabel="accuracy (%)")
+    _reference_lines(bench, reference, datasets)
+    bench.set(title="genotype's benchmark accuracy", xlabel="epoch", ylabel="test accuracy (%)")
     bench.set_visible(bool(datasets))
     for ax in (acc, loss, sharp, bench):
-        ax.title.set_fontsize(9)
-        if ax is not sharp and ax.has_data():
+        ax.set_title(ax.get_title(), fontsize=9, pad=12)  # room for a 1e-5 scale above the axis
+        if ax.has_data():
             ax.legend(fontsize=7)
 
 
@@ -66,50 +86,60 @@ def _with_hessian_panel(fig, row, history: Sequence[dict[str, Any]], marker: str
     grid = row[0].get_subplotspec().get_gridspec()
     for ax in row:
         ax.remove()
-    acc, loss, sharp, eigen, bench = (fig.add_subplot(cell) for cell in grid[-1, :].subgridspec(1, 5))
+    acc, loss, sharp, eigen, bench = (fig.add_subplot(cell) for cell in grid[-1, :].subgridspec(1, 5, wspace=0.5))
     measured = [h for h in history if "hessian" in h]
     eigen.plot([h["epoch"] for h in measured], [h["hessian"]["eigenvalue"] for h in measured], marker=marker or "o",
                markersize=3)
-    eigen.set(title="dominant Hessian eigenvalue", xlabel="epoch", ylabel="eigenvalue")
-    eigen.title.set_fontsize(9)
+    eigen.set(title="Hessian eigenvalue", xlabel="epoch", ylabel="dominant eigenvalue")
+    eigen.set_title(eigen.get_title(), fontsize=9, pad=12)
     eigen.sharex(acc)  # the same epochs as the other curves, also when only some epochs are measured
     return [acc, loss, sharp, bench, eigen]
 
 
 def plot_history(history: Sequence[dict[str, Any]], path: str, title: str = "",
-                 labels: Mapping[str, tuple[str, Sequence[str], Sequence[str]]] | None = None) -> None:
+                 labels: Mapping[str, tuple[str, Sequence[str], Sequence[str]]] | None = None,
+                 initial: Mapping[str, Any] | None = None,
+                 reference: Mapping[str, Mapping[str, float]] | None = None) -> None:
     """Write the PNG to ``path`` atomically. ``labels``: per architecture tensor name, its group,
-    op names and edge names (e.g. ``("cell", OPS, ["1<-0", ...])``)."""
+    op names and edge names (e.g. ``("cell", OPS, ["1<-0", ...])``); ``initial``: the architecture
+    tensors before the first epoch, plotted at epoch 0; ``reference``: accuracies drawn as lines on
+    the benchmark panel (``{"optimum": {dataset: acc}, "all-skip": ...}``)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    panels = _panels(history, labels or {})
+    initial = initial or {}
+    panels = _panels(history, labels or {}, initial)
     epochs = [h["epoch"] for h in history]
     marker = "o" if len(epochs) <= 20 else None  # a single epoch is a point, not an invisible line
     rows = math.ceil(len(panels) / COLUMNS) + 1
     fig, axes = plt.subplots(rows, COLUMNS, figsize=(4 * COLUMNS, 2.8 * rows), squeeze=False)
     for ax, (panel_title, values, names) in zip(axes[:-1].flat, panels):
+        xs = epochs if len(values) == len(epochs) else [0, *epochs]  # epoch 0: the initial alphas
         for line, name in enumerate(names):
-            ax.plot(epochs, values[:, line], marker=marker, markersize=3, label=name)
+            ax.plot(xs, values[:, line], marker=marker, markersize=3, label=name)
         ax.set_title(panel_title, fontsize=9)
         ax.set_xlabel("epoch", fontsize=8)
-        ax.set_ylabel("weight", fontsize=8)
-        # autoscaled: early in a search (Adam lr 3e-4) the weights move by hundredths around 1/ops
+        ax.set_ylabel("op probability" if "(raw)" not in panel_title else "edge weight (raw)", fontsize=8)
+        # autoscaled: early in a search (Adam lr 3e-4) the probabilities move by hundredths around 1/ops
+        if "(raw)" in panel_title:
+            ax.legend(fontsize=6)
     for ax in list(axes[:-1].flat)[len(panels):]:
         ax.axis("off")
-    if panels:
-        axes[0, 0].legend(fontsize=6)
+    if panels:  # the op panels share their ops: one legend above them all
+        handles, names = axes[0, 0].get_legend_handles_labels()
+        fig.legend(handles, names, loc="upper center", ncol=min(len(names), 8), fontsize=8,
+                   bbox_to_anchor=(0.5, 0.965), frameon=False)
     curves = list(axes[-1])
     if any("hessian" in h for h in history):
         curves = _with_hessian_panel(fig, curves, history, marker)
-    _curves(curves[:4], history, epochs, marker)
+    _curves(curves[:4], history, epochs, marker, reference or {})
     for ax in [*axes.flat, *curves]:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    fig.tight_layout(rect=(0, 0, 1, 0.93 if panels else 0.97))
     try:
         atomic_save_figure(fig, path, dpi=80)
     finally:
