@@ -22,12 +22,12 @@ def _options() -> list[tuple[str, str, dict[str, Any], str]]:
     from flatarch.reference_spaces.darts.genotype import DEFAULT_OPS, OP_SETS
     from flatarch.reference_spaces.data import DATASETS
     from flatarch.reference_spaces.engine.components import BETA_INDICES
-    from flatarch.reference_spaces.engine.config import PAPER_DEFAULTS, SELECTIONS, STEP_ORDERS
+    from flatarch.reference_spaces.engine.config import DATASET_DEFAULTS, PAPER_DEFAULTS, SELECTIONS, STEP_ORDERS
     from flatarch.reference_spaces.engine.methods import METHODS, recipe_names
     from flatarch.reference_spaces.registry import available_spaces
     from flatarch.updates import RUNNING_STATS
 
-    p, m = PAPER_DEFAULTS, METHODS
+    p, m, demo = PAPER_DEFAULTS, METHODS, DATASET_DEFAULTS["digits"]
     lam = m["lambda-darts"].defaults.settings
     methods = "; ".join(f"{name}: {m.summary}" for name, m in METHODS.items())
     number = {"type": float}
@@ -47,7 +47,8 @@ def _options() -> list[tuple[str, str, dict[str, Any], str]]:
         ("difference", "--difference", {"choices": ("central", "forward")},
          "a2m Hessian-vector product by central (4 gradient evaluations, the paper's) or forward (3) differences "
          "(default: central)"),
-        ("epochs", "--epochs", whole, f"search epochs (default: {p['epochs']}, the paper's; 5 on digits)"),
+        ("epochs", "--epochs", whole,
+         f"search epochs (default: {p['epochs']}, the paper's; {demo['epochs']} on digits)"),
         ("batch_size", "--batch-size", whole, f"images per batch, train and validation (default: {p['batch_size']})"),
         ("seed", "--seed", {"type": int, "default": 0}, "random seed of one search (default: 0)"),
         ("dataset", "--dataset", {"default": "digits", "choices": DATASETS},
@@ -73,9 +74,11 @@ def _options() -> list[tuple[str, str, dict[str, Any], str]]:
         ("val_augment", "--val-augment", {"action": argparse.BooleanOptionalAction},
          "augment the validation half too (default: off for darts on nb201, on otherwise, as in the paper's "
          "appendix C.4)"),
-        ("channels", "--channels", whole, "initial channels C (default: 16; 8 on digits)"),
-        ("cells_per_stage", "--cells", whole, "search cells per stage N (default: 5 on nb201; 1 on digits); darts: "
-         "normal cells between reductions, 3N + 2 cells in all (default: 2, the paper's 8 cells)"),
+        ("channels", "--channels", whole,
+         f"initial channels C (default: 16; {demo['channels']} on digits)"),
+        ("cells_per_stage", "--cells", whole,
+         f"search cells per stage N (default: 5 on nb201; {demo['cells_per_stage']} on digits); darts: normal "
+         "cells between reductions, 3N + 2 cells in all (default: 2, the paper's 8 cells)"),
         ("ops", "--ops", {"choices": sorted({*OP_SETS, "nb201"})}, "candidate-op set: darts space: s5 (7 ops, no "
          "none: the space the A2M authors, SDARTS and DARTS-PT searched) or darts (the 8 of the original DARTS) "
          f"(default: the space's, {DEFAULT_OPS} on darts)"),
@@ -91,11 +94,12 @@ def _options() -> list[tuple[str, str, dict[str, Any], str]]:
         ("momentum", "--momentum", number, f"weight SGD momentum (default: {p['momentum']})"),
         ("weight_decay", "--weight-decay", number, f"weight SGD weight decay (default: {p['weight_decay']})"),
         ("grad_clip", "--grad-clip", number, f"weight gradient-norm clip, 0 = off (default: {p['grad_clip']})"),
-        ("arch_lr", "--arch-lr", number, f"learning rate of the alpha Adam (default: {p['arch_lr']})"),
+        ("arch_lr", "--arch-lr", number,
+         f"learning rate of the alpha Adam (default: {p['arch_lr']}; {demo['arch_lr']} on digits)"),
         ("arch_weight_decay", "--arch-weight-decay", number,
          f"weight decay of the alpha Adam (default: {p['arch_weight_decay']})"),
         ("warmup_epochs", "--warmup-epochs", whole, "epochs of weight steps only before the first alpha step "
-         f"(default: {p['warmup_epochs']}; pcdarts --recipe original: 15)"),
+         f"(default: {p['warmup_epochs']}; {demo['warmup_epochs']} on digits; pcdarts --recipe original: 15)"),
         ("smoothing_epsilon", "--smoothing-epsilon", number, "sdarts-rs/sdarts-adv: the final smoothing radius; it "
          f"grows linearly from 0.03 (default: {m['sdarts-rs'].defaults.settings['smoothing_epsilon']})"),
         ("beta_index", "--beta-index", {"choices": BETA_INDICES}, "betadarts: what its coefficient 0.5 t counts: "
@@ -124,6 +128,10 @@ def _options() -> list[tuple[str, str, dict[str, Any], str]]:
         ("hessian_stop", "--hessian-stop", number, "R-DARTS' early stop: end the search once the local mean of that "
          "eigenvalue grew by more than this ratio (theirs: 1.3; not before epoch 17 with --hessian-every 1) and "
          "report the genotype from before the growth; needs --hessian-every (default: off)"),
+        ("log_to", "--log-to", {"metavar": "TRACKERS"}, "also log every epoch record, the settings and the result "
+         "to experiment trackers, comma-separated: tensorboard (OUT/tensorboard), wandb (offline with "
+         "WANDB_MODE=offline), mlflow ($MLFLOW_TRACKING_URI, else OUT/mlruns); each needs its extra, e.g. pip install "
+         "\"flatarch[tensorboard]\"; search.jsonl stays the full record (default: none)"),
         ("on_nonfinite", "--on-nonfinite", {"default": "raise", "choices": ("raise", "skip")},
          "an architecture step that meets NaN/Inf: raise (stop with a message) or skip it (default: raise)"),
     ]
@@ -143,7 +151,8 @@ def register(subparsers) -> None:
         ),
     )
     for field_name, flag, kwargs, text in _options():
-        metavar = {} if "action" in kwargs or "choices" in kwargs else {"metavar": flag[2:].upper().replace("-", "_")}
+        metavar = {} if "action" in kwargs or "choices" in kwargs or "metavar" in kwargs else {
+            "metavar": flag[2:].upper().replace("-", "_")}
         p.add_argument(flag, dest=field_name, help=text, **metavar, **kwargs)
     a = p.add_argument
     a("--seeds", type=int, nargs="+", default=None, metavar="SEED",
@@ -156,7 +165,8 @@ def register(subparsers) -> None:
     a("--beta-weights", type=float, nargs=2, default=None, metavar=("W_NORMAL", "W_REDUCE"),
       help="darts space, --method betadarts: weights of the beta-decay regulariser on the normal and reduction "
            "alphas (paper appendix C.5) (default: 1 1)")
-    a("--no-progress", action="store_true", help="no progress bars; the line per epoch stays (default: bars on)")
+    a("--no-progress", action="store_true", help="no progress bars; the line per epoch stays (default: bars on "
+      "when stderr is a terminal, never in a file)")
     a("--no-plot", action="store_true", help="do not write OUT/search.png (default: write it)")
     p.set_defaults(func=run)
 
@@ -189,8 +199,9 @@ def config_from_args(args):
         fields["out"] = args.out  # a run to continue must be named
     else:
         fields["out"] = args.out or _default_out(args)
-    return SearchConfig(**fields, space_options=_space_options(args), progress=not args.no_progress,
-                        plot=not args.no_plot)
+    # bars only on a terminal: redirected to a file, tqdm's redraws would be lines of their own
+    return SearchConfig(**fields, space_options=_space_options(args), progress=not args.no_progress and
+                        sys.stderr.isatty(), plot=not args.no_plot)
 
 
 def _print_files(out: str | None, plot: bool) -> None:
@@ -202,15 +213,25 @@ def _print_files(out: str | None, plot: bool) -> None:
 
 
 def print_result(result) -> None:
-    """The reported genotype, how it was chosen, its accuracies beside the reference cells, the time."""
+    """The reported genotype, how it was chosen, its accuracies beside the reference cells, its
+    network's parameters and FLOPs, the time."""
+    from flatarch.reference_spaces.profile import describe
+
     print(f"\ngenotype: {result.genotype_json}")
     print(f"selected: {result.selection}" + (" (stopped early)" if result.stopped_early else ""))
+    last = result.history[-1] if result.history else {}
+    if "decided_edges" in last:
+        print(f"op probabilities after epoch {last['epoch']}: mean entropy {last['alpha_entropy']:.3f}, smallest "
+              f"top-1/top-2 margin {last['alpha_margin']:.3g}, {last['decided_edges']} of {last['edges']} edges "
+              "decided" + (" (undecided: the cell is within noise of its initialisation)" if last["undecided"] else ""))
     if result.benchmark:
         optimum, skip = result.reference.get("optimum", {}), result.reference.get("all-skip", {})
         print("NAS-Bench-201 test accuracy of this cell (optimum / all-skip collapse):")
         for dataset, acc in result.benchmark.items():
             print(f"  {dataset:<15} {acc:6.2f}   ({optimum.get(dataset, float('nan')):.2f} / "
                   f"{skip.get(dataset, float('nan')):.2f})")
+    for dataset, figures in result.profile.items():
+        print(f"evaluation network on {dataset}: {describe(figures)}")
     if result.config["space"] == "darts" and result.out:
         print(f"next: flatarch train --genotype {os.path.join(result.out, 'genotype.json')} "
               f"--dataset {result.config['dataset']} --out {os.path.join(result.out, 'train')}")

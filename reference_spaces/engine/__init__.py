@@ -41,7 +41,10 @@ def search(
     ``config``). With ``seeds``, one search per seed (``workers`` parallel processes) and a
     :class:`MultiSeedResult`; otherwise one search and a :class:`SearchResult`. ``data``: search on
     these images (an :class:`~flatarch.reference_spaces.data.ImageData`) instead of loading
-    ``dataset`` (one seed only)."""
+    ``dataset`` (one seed only).
+
+    Writes nothing unless ``out`` is given (a folder: search.jsonl, checkpoint.pt, result.json,
+    genotype.json, search.png); the result comes back either way. ``flatarch search`` always gives one."""
     if seeds is None and workers != 1:
         raise SearchError("--workers runs several seeds at once; give --seeds too, or drop --workers")
     if seeds is not None:

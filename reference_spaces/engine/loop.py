@@ -33,13 +33,14 @@ import torch
 import torch.nn.functional as F
 
 import flatarch
+from flatarch.provenance import provenance
 
 from ..data import BatchStream, DataError, ImageData, load_dataset, split_half
 from ..errors import CheckpointError
 from ..registry import get_space
 from ..run_folder import RunFolder, assert_finite_state
 from ..space import NetworkOptions, compile_cells
-from . import hessian, reporting
+from . import decision, hessian, reporting, trackers
 from .checkpoint import write_json, write_json_lines
 from .components import Context, mixing_weights
 from .config import SearchConfig, SearchError, resolve_device
@@ -51,7 +52,7 @@ RESULT_NAME = "result.json"
 PLOT_NAME = "search.png"
 CHECKPOINT_VERSION = 3  # 3: both supernets hold their parameters grouped by the node each edge reads
 #: what a search writes into its folder (moved aside together by --restart)
-RUN_FILES = (LOG_NAME, RESULT_NAME, PLOT_NAME, "genotype.json", "genotype.png")
+RUN_FILES = (LOG_NAME, RESULT_NAME, PLOT_NAME, "genotype.json", "genotype.png", *trackers.TRACKER_FILES)
 #: settings that must match for --resume to continue a checkpoint (epochs may grow)
 RESUME_KEYS = ("space", "method", "optimizer", "recipe", "rho", "eps", "difference", "epochs", "batch_size",
                "seed", "dataset", "subset", "max_batches", "val_augment", "channels", "cells_per_stage", "ops",
@@ -87,6 +88,12 @@ class SearchResult:
     reference: dict[str, dict[str, float]] = field(default_factory=dict)
     #: the recipe's name and source and every setting it changed (``SearchConfig.recipe_changes``)
     recipe: dict[str, Any] = field(default_factory=dict)
+    #: versions, device, command line, host, threads, commit (:func:`flatarch.provenance.provenance`)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    #: per dataset, the parameters and FLOPs of ``genotype``'s evaluation network (:meth:`SearchSpace.profile`)
+    profile: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: what a reader of the result must know (e.g. the reported genotype is the initial one)
+    warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         last = self.history[-1] if self.history else {}
@@ -95,6 +102,7 @@ class SearchResult:
             "selection": self.selection,
             "selected_epoch": self.selected_epoch,
             "benchmark": self.benchmark,
+            "profile": self.profile,
             "best_genotype": self.best_genotype,
             "best_epoch": self.best_epoch,
             "final_genotype": self.final_genotype,
@@ -107,6 +115,8 @@ class SearchResult:
             "seconds_per_iteration": self.seconds_per_iteration,
             "config": self.config,
             "recipe": self.recipe,
+            "provenance": self.provenance,
+            "warnings": self.warnings,
         }
 
 
@@ -135,6 +145,8 @@ class _Searcher:
         self.folder = RunFolder(cfg.out, files=RUN_FILES, finished=RESULT_NAME, resume=cfg.resume,
                                 restart=cfg.restart, say=_say)
         checkpoint = self.folder.check(self.settings(), RESUME_KEYS)
+        trackers.check_installed(trackers.parse(cfg.log_to))
+        self.trackers = trackers.Trackers((), None, {})
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self._build_data(data)
@@ -196,6 +208,10 @@ class _Searcher:
         except ValueError as exc:
             raise SearchError(str(exc)) from None
         self.net = net.to(self.device)
+        # the seed fixes them, so a resumed search has them too: the cell's noise floor (decision.py)
+        self.initial_alphas = {g: a.detach().clone() for g, a in self.net.alphas().items()}
+        self.initial_arch = {k: p.detach().float().cpu().tolist() for k, p in self.net.arch_parameters().items()}
+        self.noise_margin = decision.noise_margin(self.initial_alphas)
         if cfg.compile:
             compile_cells(self.net)
         self.arch = self.net.arch_parameters()
@@ -388,6 +404,7 @@ class _Searcher:
         self.iterations_done += self.iters
         loss_sum, correct, seen = sums.tolist()
         genotype = self.space.genotype(self.net, self.mixing(self.net))
+        figures = decision.figures(self.net.alphas(), self.noise_margin)
         return {
             "epoch": epoch + 1,
             "phase": "search" if self.projection is None else "tune",
@@ -401,6 +418,8 @@ class _Searcher:
             "benchmark": self.space.evaluate(genotype),
             "lr": lr,
             "alphas": {k: p.detach().float().cpu().tolist() for k, p in self.arch.items()},
+            **figures,
+            "undecided": figures["decided_edges"] == 0,
             "seconds": seconds,  # the epoch, validation included
             "seconds_per_iteration": train_seconds / self.iters,  # alpha step + weight step
         }
@@ -425,6 +444,7 @@ class _Searcher:
             # a search stopped after its last checkpoint but before its result still gets its result files
             return self.result(write=bool(cfg.out) and not os.path.exists(self.path(RESULT_NAME)))
         self.folder.open()
+        self.trackers = trackers.Trackers(trackers.parse(cfg.log_to), cfg.out, self.settings())
         bar = _tqdm(range(cfg.epochs + self.tune_epochs), cfg.progress, initial=len(self.history), desc="search")
         while not self.search_finished():
             self._epoch(len(self.history), bar)
@@ -442,6 +462,7 @@ class _Searcher:
         record.update(hessian.measure(self, epoch))
         assert_finite_state(self.net.state_dict(), epoch + 1, "Lower --lr or --arch-lr.")
         self.records.append(record)
+        self.trackers.log_record(record)
         self._print(reporting.format_epoch(record, self.cfg.epochs + self.tune_epochs))
         if self.cfg.out:
             write_json_lines(self.records, self.path(LOG_NAME))
@@ -475,10 +496,15 @@ class _Searcher:
                                             self.generator, self.net, self.nodes)
         for record in made:
             self.records.append({"projection": {"epoch": epoch, **record}})
-            self._print(f"projection before epoch {epoch}: {record['kind']} {record['cell']} edge "
-                        f"{record['edge_name']}: {record['chosen']}")
+            self.trackers.log_record(self.records[-1])
+        for line in reporting.projection_lines(made, self.nodes, self.net.edge_names):
+            self._print(f"projection before epoch {epoch}: {line}")
+
+    def _tagged(self, line: str) -> str:
+        return f"[{self.cfg.tag}] {line}" if self.cfg.tag else line
 
     def _print(self, line: str) -> None:
+        line = self._tagged(line)
         if self.cfg.progress:
             from tqdm.auto import tqdm
 
@@ -504,18 +530,37 @@ class _Searcher:
             stopped_early=len(self.search_records()) < cfg.epochs, reference=space.reference_accuracies(),
             recipe={"name": cfg.recipe, "source": self.method.recipe_source(cfg.recipe),
                     "changed": self.recipe_changes},
+            provenance=provenance(self.device), warnings=self.warnings(genotype_json, epoch),
+            profile=space.profile(genotype),
         )
+        for warning in result.warnings:
+            _say(self._tagged(f"warning: {warning}"))
         if write:
             write_json_lines(self.records, self.path(LOG_NAME))
             write_json(result.to_json(), self.path(RESULT_NAME))
+            self.trackers.finish(result.to_json())
             title = f"{cfg.space} {cfg.method} {cfg.optimizer} seed {cfg.seed}"
             space.save_genotype(genotype, cfg.out, title=title)
             if cfg.plot:
                 from .plot import plot_history
 
-                plot_history(self.history, self.path(PLOT_NAME), title=title, labels=self.plot_labels())
+                plot_history(self.history, self.path(PLOT_NAME), title=title, labels=self.plot_labels(),
+                             initial=self.initial_arch, reference=result.reference)
         return result
 
+    def warnings(self, genotype_json: Any, epoch: int) -> list[str]:
+        """The reported genotype is the one the random initial alphas give, or its cell is undecided."""
+        found = []
+        if genotype_json == self.history[0]["genotype_start"]:
+            found.append(f"the reported genotype (epoch {epoch}) is the initial one, that of the random initial "
+                         "alphas: the search has not changed it")
+        last = self.history[-1]
+        if last.get("decided_edges", last.get("edges")) != last.get("edges"):  # records of older versions lack them
+            found.append(f"{last['edges'] - last['decided_edges']} of the cell's {last['edges']} edges are undecided "
+                         f"after the last epoch: their top-1/top-2 op margins are within {decision.NOISE_RATIO:g}x "
+                         f"the initial alphas' {self.noise_margin:.1e}, so their ops are the random start's choice; "
+                         "search longer or with a larger --arch-lr")
+        return found
 
     def plot_labels(self) -> dict[str, tuple[str, Any, Any]]:
         """Per architecture tensor name: its group, op names and edge names."""

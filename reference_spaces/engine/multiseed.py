@@ -38,6 +38,8 @@ class MultiSeedResult:
             "seeds": self.seeds,
             "summary": self.summary,
             "genotypes": [r.genotype_json for r in self.results],
+            # the first seed's: every seed runs from the same command, flatarch, torch and device setting
+            "provenance": next((r.provenance for r in self.results if r.provenance), {}),
         }
 
 
@@ -56,7 +58,7 @@ def aggregate(results: Sequence[SearchResult]) -> dict[str, dict[str, Any]]:
 
 def _seed_config(config: SearchConfig, seed: int, parallel: bool) -> SearchConfig:
     out = os.path.join(config.out, f"seed-{seed}") if config.out else None
-    return config.replace(seed=seed, out=out, progress=config.progress and not parallel)
+    return config.replace(seed=seed, out=out, progress=config.progress and not parallel, tag=f"seed {seed}")
 
 
 def search_seeds(

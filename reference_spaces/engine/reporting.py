@@ -97,6 +97,9 @@ def format_epoch(record: dict[str, Any], epochs: int) -> str:
     step = record.get("step") or {}
     if step.get("steps"):
         parts.append(f"sharpness {step['sharpness']:.2e}")
+    if "decided_edges" in record:
+        parts.append(f"entropy {record['alpha_entropy']:.3f} margin {record['alpha_margin']:.3g} decided "
+                     f"{record['decided_edges']}/{record['edges']}" + (" (undecided)" if record["undecided"] else ""))
     if "hessian" in record:
         parts.append(f"hessian eigenvalue {record['hessian']['eigenvalue']:.3g}")
     if record.get("benchmark"):
@@ -106,3 +109,22 @@ def format_epoch(record: dict[str, Any], epochs: int) -> str:
     if isinstance(genotype, str):
         parts.append(genotype)
     return "  ".join(parts)
+
+
+def projection_lines(records: Sequence[dict[str, Any]], nodes: dict[str, Sequence[Sequence[int]]],
+                     edge_names: dict[str, Sequence[str]]) -> list[str]:
+    """DARTS-PT's projections of one round, one line per edge or node: ``operation: normal cell,
+    edge 3<-1 keeps sep_conv_3x3``; ``topology: normal cell, node 3 keeps 3<-0, 3<-2; dropped 3<-1``."""
+    lines, dropped = [], {}
+    for r in records:
+        if r["kind"] == "op":
+            lines.append(f"operation: {r['cell']} cell, edge {r['edge_name']} keeps {r['chosen']}")
+        else:
+            dropped.setdefault((r["cell"], r["node"]), []).append(r["edge"])
+    for (cell, node), gone in dropped.items():
+        names = edge_names[cell]
+        kept = [names[e] for e in nodes[cell][node] if e not in gone]
+        target = names[gone[0]].split("<-")[0]
+        lines.append(f"topology: {cell} cell, node {target} keeps {', '.join(kept)}; dropped "
+                     f"{', '.join(names[e] for e in gone)}")
+    return lines
