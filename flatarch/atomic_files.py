@@ -2,16 +2,22 @@
 
 Checkpoints, logs, tables and plots are all written through :func:`atomic_write`: the content
 goes to a temporary file in the target's folder, is flushed and fsync'ed, then ``os.replace``-d
-over the target (atomic on POSIX and Windows within one file system). A crash or an exception
-mid-write leaves the previous file intact and no temporary file behind.
+over the target (atomic on POSIX and Windows within one file system), and the folder is fsync'ed
+so that the new name survives a power loss. An exception mid-write leaves the previous file intact
+and no temporary file behind; a kill or a power loss may leave a ``.NAME.*.tmp`` beside it, which
+readers ignore and :func:`remove_temporaries` clears. :mod:`flatarch.fault_points` marks the
+instants in between for the tests.
 """
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import IO, Any
+
+from . import fault_points
 
 
 def _permissions_for(path: str) -> int:
@@ -32,18 +38,52 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[Any]], None], *, b
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    name = os.path.basename(path)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
     try:
         os.chmod(tmp, _permissions_for(path))
         with os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", newline="") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        fault_points.passed(f"written {name}", tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    _fsync_folder(directory)
+    fault_points.passed(f"replaced {name}", path)
+
+
+def _fsync_folder(directory: str) -> None:
+    """Make the rename durable (POSIX: a folder's entries are flushed by fsync on the folder)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # Windows cannot open a folder; its rename is durable on its own
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some network file systems refuse fsync on a folder
+        pass
+    finally:
+        os.close(fd)
+
+
+def temporaries(folder: str, names: Iterable[str]) -> list[str]:
+    """The temporary files :func:`atomic_write` left beside the files ``names`` of ``folder`` when
+    its process was killed."""
+    return sorted(path for name in names for path in glob.glob(os.path.join(glob.escape(folder),
+                                                                             f".{glob.escape(name)}.*.tmp")))
+
+
+def remove_temporaries(folder: str, names: Iterable[str]) -> list[str]:
+    """Delete what :func:`temporaries` lists (only the process that owns those files may: another
+    one writing them would lose its write); returns their paths."""
+    found = temporaries(folder, names)
+    for path in found:
+        os.unlink(path)
+    return found
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
