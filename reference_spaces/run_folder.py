@@ -10,6 +10,11 @@ Rules, the same for ``flatarch search`` and ``flatarch train``:
 * ``--resume`` refuses a checkpoint made with other settings, naming each difference; only
   ``epochs`` may grow (the run is extended). ``--resume`` where there is no run yet starts one
   and says so.
+* The checkpoint is a run's one commit point: every other file of the run is derived from it and
+  written after it, so ``--resume`` continues from any instant a kill can stop a run at. A folder
+  whose run files are only those of a first epoch that never reached its checkpoint (an older
+  flatarch wrote its log first) holds nothing the rerun does not rewrite: ``--resume`` starts the
+  run there and says so. Temporary files of a killed write are removed when the run opens.
 * A damaged checkpoint is named, with what to do; it is never deleted.
 
 :class:`RunFolder` does the checks (:meth:`RunFolder.check`) separately from the first write
@@ -18,6 +23,8 @@ Rules, the same for ``flatarch search`` and ``flatarch train``:
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import sys
 import tempfile
@@ -27,13 +34,16 @@ from typing import Any
 
 import torch
 
-from flatarch.atomic_files import atomic_write
+from flatarch.atomic_files import atomic_write, remove_temporaries
 
 from .errors import CheckpointError, DivergedError, RunFolderError
 
 CHECKPOINT_NAME = "checkpoint.pt"
 #: settings that may differ on --resume: a run may be extended to more epochs
 EXTENDABLE = ("epochs",)
+#: keys of nested settings that say where results are looked up, not how the run runs (a benchmark
+#: table's path): never compared
+LOOKUPS = ("table",)
 
 
 def _stderr(message: str) -> None:
@@ -61,11 +71,11 @@ def check_writable(out: str) -> None:
         ) from None
 
 
-def read_checkpoint(path: str) -> dict[str, Any]:
+def read_checkpoint(path: str, mmap: bool = False) -> dict[str, Any]:
     """``torch.load`` of a checkpoint (tensors and plain data only), or a :class:`CheckpointError`
-    naming the file and what to do."""
+    naming the file and what to do; ``mmap``: the tensors are read only when used."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as exc:  # a truncated zip, a foreign pickle, an unreadable file: all the same to the user
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
@@ -78,6 +88,37 @@ def read_checkpoint(path: str) -> dict[str, Any]:
             "(the file is moved aside, not deleted) or choose another --out"
         )
     return state
+
+
+def checkpoint_settings(out: str | None) -> dict[str, Any] | None:
+    """The settings the checkpoint in ``out`` records (what ``--resume`` takes where the command gives
+    none), or ``None`` when there is no checkpoint."""
+    path = os.path.join(out, CHECKPOINT_NAME) if out else None
+    if path is None or not os.path.exists(path):
+        return None
+    return dict(read_checkpoint(path, mmap=True)["config"])
+
+
+def recorded_fields(cls: type, recorded: Mapping[str, Any], skip: Iterable[str] = ()) -> dict[str, Any]:
+    """The fields of the dataclass ``cls`` that ``recorded`` (a checkpoint's settings) holds, but for ``skip``."""
+    skip = set(skip)
+    return {f.name: recorded[f.name] for f in dataclasses.fields(cls) if f.name in recorded and f.name not in skip}
+
+
+def written_as(path: str, content: Mapping[str, Any]) -> bool:
+    """Whether the JSON file at ``path`` (a result or report derived from the checkpoint) holds
+    ``content``, its ``provenance`` aside: that names the command that wrote it, not what it holds.
+    ``False`` for a missing or damaged file."""
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+    except (OSError, ValueError):
+        return False
+
+    def text(obj: Mapping[str, Any]) -> str:
+        return json.dumps({**obj, "provenance": None}, default=str)
+
+    return isinstance(saved, dict) and text(saved) == text(json.loads(json.dumps(content, default=str)))
 
 
 def setting_differences(saved: Mapping[str, Any], now: Mapping[str, Any], keys: Iterable[str]) -> list[str]:
@@ -96,6 +137,8 @@ def _normalise(value: Any) -> Any:
     # JSON round trips turn tuples into lists; both mean the same setting
     if isinstance(value, (list, tuple)):
         return [_normalise(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _normalise(v) for k, v in value.items() if k not in LOOKUPS}
     return value
 
 
@@ -121,12 +164,13 @@ class RunFolder:
         out: the folder (``None``: the run keeps nothing on disk, every check passes).
         files: names of the files and folders the run writes there (moved aside by ``restart``).
         finished: the file a finished run leaves (``result.json``, ``report.json``).
+        log: the run's JSON-lines log, one line per epoch, if it keeps one.
         resume, restart: what the command asked for (at most one).
         say: where notices go (stderr by default).
     """
 
-    def __init__(self, out: str | None, *, files: Sequence[str], finished: str, resume: bool = False,
-                 restart: bool = False, say: Callable[[str], None] = _stderr):
+    def __init__(self, out: str | None, *, files: Sequence[str], finished: str, log: str | None = None,
+                 resume: bool = False, restart: bool = False, say: Callable[[str], None] = _stderr):
         if resume and restart:
             raise RunFolderError("--resume continues a run and --restart starts it over; give one of them")
         if (resume or restart) and not out:
@@ -135,6 +179,7 @@ class RunFolder:
         self.out = out
         self.files = tuple(files)
         self.finished = finished
+        self.log = log
         self.resume = resume
         self.restart = restart
         self.say = say
@@ -166,10 +211,7 @@ class RunFolder:
                 "files are moved aside), or choose another --out"
             )
         if not os.path.exists(self.checkpoint_path):
-            raise RunFolderError(
-                f"--resume: {self.out} holds a run but no {CHECKPOINT_NAME} to continue from; pass --restart to "
-                "start over (the old files are moved aside) or choose another --out"
-            )
+            return self._uncommitted()
         state = read_checkpoint(self.checkpoint_path)
         changes = setting_differences(state["config"], settings, keys)
         if changes:
@@ -183,11 +225,31 @@ class RunFolder:
                      f"(the cosine learning-rate schedule now runs over {epochs} epochs)")
         return state
 
+    def _uncommitted(self) -> None:
+        """``--resume`` of a folder with run files and no checkpoint: start the run there when the files
+        can only be those of a first epoch that never reached its checkpoint, else refuse."""
+        lines = 0
+        if self.log and os.path.exists(os.path.join(self.out, self.log)):
+            with open(os.path.join(self.out, self.log), "rb") as f:
+                lines = sum(1 for line in f if line.strip())
+        if self.finished in self._existing or lines > 1:
+            raise RunFolderError(
+                f"--resume: {self.out} holds a run ({', '.join(self._existing)}) but no {CHECKPOINT_NAME} to continue "
+                "from; pass --restart to start over (the old files are moved aside) or choose another --out"
+            )
+        self.say(f"--resume: {self.out} holds {', '.join(self._existing)} but no {CHECKPOINT_NAME}: its first epoch "
+                 "never reached a checkpoint, and this run rewrites those files; starting the run there")
+        return None
+
     def open(self) -> None:
-        """Create the folder; with ``restart``, move the old run's files into ``replaced-<time>/``."""
+        """Create the folder; with ``restart``, move the old run's files into ``replaced-<time>/``;
+        remove the temporary files a killed write of this run left."""
         if not self.out:
             return
         os.makedirs(self.out, exist_ok=True)
+        if removed := remove_temporaries(self.out, (*self.files, CHECKPOINT_NAME)):
+            self.say(f"removed {len(removed)} incomplete temporary file(s) of a write that was cut short "
+                     f"({', '.join(os.path.basename(p) for p in removed)})")
         if self.restart and self._existing:
             aside = os.path.join(self.out, time.strftime("replaced-%Y%m%d-%H%M%S"))
             suffix = 1

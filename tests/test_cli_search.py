@@ -80,3 +80,41 @@ def test_cli_bad_table_exits_2(tmp_path, capsys):
     assert main(["search", *TINY, "--table", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert "nope.csv" in err and "Traceback" not in err
+
+
+def test_resume_takes_every_setting_from_the_checkpoint(tmp_path, monkeypatch, capsys):
+    """Interrupted, then ``flatarch search --out X --resume`` alone: the settings, the benchmark table
+    and --no-plot come from the checkpoint; the result is the uninterrupted run's. An option given
+    that differs is refused by name; a larger --epochs extends the run."""
+    from flatarch.reference_spaces.engine import loop
+    from sweep_files import synthetic_table
+
+    options = [*TINY, "--epochs", "2", "--early-stop", "0", "--lr", "0.05", "--seed", "4", "--table",
+               synthetic_table(str(tmp_path))]
+    straight, out = str(tmp_path / "straight"), str(tmp_path / "run")
+    assert main(["search", *options, "--out", straight]) == 0
+    real = loop._Searcher.run_epoch
+
+    def interrupted_in_epoch_2(self, epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return real(self, epoch)
+
+    with monkeypatch.context() as m:
+        m.setattr(loop._Searcher, "run_epoch", interrupted_in_epoch_2)
+        assert main(["search", *options, "--out", out]) == 130
+    assert f"interrupted; continue with: flatarch search --out {out} --resume" in capsys.readouterr().err
+    assert main(["search", "--out", out, "--resume", "--lr", "0.1", "--no-progress"]) == 2
+    assert "(lr: 0.05 -> 0.1)" in capsys.readouterr().err
+    assert main(["search", "--out", out, "--resume", "--no-progress"]) == 0
+    assert f"--resume: continuing the search in {out} after epoch 1 of 2" in capsys.readouterr().err
+    resumed, whole = (json.load(open(os.path.join(folder, "result.json"))) for folder in (out, straight))
+    assert _alphas(out) == _alphas(straight) and len(_alphas(out)) == 2
+    assert resumed["benchmark"] == whole["benchmark"] and resumed["config"]["seed"] == 4
+    assert not os.path.exists(os.path.join(out, "search.png"))  # --no-plot, as the run was started
+    assert main(["search", "--out", out, "--resume", "--epochs", "3", "--no-progress"]) == 0
+    assert len(_alphas(out)) == 3 and json.load(open(os.path.join(out, "result.json")))["epochs_run"] == 3
+
+
+def _alphas(folder):
+    return [json.loads(line)["alphas"] for line in open(os.path.join(folder, "search.jsonl"))]

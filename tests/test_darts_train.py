@@ -241,8 +241,31 @@ def test_cli_interrupt_is_one_clean_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(train_module, "train_genotype", interrupted)
     assert cli_main(["train", "--genotype", "DARTS_V2", "--out", str(tmp_path / "o")]) == 130
     err = capsys.readouterr().err
-    assert "interrupted; continue with the same command plus --out" in err and "--resume" in err
+    assert f"interrupted; continue with: flatarch train --out {tmp_path / 'o'} --resume" in err
     assert "Traceback" not in err
+
+
+def test_cli_resume_takes_the_settings_from_the_checkpoint(tmp_path, monkeypatch, capsys):
+    """``flatarch train --out X --resume`` continues without retyping the genotype, the dataset or any
+    option; a larger --epochs extends it; an option given that differs is refused by name."""
+    ds = data(n=16, size=32)
+    monkeypatch.setattr(loaders, "datasets_for", lambda cfg: (ds, ds, 10))
+    straight, out = tmp_path / "straight", tmp_path / "run"
+    assert cli_main(["train", "--genotype", "PC_DARTS", "--dataset", "cifar10", *TINY_CLI, "--epochs", "2",
+                     "--out", str(straight)]) == 0
+    assert cli_main(["train", "--genotype", "PC_DARTS", "--dataset", "cifar10", *TINY_CLI, "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert cli_main(["train", "--out", str(out), "--resume", "--lr", "0.1"]) == 2
+    assert "lr: 0.025 -> 0.1" in capsys.readouterr().err
+    assert cli_main(["train", "--out", str(out), "--resume"]) == 0
+    assert "is complete (1 epochs)" in capsys.readouterr().err
+    assert cli_main(["train", "--out", str(out), "--resume", "--epochs", "2"]) == 0
+    assert "resumed from" in capsys.readouterr().out
+    extended, whole = (json.loads((f / "report.json").read_text()) for f in (out, straight))
+    assert extended["config"]["genotype"] == whole["config"]["genotype"] and extended["epochs_run"] == 2
+    assert extended["config"]["channels"] == 4 and extended["config"]["dataset"] == "cifar10"
+    # the first epoch is the straight run's (the cosine starts at lr either way); the second is continued from it
+    assert extended["history"][0]["train_loss"] == whole["history"][0]["train_loss"]
 
 
 def _fake_imagenet16(folder, per_batch=4, val=6):

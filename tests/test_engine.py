@@ -204,8 +204,8 @@ def test_early_stop_after_more_than_patience_epochs_without_a_new_best(monkeypat
     result = search(TINY, epochs=6, early_stop=2, max_batches=1)
     # best at epoch 1; epochs 2 and 3 pass without a new best; epoch 4 is more than 2 after it
     assert [h["epoch"] for h in result.history] == [1, 2, 3, 4] and result.stopped_early
-    assert reporting.should_stop([{"epoch": 1, "val_loss": 1.0}, {"epoch": 12, "val_loss": 2.0}], 10)
-    assert not reporting.should_stop([{"epoch": 1, "val_loss": 1.0}, {"epoch": 11, "val_loss": 2.0}], 10)
+    records = [{"epoch": e, "train_loss": 1.0, "val_loss": loss} for e, loss in ((1, 1.0), (11, 2.0), (12, 2.0))]
+    assert reporting.should_stop([records[0], records[2]], 10) and not reporting.should_stop(records[:2], 10)
 
 
 def test_files_and_json_lines(tmp_path):
@@ -428,3 +428,80 @@ def test_search_reports_benchmark_accuracy_per_epoch(nats_bench_csv, tmp_path):
     saved = json.load(open(tmp_path / "r" / loop.RESULT_NAME))
     assert saved["benchmark"] == result.benchmark
     assert saved["reference"]["optimum"]["cifar10"] == pytest.approx(94.37, abs=0.01)
+
+
+def test_a_non_finite_validation_loss_is_never_selected_and_starts_no_patience(monkeypatch, tmp_path):
+    """``--lr 1e6``: epoch 1's validation loss is NaN. It is not the best epoch (comparisons with NaN
+    are false: it used to stay "best" forever), patience counts from the best finite epoch, and the
+    run says it diverged and from which epoch."""
+    nan = float("nan")
+    _fake_validation(monkeypatch, [nan, 2.0, 1.5, 3.0, 4.0])
+    out = tmp_path / "r"
+    result = search(TINY, epochs=5, early_stop=2, max_batches=1, optimizer="first-order", out=str(out))
+    assert len(result.history) == 5 and result.selected_epoch == result.best_epoch == 3  # 5 - 3 is not > 2
+    assert result.diverged_epoch == 1 and "the search diverged from epoch 1 (training loss" in result.selection
+    saved = json.load(open(out / loop.RESULT_NAME))
+    assert saved["diverged_epoch"] == 1 and saved["selected_epoch"] == 3 and saved["genotype"] == result.genotype
+    # --select final never reports a non-finite epoch either: the last finite one, said so
+    _fake_validation(monkeypatch, [1.0, 2.0, nan])
+    final = search(TINY, epochs=3, early_stop=0, max_batches=1, select="final")
+    assert final.selected_epoch == 2 and "the last epoch with finite losses (2)" in final.selection
+    assert final.genotype == final.history[1]["genotype"] and final.diverged_epoch == 3
+    # with no finite epoch to report there is no result: the run fails, saying so (exit 2 on the command line)
+    _fake_validation(monkeypatch, [nan, nan])
+    with pytest.raises(UsageError, match="diverged from epoch 1 .* no epoch has finite losses to report"):
+        search(TINY, epochs=2, early_stop=0, max_batches=1, out=str(tmp_path / "nan"))
+    assert not (tmp_path / "nan" / loop.RESULT_NAME).exists() and (tmp_path / "nan" / CHECKPOINT_NAME).exists()
+
+
+def test_weights_that_blow_up_after_a_finite_epoch_end_the_search_which_reports_that_epoch(monkeypatch, tmp_path):
+    from flatarch.reference_spaces.errors import DivergedError
+
+    real = loop.assert_finite_state
+
+    def blow_up_in_epoch_2(tensors, epoch, hint):
+        if epoch == 2:
+            raise DivergedError(f"the weights became NaN/Inf in epoch 2 (simulated). {hint}")
+        return real(tensors, epoch, hint)
+
+    monkeypatch.setattr(loop, "assert_finite_state", blow_up_in_epoch_2)
+    out = tmp_path / "r"
+    result = search(TINY, epochs=3, early_stop=0, out=str(out))
+    assert [h["epoch"] for h in result.history] == [1] and result.selected_epoch == 1 and result.stopped_early
+    assert result.diverged_epoch == 2 and "weights became NaN/Inf in epoch 2" in result.selection
+    assert json.load(open(out / loop.RESULT_NAME))["diverged_epoch"] == 2
+    assert read_checkpoint(str(out / CHECKPOINT_NAME))["epoch"] == 1  # the last good epoch stays committed
+
+
+def test_a_first_epoch_that_never_reached_its_checkpoint_is_run_again_and_said_so(tmp_path, capsys):
+    """An older flatarch wrote the log before the checkpoint: a kill in between left a one-line log and
+    no checkpoint. --resume starts the run there (the rerun rewrites that line); a longer log without a
+    checkpoint is refused, naming what is there."""
+    straight = search(TINY, epochs=2, early_stop=0, out=str(tmp_path / "straight"))
+    out = tmp_path / "r"
+    out.mkdir()
+    first = open(tmp_path / "straight" / loop.LOG_NAME).readline()
+    (out / loop.LOG_NAME).write_text(first)
+    resumed = search(TINY, epochs=2, early_stop=0, out=str(out), resume=True)
+    assert "holds search.jsonl but no checkpoint.pt: its first epoch never reached a checkpoint" in \
+        capsys.readouterr().err
+    assert [h["alphas"] for h in resumed.history] == [h["alphas"] for h in straight.history]
+    both = out / "both"
+    both.mkdir()
+    (both / loop.LOG_NAME).write_text(first * 2)
+    with pytest.raises(UsageError, match=r"holds a run \(search.jsonl\) but no checkpoint.pt to continue from"):
+        search(TINY, epochs=2, out=str(both), resume=True)
+    assert (both / loop.LOG_NAME).read_text() == first * 2
+
+
+def test_resume_of_a_finished_search_rewrites_a_damaged_result_from_its_checkpoint(tmp_path, capsys):
+    out = tmp_path / "r"
+    search(TINY, epochs=1, out=str(out), plot=True)
+    intact = _snapshot(out)
+    (out / loop.RESULT_NAME).write_text('{"genotype": ')  # damaged
+    (out / loop.PLOT_NAME).unlink()
+    (out / f".{loop.RESULT_NAME}.x1y2.tmp").write_text("a write cut short")
+    search(TINY, epochs=1, out=str(out), resume=True, plot=True)
+    err = capsys.readouterr().err
+    assert "is complete" in err and "result.json is missing or does not match the checkpoint; rewriting" in err
+    assert _snapshot(out) == intact  # the temporary file is gone, the plot back, the result as it was

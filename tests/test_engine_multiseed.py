@@ -63,3 +63,27 @@ def test_parallel_workers_match_sequential():
     seq = search(TINY, seeds=[1, 2])
     par = search(TINY, seeds=[1, 2], workers=2)
     assert [r.history[-1]["alphas"] for r in seq.results] == [r.history[-1]["alphas"] for r in par.results]
+
+
+def test_a_diverged_seed_is_named_and_not_counted(monkeypatch, tmp_path, capsys):
+    """Seed 2 never has a finite validation loss (no result), seed 3 diverges after its first epoch
+    (a result that names its divergence): the summary is seed 1's alone and names the two others."""
+    from flatarch.reference_spaces.engine import loop
+
+    from flatarch.cli import main
+
+    losses = {1: [1.0, 0.9], 2: [float("nan")] * 2, 3: [1.0, float("nan")]}
+    monkeypatch.setattr(loop._Searcher, "validate", lambda self, epoch: (losses[self.cfg.seed][epoch], 50.0))
+    multi = search(TINY, seeds=[1, 2, 3], epochs=2, early_stop=0, out=str(tmp_path))
+    assert multi.counted == [1] and multi.results[1] is None and multi.results[2].diverged_epoch == 2
+    assert multi.summary["search_val_acc"]["values"] == [multi.results[0].history[-1]["val_acc"]]
+    assert "no epoch has finite losses" in multi.excluded[2] and "diverged from epoch 2" in multi.excluded[3]
+    saved = json.load(open(tmp_path / SUMMARY_NAME))
+    assert saved["counted"] == [1] and set(saved["excluded"]) == {"2", "3"} and saved["genotypes"][1] is None
+    text = format_summary(multi)
+    assert "per seed (1)" in text and "not counted: seed 2: " in text and "not counted: seed 3: " in text
+    # the command line says so and exits 1: the table does not cover every seed
+    assert main(["search", "--subset", "48", "--batch-size", "8", "--channels", "4", "--cells", "1", "--epochs", "2",
+                 "--optimizer", "first-order", "--early-stop", "0", "--no-progress", "--no-plot", "--seeds", "1", "2",
+                 "--out", str(tmp_path / "cli")]) == 1
+    assert "seed 2: no result" in capsys.readouterr().out

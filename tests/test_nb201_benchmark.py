@@ -612,4 +612,13 @@ def test_cli_export(tmp_path, synthetic, monkeypatch, capsys):
     assert "pip install nats_bench" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x.csv").exists()
     assert main(["nb201", "export", "--from", str(out), "--out", str(tmp_path), "--quiet"]) == 2
-    assert f"--out {tmp_path}: cannot be written" in capsys.readouterr().err
+    assert f"--out {tmp_path} is a folder" in capsys.readouterr().err
+    # an existing table is never replaced silently: refused, byte-identical; --overwrite replaces it
+    mine = tmp_path / "mine.csv"
+    mine.write_text("my own table\n")
+    assert main(["nb201", "export", "--from", str(out), "--out", str(mine), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {mine} exists; choose another path, or pass --overwrite" in err and err.count("\n") == 1
+    assert mine.read_text() == "my own table\n"
+    assert main(["nb201", "export", "--from", str(out), "--out", str(mine), "--quiet", "--overwrite"]) == 0
+    assert np.array_equal(BenchmarkTable.load(mine).test_accuracy, synthetic.test_accuracy)

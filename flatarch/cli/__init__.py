@@ -43,12 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .interrupt import sigterm_interrupts
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    with sigterm_interrupts():
+        return int(args.func(args) or 0)
 
 
 if __name__ == "__main__":

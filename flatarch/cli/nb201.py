@@ -2,13 +2,15 @@
 
 * ``flatarch nb201 lookup ARCH [ARCH...] [--table PATH] [--json]``: without ``--table`` (or
   ``$FLATARCH_NB201_TABLE``) the table shipped with flatarch is used;
-* ``flatarch nb201 export --from PATH --out TABLE.csv|TABLE.npz``.
+* ``flatarch nb201 export --from PATH --out TABLE.csv|TABLE.npz [--overwrite]`` (an existing
+  ``--out`` is refused unless ``--overwrite`` says to replace it).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from flatarch.reference_spaces.errors import UsageError
@@ -84,6 +86,10 @@ def _progress(quiet: bool):
 
 
 def _export(args: argparse.Namespace) -> int:
+    if os.path.isdir(args.out):
+        raise UsageError(f"--out {args.out} is a folder; give the path of the table file to write")
+    if os.path.exists(args.out) and not args.overwrite:
+        raise UsageError(f"--out {args.out} exists; choose another path, or pass --overwrite to replace it")
     compact = args.source.lower().endswith((".csv", ".npz"))  # the rest goes through the official APIs
     table = read_table(args.source) if compact else load_official(args.source, progress=_progress(args.quiet))
     try:
@@ -121,6 +127,8 @@ def _add_export(sub) -> None:
         help="official NAS-Bench-201 .pth, NATS-Bench topology .pickle.pbz2 or archive folder, or a compact table",
     )
     export.add_argument("--out", required=True, metavar="PATH", help="output table: .npz, anything else is CSV")
+    export.add_argument("--overwrite", action="store_true", help="replace --out if it exists (default: off, an "
+                        "existing file is refused)")
     export.add_argument("--quiet", action="store_true", help="no progress output (default: off)")
     export.set_defaults(func=guarded("flatarch nb201", _export))
 

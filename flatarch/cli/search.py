@@ -5,6 +5,10 @@ A thin layer over :func:`flatarch.reference_spaces.engine.search`: each option i
 from the registries (spaces, methods, updates, recipes, datasets) and its default from the
 engine's defaults. With no arguments it runs a short A2-DARTS search on NAS-Bench-201 over
 scikit-learn's digits (offline, about a minute on one CPU core) and prints the found cell.
+
+Every option's parser default is ``None`` ("not given"), so that ``--out X --resume`` takes the
+settings the command does not give from the run's checkpoint; a fresh run gets the engine's
+defaults (:class:`~flatarch.reference_spaces.engine.SearchConfig`), which the help texts quote.
 """
 
 from __future__ import annotations
@@ -33,11 +37,11 @@ def _options() -> list[tuple[str, str, dict[str, Any], str]]:
     number = {"type": float}
     whole = {"type": int}
     return [
-        ("space", "--space", {"default": "nb201", "choices": available_spaces()}, "search space (default: nb201)"),
-        ("method", "--method", {"default": "darts", "choices": list(METHODS)}, f"method (default: darts). {methods}"),
-        ("optimizer", "--optimizer", {"default": "a2m", "choices": list(flatarch.UPDATES)},
+        ("space", "--space", {"choices": available_spaces()}, "search space (default: nb201)"),
+        ("method", "--method", {"choices": list(METHODS)}, f"method (default: darts). {methods}"),
+        ("optimizer", "--optimizer", {"choices": list(flatarch.UPDATES)},
          "architecture update; e.g. --method pcdarts --optimizer a2m is A2-PC-DARTS (default: a2m)"),
-        ("recipe", "--recipe", {"default": None, "choices": recipe_names()},
+        ("recipe", "--recipe", {"choices": recipe_names()},
          "named settings of the method: original, its own authors' (e.g. pcdarts: batch 256, lr 0.1, arch lr 6e-4, "
          "15 epochs without alpha steps); a2m-authors (every method), what the A2M authors' code ran for the "
          "paper's table 2 (docs/reproduce.md) (default: paper, the common settings of the A2M paper)"),
@@ -50,8 +54,8 @@ def _options() -> list[tuple[str, str, dict[str, Any], str]]:
         ("epochs", "--epochs", whole,
          f"search epochs (default: {p['epochs']}, the paper's; {demo['epochs']} on digits)"),
         ("batch_size", "--batch-size", whole, f"images per batch, train and validation (default: {p['batch_size']})"),
-        ("seed", "--seed", {"type": int, "default": 0}, "random seed of one search (default: 0)"),
-        ("dataset", "--dataset", {"default": "digits", "choices": DATASETS},
+        ("seed", "--seed", whole, "random seed of one search (default: 0)"),
+        ("dataset", "--dataset", {"choices": DATASETS},
          "search data: the training set split 50/50 into weight and architecture halves; digits is scikit-learn's "
          "8x8 digits upsampled to 16x16, shipped with scikit-learn (default: digits)"),
         ("data_dir", "--data-dir", {}, "folder with the dataset: cifar-10-batches-py / cifar-100-python, or the "
@@ -60,16 +64,17 @@ def _options() -> list[tuple[str, str, dict[str, Any], str]]:
          "(default: off)"),
         ("subset", "--subset", whole, "use only the first N training images (default: all)"),
         ("out", "--out", {}, "output folder (default: runs/SPACE-METHOD-OPTIMIZER-DATASET-TIME, a new one)"),
-        ("resume", "--resume", {"action": "store_true"}, "continue the search in --out from its checkpoint; the "
-         "same settings give the same result as an uninterrupted run; a larger --epochs extends it (default: off)"),
+        ("resume", "--resume", {"action": "store_true"}, "continue the search in --out from its checkpoint, with "
+         "the settings it records (options given must match them; a larger --epochs extends it); the result is "
+         "that of an uninterrupted run (default: off)"),
         ("restart", "--restart", {"action": "store_true"}, "start over in an --out that holds a search; its files "
          "are moved into OUT/replaced-TIME/, never deleted (default: off)"),
-        ("device", "--device", {"default": "auto", "choices": ("auto", "cpu", "cuda")},
+        ("device", "--device", {"choices": ("auto", "cpu", "cuda")},
          "auto picks CUDA when available (default: auto)"),
         ("amp", "--amp", {"action": "store_true"}, "bf16 mixed precision; needs CUDA (default: off)"),
         ("compile", "--compile", {"action": "store_true"}, "torch.compile each cell of the search network: "
          "slow first iterations, then fused kernels; see docs/performance.md (default: off)"),
-        ("threads", "--threads", {"type": int, "default": 1}, "torch CPU threads per search (default: 1: the search "
+        ("threads", "--threads", whole, "torch CPU threads per search (default: 1: the search "
          "network's small convolutions gain little from more, and oversubscribed cores lose a lot)"),
         ("val_augment", "--val-augment", {"action": argparse.BooleanOptionalAction},
          "augment the validation half too (default: off for darts on nb201, on otherwise, as in the paper's "
@@ -122,7 +127,7 @@ def _options() -> list[tuple[str, str, dict[str, Any], str]]:
          "projection's (default: best-val-loss)"),
         ("early_stop", "--early-stop", whole, "stop once more than N epochs passed without a lower validation loss, "
          f"as the A2M authors' code; 0 = off (default: {p['early_stop']}; darts-pt: 0)"),
-        ("hessian_every", "--hessian-every", {"type": int, "default": 0},
+        ("hessian_every", "--hessian-every", whole,
          "log the dominant eigenvalue of the Hessian of the architecture loss w.r.t. alpha, on a fixed validation "
          "batch, at the end of every this many epochs (up to 20 Hessian-vector products each); 0 = off (default: 0)"),
         ("hessian_stop", "--hessian-stop", number, "R-DARTS' early stop: end the search once the local mean of that "
@@ -132,7 +137,7 @@ def _options() -> list[tuple[str, str, dict[str, Any], str]]:
          "to experiment trackers, comma-separated: tensorboard (OUT/tensorboard), wandb (offline with "
          "WANDB_MODE=offline), mlflow ($MLFLOW_TRACKING_URI, else OUT/mlruns); each needs its extra, e.g. pip install "
          "\"flatarch[tensorboard]\"; search.jsonl stays the full record (default: none)"),
-        ("on_nonfinite", "--on-nonfinite", {"default": "raise", "choices": ("raise", "skip")},
+        ("on_nonfinite", "--on-nonfinite", {"choices": ("raise", "skip")},
          "an architecture step that meets NaN/Inf: raise (stop with a message) or skip it (default: raise)"),
     ]
 
@@ -153,7 +158,7 @@ def register(subparsers) -> None:
     for field_name, flag, kwargs, text in _options():
         metavar = {} if "action" in kwargs or "choices" in kwargs or "metavar" in kwargs else {
             "metavar": flag[2:].upper().replace("-", "_")}
-        p.add_argument(flag, dest=field_name, help=text, **metavar, **kwargs)
+        p.add_argument(flag, dest=field_name, help=text, default=None, **metavar, **kwargs)
     a = p.add_argument
     a("--seeds", type=int, nargs="+", default=None, metavar="SEED",
       help="several seeds, e.g. --seeds 1 2 3 4 5: one search each in OUT/seed-N and a mean ± std table over all "
@@ -171,37 +176,48 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _default_out(args) -> str:
+def _default_out(config) -> str:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return os.path.join("runs", f"{args.space}-{args.method}-{args.optimizer}-{args.dataset}-{stamp}")
+    return os.path.join("runs", f"{config.space}-{config.method}-{config.optimizer}-{config.dataset}-{stamp}")
 
 
-def _space_options(args) -> dict:
+def _space_options(args, space: str, method: str) -> dict | None:
+    """``space_options`` from ``--table`` and ``--beta-weights``; ``None`` when neither is given."""
     from flatarch.reference_spaces.engine import SearchError
 
-    if args.beta_weights is not None and (args.space != "darts" or args.method != "betadarts"):
+    if args.beta_weights is not None and (space != "darts" or method != "betadarts"):
         raise SearchError("--beta-weights applies to --space darts --method betadarts only; drop it")
-    if args.space == "darts":
-        if args.table:
-            raise SearchError("--table is a NAS-Bench-201 benchmark table; the darts space has none; drop it")
-        if args.beta_weights is None:
-            return {}
+    if args.table and space == "darts":
+        raise SearchError("--table is a NAS-Bench-201 benchmark table; the darts space has none; drop it")
+    if args.beta_weights is not None:
         return {"beta_normal": args.beta_weights[0], "beta_reduce": args.beta_weights[1]}
-    return {"table": args.table} if args.table else {}
+    return {"table": args.table} if args.table else None
+
+
+def settings_from_args(args) -> dict:
+    """The :class:`SearchConfig` fields the command gives (``--resume`` takes the others from the
+    run's checkpoint), with the command's own: its output folder, threads and progress bars."""
+    from flatarch.reference_spaces.engine import SearchConfig
+
+    given = {name: getattr(args, name) for name, *_ in _options() if getattr(args, name) is not None}
+    defaults = SearchConfig().replace(**given)
+    space_options = _space_options(args, defaults.space, defaults.method)
+    if space_options is not None:
+        given["space_options"] = space_options
+    if args.no_plot:
+        given["plot"] = False
+    given.setdefault("threads", 1)
+    if not (args.resume or args.restart):  # a run to continue must be named
+        given["out"] = args.out or _default_out(defaults)
+    # bars only on a terminal: redirected to a file, tqdm's redraws would be lines of their own
+    return {**given, "progress": not args.no_progress and sys.stderr.isatty()}
 
 
 def config_from_args(args):
-    """The :class:`SearchConfig` of parsed ``flatarch search`` arguments."""
+    """The :class:`SearchConfig` of parsed ``flatarch search`` arguments, as a fresh run resolves them."""
     from flatarch.reference_spaces.engine import SearchConfig
 
-    fields = {name: getattr(args, name) for name, *_ in _options()}
-    if args.resume or args.restart:
-        fields["out"] = args.out  # a run to continue must be named
-    else:
-        fields["out"] = args.out or _default_out(args)
-    # bars only on a terminal: redirected to a file, tqdm's redraws would be lines of their own
-    return SearchConfig(**fields, space_options=_space_options(args), progress=not args.no_progress and
-                        sys.stderr.isatty(), plot=not args.no_plot)
+    return SearchConfig().replace(**settings_from_args(args))
 
 
 def _print_files(out: str | None, plot: bool) -> None:
@@ -241,28 +257,31 @@ def print_result(result) -> None:
 
 def run(args) -> int:
     import flatarch
+    from flatarch.cli.interrupt import exit_status
     from flatarch.reference_spaces.engine import format_summary, search
     from flatarch.reference_spaces.errors import UsageError
 
-    config = None
+    settings = {}
     try:
-        config = config_from_args(args)
+        settings = settings_from_args(args)
         if args.seeds:
-            multi = search(config, seeds=args.seeds, workers=args.workers)
+            multi = search(seeds=args.seeds, workers=args.workers, **settings)
             print()
             for seed, r in zip(multi.seeds, multi.results):
-                print(f"seed {seed}: {r.genotype_json}")
+                print(f"seed {seed}: {r.genotype_json if r is not None else 'no result'}")
             print()
             print(format_summary(multi))
-            print(f"files: {config.out}/seed-N/, {config.out}/summary.json")
-        else:
-            print_result(search(config, workers=args.workers))
+            print(f"files: {settings.get('out')}/seed-N/, {settings.get('out')}/summary.json")
+            return 1 if multi.excluded else 0
+        print_result(search(workers=args.workers, **settings))
     except (UsageError, flatarch.NonFiniteError) as exc:
         print(f"flatarch search: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        where = f" --out {config.out}" if config is not None and config.out else ""
-        print(f"\ninterrupted; continue with the same command plus{where} --resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        seeds = f" --seeds {' '.join(map(str, args.seeds))}" if args.seeds else ""
+        where = f"flatarch search --out {settings['out']}{seeds} --resume" if settings.get("out") else \
+            "the same command plus --resume"
+        print(f"\ninterrupted; continue with: {where}", file=sys.stderr)
+        return exit_status(exc)
     return 0
 

@@ -232,6 +232,7 @@ class GridPoints:
 def grid_points(data: Mapping[str, Any]) -> GridPoints:
     """Every grid point of the sweep file, its search settings parsed and checked as ``flatarch search``'s."""
     from flatarch.cli import search, train
+    from flatarch.reference_spaces.engine import SearchConfig
     from flatarch.reference_spaces.sweep import GRID_KEYS, TRAIN_AXIS
 
     parser = _subcommand_parser(search, "search")
@@ -242,17 +243,18 @@ def grid_points(data: Mapping[str, Any]) -> GridPoints:
     if both:
         raise SweepFileError(f"{both[0]} is in [grid] and in [settings]; keep one")
     common = _argv("settings", settings, options, SEARCH_MANAGED)
-    methods = grid.get("method") or [settings.get("method", parser.get_default("method"))]
+    methods = grid.get("method") or [settings.get("method", SearchConfig.method)]
     per_method = _method_settings(data, methods, options, grid)
     points = GridPoints([], [], [], "dataset" in names.values())
     for values in itertools.product(*grid.values()):
         chosen = dict(zip(grid, values))
         searched = {k: v for k, v in chosen.items() if not k.startswith(TRAIN_AXIS)}
         point = _argv("grid", searched, options, SEARCH_MANAGED)
-        args = parser.parse_args([*common, *point, "--out=."])
-        if args.method in per_method:
-            args = parser.parse_args([*common, *per_method[args.method], *point, "--out=."])
-        points.configs.append(search.config_from_args(args))
+        config = search.config_from_args(parser.parse_args([*common, *point, "--out=."]))
+        if config.method in per_method:
+            argv = [*common, *per_method[config.method], *point, "--out=."]
+            config = search.config_from_args(parser.parse_args(argv))
+        points.configs.append(config)
         points.axes.append({names[k]: v for k, v in chosen.items() if names[k] not in GRID_KEYS})
         trained = {k[len(TRAIN_AXIS):]: v for k, v in chosen.items() if k.startswith(TRAIN_AXIS)}
         points.trains.append({**_table(data, "train"), **trained} if "train" in data else None)
@@ -270,8 +272,8 @@ def train_spec(table: dict[str, Any]):
         raise SweepFileError("[train] needs datasets = [...], the datasets to train each genotype on")
     parser = _subcommand_parser(train, "train")
     args = parser.parse_args([*_argv("train", table, _long_options(parser), TRAIN_MANAGED), "--genotype=found"])
-    return TrainSpec(tuple(datasets), train.config_from_args(args), data_dir=args.data_dir, download=args.download,
-                     device=args.device, threads=args.threads, seed_from_search="seed" not in table)
+    return TrainSpec(tuple(datasets), train.config_from_args(args), **train.invocation(args),
+                     seed_from_search="seed" not in table)
 
 
 def run_table(data: Mapping[str, Any], path: str) -> dict[str, Any]:

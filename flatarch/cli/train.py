@@ -5,7 +5,9 @@ A thin layer over :func:`flatarch.reference_spaces.darts.train.train_genotype`; 
 ``flatarch search`` (``--channels``, ``--cells``, ``--out``, ``--resume``, ``--restart``,
 ``--amp``, ``--threads``). Single process: ``flatarch train --genotype DARTS_V2 --dataset
 cifar10``. Several GPUs: ``torchrun --nproc_per_node=4 -m flatarch train ...`` (each process
-takes ``--batch-size`` images per step; scale ``--lr`` as you see fit).
+takes ``--batch-size`` images per step; scale ``--lr`` as you see fit). Options the command does
+not give are ``None`` after parsing: ``--out X --resume`` takes them from the checkpoint, a fresh
+run from :data:`DEFAULTS` and the paper's settings.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ import os
 import sys
 import time
 from typing import Any
+
+#: defaults of the command's own options (the TrainConfig fields default to the paper's settings)
+DEFAULTS: dict[str, Any] = {"dataset": "digits", "device": "auto", "threads": 1}
 
 
 def _options() -> list[tuple[str, str, dict[str, Any], str]]:
@@ -45,8 +50,7 @@ def _options() -> list[tuple[str, str, dict[str, Any], str]]:
         ("drop_path_prob", "--drop-path-prob", number, "final drop-path probability, ramped up linearly "
          f"{default('drop_path_prob')}"),
         ("cutout", "--cutout", whole, f"cutout length in pixels, 0 = off {default('cutout')}"),
-        ("seed", "--seed", {"type": int, "default": 0}, "seed of initial weights, shuffling, augmentation and drop "
-         "path (default: 0)"),
+        ("seed", "--seed", whole, "seed of initial weights, shuffling, augmentation and drop path (default: 0)"),
         ("amp", "--amp", {"action": "store_true"}, "bf16 mixed precision; needs CUDA (default: off, slower than "
          "fp32 at the paper's size on an H200: docs/performance.md)"),
         ("channels_last", "--channels-last", {"action": "store_true"},
@@ -57,9 +61,8 @@ def _options() -> list[tuple[str, str, dict[str, Any], str]]:
         ("stop_train_loss", "--stop-train-loss", number, "stop after the first epoch whose mean training objective "
          "(cross-entropy + weighted auxiliary loss, as the original DARTS script logs it) is <= this; the paper's "
          "neighbourhood study: 0.43 on CIFAR-10, 1.0 on CIFAR-100 (default: off)"),
-        ("eval_every", "--eval-every", {"type": int, "default": 1}, "test-set evaluation every N epochs and after "
-         "the last (default: 1)"),
-        ("loader_workers", "--loader-workers", {"type": int, "default": 2}, "data-loading processes (default: 2)"),
+        ("eval_every", "--eval-every", whole, "test-set evaluation every N epochs and after the last (default: 1)"),
+        ("loader_workers", "--loader-workers", whole, "data-loading processes (default: 2)"),
     ]
 
 
@@ -75,68 +78,98 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "GPUs: torchrun --nproc_per_node=4 -m flatarch train ... (each process takes --batch-size images per step).",
     )
     a = p.add_argument
-    a("--genotype", required=True, help="genotype JSON file (e.g. the search's OUT/genotype.json), a file with a "
-      f"Genotype(...) literal, or a known name ({', '.join(KNOWN_GENOTYPES)})")
-    a("--dataset", default="digits", choices=DATASETS, help="dataset to train and test on; digits is the offline "
+    a("--genotype", help="genotype JSON file (e.g. the search's OUT/genotype.json), a file with a "
+      f"Genotype(...) literal, or a known name ({', '.join(KNOWN_GENOTYPES)}); with --resume, the checkpoint's")
+    a("--dataset", choices=DATASETS, help="dataset to train and test on; digits is the offline "
       "demo, its last 360 images the test set (default: digits)")
     a("--data-dir", default=None, help="folder holding the dataset (CIFAR: the torchvision folders; "
       "ImageNet16-120: train_data_batch_1..10 and val_data) (default: ./data)")
     a("--download", action="store_true", help="download CIFAR if missing (default: off)")
     a("--out", default=None, help="output folder: checkpoint.pt, report.json, learning_curve.png, genotype.json "
       "(default: runs/train-GENOTYPE-DATASET-TIME, a new one)")
-    a("--resume", action="store_true", help="continue the training in --out from its checkpoint; a larger "
-      "--epochs extends it (default: off)")
+    a("--resume", action="store_true", help="continue the training in --out from its checkpoint, with the "
+      "settings it records (options given must match them; a larger --epochs extends it) (default: off)")
     a("--restart", action="store_true", help="start over in an --out that holds a training; its files are moved "
       "into OUT/replaced-TIME/, never deleted (default: off)")
-    a("--device", default="auto", choices=["auto", "cpu", "cuda"], help="auto picks CUDA when available "
-      "(default: auto)")
-    a("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
+    a("--device", choices=["auto", "cpu", "cuda"], help="auto picks CUDA when available (default: auto)")
+    a("--threads", type=int, help="torch CPU threads (default: 1)")
     for field_name, flag, kwargs, text in _options():
         metavar = {} if "action" in kwargs or "choices" in kwargs else {"metavar": flag[2:].upper().replace("-", "_")}
-        a(flag, dest=field_name, help=text, **metavar, **kwargs)
+        a(flag, dest=field_name, help=text, default=None, **metavar, **kwargs)
     p.set_defaults(func=run)
 
 
-def _default_out(args: argparse.Namespace) -> str:
-    name = os.path.splitext(os.path.basename(args.genotype))[0] if os.path.isfile(args.genotype) else args.genotype
+def _default_out(genotype: str, dataset: str) -> str:
+    name = os.path.splitext(os.path.basename(genotype))[0] if os.path.isfile(genotype) else genotype
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return os.path.join("runs", f"train-{name}-{args.dataset}-{stamp}")
+    return os.path.join("runs", f"train-{name}-{dataset}-{stamp}")
 
 
 def run(args: argparse.Namespace) -> int:
+    from flatarch.cli.interrupt import exit_status
     from flatarch.reference_spaces.errors import UsageError
 
-    out = args.out if (args.resume or args.restart) else (args.out or _default_out(args))
+    out = args.out
     try:
+        if not (args.resume or args.restart or out):
+            out = _default_out(args.genotype or "genotype", args.dataset or DEFAULTS["dataset"])
         return _run(args, out)
     except UsageError as exc:
         print(f"flatarch train: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; continue with the same command plus --out {out} --resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print(f"\ninterrupted; continue with: flatarch train --out {out} --resume", file=sys.stderr)
+        return exit_status(exc)
+
+
+def invocation(args: argparse.Namespace) -> dict[str, Any]:
+    """The command's own options (``data_dir``, ``download``, ``device``, ``threads``), defaults filled."""
+    from flatarch.reference_spaces.darts.train import TrainError
+
+    given = {"data_dir": args.data_dir, "download": bool(args.download), "device": args.device, "threads": args.threads}
+    filled = {**DEFAULTS, **{k: v for k, v in given.items() if v is not None}}
+    if filled["threads"] < 1:
+        raise TrainError(f"--threads must be a whole number >= 1, got {filled['threads']}")
+    return {k: filled.get(k) for k in given}
 
 
 def config_from_args(args: argparse.Namespace):
     """The :class:`~flatarch.reference_spaces.darts.train.TrainConfig` of parsed ``flatarch train``
     arguments (its numbers checked)."""
-    from flatarch.reference_spaces.darts.train import TrainConfig, TrainError
+    from flatarch.reference_spaces.darts.train import TrainConfig
 
-    if args.threads < 1:
-        raise TrainError(f"--threads must be a whole number >= 1, got {args.threads}")
-    return TrainConfig(**{name: getattr(args, name) for name, *_ in _options()})
+    invocation(args)
+    return TrainConfig(**_given_fields(args))
+
+
+def _given_fields(args: argparse.Namespace) -> dict[str, Any]:
+    return {name: getattr(args, name) for name, *_ in _options() if getattr(args, name) is not None}
 
 
 def _run(args: argparse.Namespace, out: str | None) -> int:
     import torch
 
-    from flatarch.reference_spaces.darts.train import CURVE_NAME, REPORT_NAME, train_genotype
+    from flatarch.reference_spaces.darts.train import (
+        CURVE_NAME,
+        REPORT_NAME,
+        TrainConfig,
+        TrainError,
+        from_checkpoint,
+        train_genotype,
+    )
 
-    config = config_from_args(args)
-    torch.set_num_threads(args.threads)
-    result = train_genotype(args.genotype, args.dataset, config=config, data_dir=args.data_dir,
-                            download=args.download, device=args.device, out_dir=out, resume=args.resume,
-                            restart=args.restart)
+    given = {k: v for k, v in (("genotype", args.genotype), ("dataset", args.dataset), ("data_dir", args.data_dir),
+                               ("device", args.device)) if v is not None}
+    fields = _given_fields(args)
+    if args.resume:
+        given, fields = from_checkpoint(out, given, fields)
+    if "genotype" not in given:
+        raise TrainError("--genotype is needed: the genotype to train (a JSON file, a literal or a known name)")
+    own = {**invocation(args), **{k: given[k] for k in ("data_dir", "device") if k in given}}
+    torch.set_num_threads(own["threads"])
+    result = train_genotype(given["genotype"], given.get("dataset", DEFAULTS["dataset"]),
+                            config=TrainConfig(**fields), data_dir=own["data_dir"], download=own["download"],
+                            device=own["device"], out_dir=out, resume=args.resume, restart=args.restart)
     if not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:
         early = " (stopped early at the training-objective threshold)" if result.stopped_early else ""
         print(f"final test accuracy: {result.final_test_acc:.2f}% after {result.epochs_run} epochs{early}; "

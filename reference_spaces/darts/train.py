@@ -9,7 +9,12 @@ Exact resume: the state after each epoch (weights, optimiser, scheduler, history
 atomically to ``checkpoint.pt``, and every epoch starts by reseeding the random generators from
 ``(seed, epoch, rank)``, so shuffling, augmentation and drop-path masks of epoch ``e`` do not depend
 on whether the run was interrupted before it. The output folder follows the rules of
-:mod:`flatarch.reference_spaces.run_folder` (``resume``/``restart``, checks before any write).
+:mod:`flatarch.reference_spaces.run_folder` (``resume``/``restart``, checks before any write). The
+checkpoint is the commit point: ``genotype.json`` follows the first one, and at the end
+``learning_curve.png`` then ``report.json`` (last: it marks a finished training) are derived from
+the last one; ``--resume`` of a finished training rewrites them when ``report.json`` does not match
+it. ``--resume`` takes every setting the command does not give from the checkpoint
+(:func:`from_checkpoint`).
 
 Works on one device or under ``torchrun`` (``torch.distributed``, NCCL on CUDA, gloo on CPU):
 gradients are averaged by DDP, metrics are summed over processes, only rank 0 writes files.
@@ -39,7 +44,7 @@ from flatarch.provenance import provenance
 
 from .. import numbers
 from ..errors import UsageError
-from ..run_folder import RunFolder, assert_finite_state
+from ..run_folder import RunFolder, assert_finite_state, checkpoint_settings, recorded_fields, written_as
 
 REPORT_NAME = "report.json"
 CURVE_NAME = "learning_curve.png"
@@ -59,7 +64,9 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "digits": {"epochs": 10, "batch_size": 64, "cutout": 0, "channels": 8, "cells_per_stage": 1},
 }
 #: settings that may differ on --resume without changing the result (epochs may also grow)
-NOT_COMPARED = ("eval_every", "stop_train_loss")
+NOT_COMPARED = ("eval_every", "stop_train_loss", "data_dir", "device")
+#: :func:`train_genotype`'s arguments that its checkpoint records besides the :class:`TrainConfig`
+RECORDED_ARGUMENTS = ("genotype", "dataset", "data_dir", "device")
 
 
 class TrainError(UsageError):
@@ -266,15 +273,34 @@ class _Run:
         self.result.stopped_early = bool(state.get("stopped_early", False))
 
 
-def _write_report(out_dir: str, result: TrainResult, settings: dict[str, Any], device: torch.device) -> None:
+def from_checkpoint(out_dir: str | None, arguments: dict[str, Any], fields: dict[str, Any],
+                    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``--resume`` without retyping: ``(arguments, fields)`` completed from the checkpoint in
+    ``out_dir``, if there is one: the :data:`RECORDED_ARGUMENTS` of :func:`train_genotype` and the
+    :class:`TrainConfig` fields the command does not give."""
+    recorded = checkpoint_settings(out_dir)
+    if recorded is None:
+        return arguments, fields
+    taken = {k: recorded[k] for k in RECORDED_ARGUMENTS if recorded.get(k) is not None}
+    return {**taken, **arguments}, {**recorded_fields(TrainConfig, recorded), **fields}
+
+
+def _write_report(out_dir: str, result: TrainResult, settings: dict[str, Any], device: torch.device,
+                  only_if_stale: bool = False) -> None:
+    """The curve, then ``report.json`` (last); ``only_if_stale``: only when ``report.json`` differs."""
     report = {"final_test_acc": result.final_test_acc, "final_test_loss": result.final_test_loss,
               "epochs_run": result.epochs_run, "stopped_early": result.stopped_early, "config": settings,
               "device": str(device), "provenance": provenance(device), "history": result.history}
-    atomic_write(os.path.join(out_dir, REPORT_NAME),
-                 lambda f: f.write(json.dumps(report, indent=2, default=_json_default) + "\n"))
+    text = json.dumps(report, indent=2, default=_json_default) + "\n"
+    path = os.path.join(out_dir, REPORT_NAME)
+    if only_if_stale:
+        if written_as(path, report):
+            return
+        _notice(f"--resume: {path} is missing or does not match the checkpoint; rewriting the report from it")
     from .plots import plot_learning_curve
 
     plot_learning_curve(result.history, os.path.join(out_dir, CURVE_NAME))
+    atomic_write(path, lambda f: f.write(text))
 
 
 def _say_on_rank0(log: Callable[[str], None] | None, rank: int) -> Callable[[str], None]:
@@ -324,7 +350,8 @@ def train(model: nn.Module, train_loader: Iterable, test_loader: Iterable, confi
 
 def _run(model: nn.Module, train_loader: Iterable, test_loader: Iterable, config: TrainConfig, device: torch.device,
          folder: RunFolder, checkpoint: dict[str, Any] | None, settings: dict[str, Any],
-         log: Callable[[str], None] | None, on_open: Callable[[], None] | None = None) -> TrainResult:
+         log: Callable[[str], None] | None, after_commit: Callable[[], None] | None = None) -> TrainResult:
+    """The epochs still to run; ``after_commit`` (rank 0) writes files derived from each checkpoint."""
     rank, world = _rank_world()
     say = _say_on_rank0(log, rank)
     model.to(device)
@@ -340,21 +367,20 @@ def _run(model: nn.Module, train_loader: Iterable, test_loader: Iterable, config
     if checkpoint is not None:
         run.restore(checkpoint, folder.checkpoint_path, config.epochs)
         say(f"resumed from {folder.checkpoint_path} after epoch {run.start_epoch}")
+    folder.open()
+    commit = after_commit if after_commit is not None and rank == 0 else (lambda: None)
     if run.result.stopped_early or run.start_epoch >= config.epochs:
         _say_on_rank0(_notice, rank)(f"--resume: the training in {folder.out} is complete ({run.start_epoch} "
                                      "epochs); nothing to run. Pass a larger --epochs to extend it.")
-        # a training stopped after its last checkpoint but before its report still gets its report
-        unreported = bool(folder.out) and not os.path.exists(os.path.join(folder.out, REPORT_NAME))
-        return _finish(run, config, folder, settings, device, write=rank == 0 and unreported)
-    folder.open()
-    if on_open is not None and rank == 0:
-        on_open()
+        commit()
+        return _finish(run, config, folder, settings, device, write=rank == 0, only_if_stale=True)
     for epoch in range(run.start_epoch, config.epochs):
         record = _epoch(run, epoch, train_loader, test_loader, config, device)
         say(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
         assert_finite_state(model.state_dict(), epoch + 1, "Lower --lr.")
         if rank == 0:
             folder.save_checkpoint(run.state(epoch + 1, settings, run.result.stopped_early))
+            commit()
         if run.result.stopped_early:
             say(f"training objective {record['train_objective']:.4f} <= {config.stop_train_loss}: "
                 f"stopping after epoch {epoch + 1}")
@@ -391,14 +417,14 @@ def _epoch(run: _Run, epoch: int, train_loader: Iterable, test_loader: Iterable,
 
 
 def _finish(run: _Run, config: TrainConfig, folder: RunFolder, settings: dict[str, Any], device: torch.device,
-            write: bool) -> TrainResult:
+            write: bool, only_if_stale: bool = False) -> TrainResult:
     result = run.result
     result.epochs_run = len(result.history)
     tested = [h for h in result.history if "test_acc" in h]
     if tested:
         result.final_test_acc, result.final_test_loss = tested[-1]["test_acc"], tested[-1]["test_loss"]
     if write and folder.out:
-        _write_report(folder.out, result, settings, device)
+        _write_report(folder.out, result, settings, device, only_if_stale)
     return result
 
 
@@ -448,14 +474,15 @@ def train_genotype(genotype: Any, dataset: str = "cifar10", *, config: TrainConf
     config = (config or TrainConfig()).resolved(dataset)
     if not isinstance(genotype, G.Genotype):
         try:
-            genotype = G.load(genotype)
+            genotype = G.from_json(genotype) if isinstance(genotype, dict) else G.load(genotype)
         except ValueError as exc:
             raise TrainError(str(exc)) from None
     genotype = G.validate(genotype)
     dev, rank, world = init_distributed(device)
     say = _say_on_rank0(log, rank)
     device_data = config.device_data if config.device_data is not None else dev.type == "cuda"
-    extra = {"genotype": G.to_json(genotype), "dataset": dataset, "device_data": device_data}
+    extra = {"genotype": G.to_json(genotype), "dataset": dataset, "device_data": device_data, "data_dir": data_dir,
+             "device": device}
     folder, checkpoint, settings = _open_folder(config, dev, extra, out_dir, resume, restart)
     load_cfg = loaders.LoaderConfig(dataset=dataset, data_dir=data_dir, batch_size=config.batch_size,
                                     cutout=config.cutout, workers=config.loader_workers, download=download,
@@ -471,10 +498,10 @@ def train_genotype(genotype: Any, dataset: str = "cifar10", *, config: TrainConf
     say(f"parameters: {count_parameters(model):,} (without auxiliary head); device {dev}, processes {world}, "
         f"torch threads {torch.get_num_threads()}")
 
-    def save_genotype() -> None:
-        if folder.out:
+    def save_genotype() -> None:  # after the first checkpoint, and again if it went missing
+        if folder.out and not os.path.exists(os.path.join(folder.out, GENOTYPE_NAME)):
             G.save(genotype, os.path.join(folder.out, GENOTYPE_NAME))
 
     return _run(model, train_loader, test_loader, config, dev, folder, checkpoint, settings, log,
-                on_open=save_genotype)
+                after_commit=save_genotype)
 

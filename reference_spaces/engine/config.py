@@ -10,6 +10,7 @@ up front (:meth:`SearchConfig.validate`), so a bad one is refused before anythin
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,7 @@ from flatarch.updates import RUNNING_STATS, UPDATES, canonical_update, update_se
 
 from .. import numbers
 from ..errors import UsageError
+from ..run_folder import recorded_fields
 from .components import BETA_INDICES
 
 #: The paper's common settings (tables 3 and 4), used where neither the user, nor a recipe, nor
@@ -57,6 +59,10 @@ STEP_ORDERS = ("alpha-first", "weights-first")
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "digits": {"epochs": 10, "channels": 8, "cells_per_stage": 1, "warmup_epochs": 3, "arch_lr": 0.1},
 }
+
+#: fields that say what one command does, not how the search runs: never taken from a checkpoint
+#: (``--resume`` takes every other setting the command does not give from there)
+INVOCATION = ("out", "resume", "restart", "progress", "threads", "download")
 
 #: command-line flags whose name is not the field name with dashes
 FLAGS: dict[str, str] = {"cells_per_stage": "--cells", "space_options": "--table", "lambda_coef": "--lambda"}
@@ -149,6 +155,16 @@ class SearchConfig:
         if self.arch_betas is not None:
             d["arch_betas"] = list(self.arch_betas)
         return d
+
+    def with_recorded(self, recorded: dict[str, Any] | None, given: Iterable[str]) -> SearchConfig:
+        """This config with every setting that is not among ``given`` (nor an :data:`INVOCATION` field)
+        as ``recorded`` (a checkpoint's settings) has it: ``--resume`` without retyping the options."""
+        if recorded is None:
+            return self
+        taken = recorded_fields(SearchConfig, recorded, skip=(*given, *INVOCATION))
+        if taken.get("arch_betas") is not None:
+            taken["arch_betas"] = tuple(taken["arch_betas"])
+        return self.replace(**taken)
 
     def validate(self) -> SearchConfig:
         """Refuse, with one line naming the flag, every setting that cannot work: non-finite or

@@ -17,12 +17,17 @@ epoch: the whole validation split in eval mode, a record (:mod:`.reporting`), a 
 terminal, an atomic checkpoint; at the end the selected genotype (``--select``), its files and
 the plot. A method with a projection phase (DARTS-PT, :mod:`.projection`) then tunes the supernet
 while it projects, with the same iteration on the projected weights.
+
+Files: the checkpoint is the one commit point of an epoch (weights, optimisers, random states and
+every record). The log, the genotype files, the plot and ``result.json`` are derived from it and
+written after it, ``result.json`` last (it marks a finished search), so a run killed at any
+instant continues with ``--resume`` and ends as an uninterrupted run would; ``--resume`` of a
+finished search rewrites its derived files when ``result.json`` does not match its checkpoint.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -33,17 +38,18 @@ import torch
 import torch.nn.functional as F
 
 import flatarch
+from flatarch.atomic_files import atomic_write_text
 from flatarch.provenance import provenance
 
 from ..data import BatchStream, DataError, ImageData, load_dataset, split_half
-from ..errors import CheckpointError
+from ..errors import CheckpointError, DivergedError
 from ..registry import get_space
-from ..run_folder import RunFolder, assert_finite_state
+from ..run_folder import RunFolder, assert_finite_state, checkpoint_settings, written_as
 from ..space import NetworkOptions, compile_cells
 from . import decision, hessian, reporting, trackers
-from .checkpoint import write_json, write_json_lines
+from .checkpoint import json_text, write_json_lines
 from .components import Context, mixing_weights
-from .config import SearchConfig, SearchError, resolve_device
+from .config import PROJECTED, SearchConfig, SearchError, resolve_device
 from .methods import get_method
 from .projection import ProjectionState, check_schedule, schedule, topology_nodes, tune_epochs
 
@@ -75,7 +81,7 @@ class SearchResult:
     benchmark: dict[str, float]
     selection: str
     selected_epoch: int
-    best_epoch: int
+    best_epoch: int | None
     best_genotype: Any
     final_genotype: Any
     final_benchmark: dict[str, float]
@@ -94,6 +100,9 @@ class SearchResult:
     profile: dict[str, dict[str, int]] = field(default_factory=dict)
     #: what a reader of the result must know (e.g. the reported genotype is the initial one)
     warnings: list[str] = field(default_factory=list)
+    #: the first epoch with non-finite losses, or the one that could not be committed (``None``: it
+    #: did not diverge); the reported genotype is then a finite epoch's (:mod:`.reporting`)
+    diverged_epoch: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         last = self.history[-1] if self.history else {}
@@ -109,6 +118,7 @@ class SearchResult:
             "final_benchmark": self.final_benchmark,
             "epochs_run": len(self.history),
             "stopped_early": self.stopped_early,
+            "diverged_epoch": self.diverged_epoch,
             "final": {k: last[k] for k in ("train_loss", "train_acc", "val_loss", "val_acc") if k in last},
             "reference": self.reference,
             "seconds": self.seconds,
@@ -142,7 +152,7 @@ class _Searcher:
         self.cfg = cfg = cfg.resolved(self.space.defaults)
         self.method = get_method(cfg.method)
         self.device = resolve_device(cfg.device, cfg.amp)
-        self.folder = RunFolder(cfg.out, files=RUN_FILES, finished=RESULT_NAME, resume=cfg.resume,
+        self.folder = RunFolder(cfg.out, files=RUN_FILES, finished=RESULT_NAME, log=LOG_NAME, resume=cfg.resume,
                                 restart=cfg.restart, say=_say)
         checkpoint = self.folder.check(self.settings(), RESUME_KEYS)
         trackers.check_installed(trackers.parse(cfg.log_to))
@@ -156,6 +166,7 @@ class _Searcher:
         self.elapsed = 0.0
         self.iterations_done = 0
         self.projection: ProjectionState | None = None  # set when DARTS-PT's tuning phase starts
+        self.blew_up: tuple[int, str] | None = None  # (epoch, why) when an epoch could not be committed
         self._plan_projection()
         if checkpoint is not None:
             self.restore(checkpoint)
@@ -233,9 +244,11 @@ class _Searcher:
         return self.folder.path(name)
 
     def settings(self) -> dict[str, Any]:
-        """The config as the checkpoint records it (the benchmark table path does not change a search)."""
+        """The config as the checkpoint and ``result.json`` record it: without ``resume`` and ``restart``,
+        which say what one command did, not how the search runs."""
         settings = self.cfg.to_json()
-        settings["space_options"] = {k: v for k, v in self.cfg.space_options.items() if k != "table"}
+        for name in ("resume", "restart"):
+            settings.pop(name)
         return settings
 
     def state(self, epoch: int) -> dict[str, Any]:
@@ -252,6 +265,9 @@ class _Searcher:
             "projection": None if self.projection is None else self.projection.to_json(),
             "elapsed": self.elapsed,
             "iterations_done": self.iterations_done,
+            # what the recipe changed, as the run's first command resolved it (a resumed run's settings
+            # all come from here, so the recipe would seem to change nothing)
+            "recipe_changes": self.recipe_changes,
             # batch order and augmentation are functions of (seed, epoch): see data.batches
         }
 
@@ -282,6 +298,7 @@ class _Searcher:
         torch.set_rng_state(rng)
         self.elapsed = float(ckpt.get("elapsed", 0.0))
         self.iterations_done = int(ckpt.get("iterations_done", 0))
+        self.recipe_changes = ckpt.get("recipe_changes", self.recipe_changes)
         self.start_epoch = int(ckpt["epoch"])
 
     # --- one iteration -------------------------------------------------------------------------
@@ -438,26 +455,34 @@ class _Searcher:
 
     def run(self) -> SearchResult:
         cfg = self.cfg
+        self.folder.open()
         if self.records and self.finished():
             _say(f"--resume: the search in {cfg.out} is complete ({len(self.history)} epochs); nothing to run. "
                  "Pass a larger --epochs to extend it.")
-            # a search stopped after its last checkpoint but before its result still gets its result files
-            return self.result(write=bool(cfg.out) and not os.path.exists(self.path(RESULT_NAME)))
-        self.folder.open()
+            return self.result(write=bool(cfg.out), only_if_stale=True)
+        if self.records:
+            _say(f"--resume: continuing the search in {cfg.out} after epoch {len(self.history)} of "
+                 f"{cfg.epochs + self.tune_epochs}")
         self.trackers = trackers.Trackers(trackers.parse(cfg.log_to), cfg.out, self.settings())
         bar = _tqdm(range(cfg.epochs + self.tune_epochs), cfg.progress, initial=len(self.history), desc="search")
-        while not self.search_finished():
-            self._epoch(len(self.history), bar)
-            if reporting.should_stop(self.search_records(), cfg.early_stop):
-                self._print(f"early stop: more than {cfg.early_stop} epochs without a lower validation loss")
-            if message := hessian.stop_message(self.search_records(), cfg):
-                self._print(message)
-        if self.tune_epochs:
-            self._tune(bar)
+        try:
+            while not self.search_finished():
+                self._epoch(len(self.history), bar)
+                if reporting.should_stop(self.search_records(), cfg.early_stop):
+                    self._print(f"early stop: more than {cfg.early_stop} epochs without a lower validation loss")
+                if message := hessian.stop_message(self.search_records(), cfg):
+                    self._print(message)
+            if self.tune_epochs:
+                self._tune(bar)
+        except (DivergedError, flatarch.NonFiniteError) as exc:
+            # an epoch that cannot be committed ends the search; an earlier finite epoch is still reported
+            if cfg.select == PROJECTED or reporting.selected(self.history, cfg.select) is None:
+                raise
+            self.blew_up = (len(self.history) + 1, str(exc))
         return self.result(write=bool(cfg.out))
 
     def _epoch(self, epoch: int, bar) -> None:
-        """One epoch, its record and line, its checkpoint."""
+        """One epoch, its record and line, its checkpoint (the commit), then the log derived from it."""
         record = self.run_epoch(epoch)
         record.update(hessian.measure(self, epoch))
         assert_finite_state(self.net.state_dict(), epoch + 1, "Lower --lr or --arch-lr.")
@@ -465,8 +490,8 @@ class _Searcher:
         self.trackers.log_record(record)
         self._print(reporting.format_epoch(record, self.cfg.epochs + self.tune_epochs))
         if self.cfg.out:
-            write_json_lines(self.records, self.path(LOG_NAME))
             self.folder.save_checkpoint(self.state(epoch + 1))
+            write_json_lines(self.records, self.path(LOG_NAME))
         if hasattr(bar, "update"):
             bar.update(1)
 
@@ -512,45 +537,82 @@ class _Searcher:
         else:
             print(line, flush=True)
 
-    def result(self, write: bool) -> SearchResult:
+    def divergence(self) -> tuple[int, str] | None:
+        """``(epoch, what)`` when the search diverged: an epoch had non-finite losses
+        (:func:`.reporting.diverged_epoch`), or could not be committed (NaN/Inf weights or architecture step)."""
+        epoch = reporting.diverged_epoch(self.history)
+        if epoch is None and self.blew_up is not None:
+            return self.blew_up
+        if epoch is None:
+            return None
+        record = next(r for r in self.history if r["epoch"] == epoch)
+        return epoch, f"training loss {record['train_loss']:.4g}, validation loss {record['val_loss']:.4g}"
+
+    def result(self, write: bool, only_if_stale: bool = False) -> SearchResult:
+        """The reported result; with ``write``, its files (derived from the checkpoint, ``result.json``
+        last); ``only_if_stale``: only when ``result.json`` differs from what the checkpoint gives."""
         cfg, space = self.cfg, self.space
-        genotype_json, epoch = reporting.selected(self.history, cfg.select)
+        diverged = self.divergence()
+        chosen = reporting.selected(self.history, cfg.select)
+        if chosen is None:
+            epoch, what = diverged or (self.history[-1]["epoch"], "non-finite losses")
+            raise DivergedError(f"the search diverged from epoch {epoch} ({what}) and no epoch has finite losses to "
+                                "report; lower --lr or --arch-lr, or pass --restart with other settings")
+        genotype_json, epoch = chosen
         selection = reporting.describe_selection(cfg.select, epoch, self.history)
         if (stopped := hessian.selected(self.search_records(), cfg)) is not None:
             genotype_json, epoch, selection = stopped  # R-DARTS' rule reports an earlier epoch's genotype
+        if diverged is not None:
+            selection += f"; the search diverged from epoch {diverged[0]} ({diverged[1]})"
         genotype = space.genotype_from_json(genotype_json)
         final = space.genotype_from_json(self.history[-1]["genotype"])
         best = reporting.best_record(self.search_records())
         result = SearchResult(
             genotype=genotype, genotype_json=genotype_json, benchmark=space.evaluate(genotype),
             selection=selection, selected_epoch=epoch,
-            best_epoch=best["epoch"], best_genotype=best["genotype_start"], final_genotype=self.history[-1]["genotype"],
-            final_benchmark=space.evaluate(final), history=self.history, config=cfg.to_json(), out=cfg.out,
-            seconds=self.elapsed, seconds_per_iteration=self.elapsed / max(1, self.iterations_done),
+            best_epoch=best and best["epoch"], best_genotype=best and best["genotype_start"],
+            final_genotype=self.history[-1]["genotype"], final_benchmark=space.evaluate(final), history=self.history,
+            config=self.settings(), out=cfg.out, seconds=self.elapsed,
+            seconds_per_iteration=self.elapsed / max(1, self.iterations_done),
             stopped_early=len(self.search_records()) < cfg.epochs, reference=space.reference_accuracies(),
             recipe={"name": cfg.recipe, "source": self.method.recipe_source(cfg.recipe),
                     "changed": self.recipe_changes},
-            provenance=provenance(self.device), warnings=self.warnings(genotype_json, epoch),
-            profile=space.profile(genotype),
+            provenance=provenance(self.device), warnings=self.warnings(genotype_json, epoch, diverged),
+            profile=space.profile(genotype), diverged_epoch=diverged and diverged[0],
         )
         for warning in result.warnings:
             _say(self._tagged(f"warning: {warning}"))
         if write:
-            write_json_lines(self.records, self.path(LOG_NAME))
-            write_json(result.to_json(), self.path(RESULT_NAME))
-            self.trackers.finish(result.to_json())
-            title = f"{cfg.space} {cfg.method} {cfg.optimizer} seed {cfg.seed}"
-            space.save_genotype(genotype, cfg.out, title=title)
-            if cfg.plot:
-                from .plot import plot_history
-
-                plot_history(self.history, self.path(PLOT_NAME), title=title, labels=self.plot_labels(),
-                             initial=self.initial_arch, reference=result.reference)
+            self._write_files(result, only_if_stale)
         return result
 
-    def warnings(self, genotype_json: Any, epoch: int) -> list[str]:
-        """The reported genotype is the one the random initial alphas give, or its cell is undecided."""
+    def _write_files(self, result: SearchResult, only_if_stale: bool) -> None:
+        """The files derived from the checkpoint: the genotype's, the plot, then ``result.json`` (the
+        log follows every checkpoint; ``only_if_stale`` rewrites it too: a kill may have come between)."""
+        cfg = self.cfg
+        path = self.path(RESULT_NAME)
+        if only_if_stale:
+            if written_as(path, result.to_json()):
+                return
+            _say(f"--resume: {path} is missing or does not match the checkpoint; rewriting the search's files from it")
+            write_json_lines(self.records, self.path(LOG_NAME))
+        title = f"{cfg.space} {cfg.method} {cfg.optimizer} seed {cfg.seed}"
+        self.space.save_genotype(result.genotype, cfg.out, title=title)
+        if cfg.plot:
+            from .plot import plot_history
+
+            plot_history(self.history, self.path(PLOT_NAME), title=title, labels=self.plot_labels(),
+                         initial=self.initial_arch, reference=result.reference)
+        atomic_write_text(path, json_text(result.to_json()))
+        self.trackers.finish(result.to_json())
+
+    def warnings(self, genotype_json: Any, epoch: int, diverged: tuple[int, str] | None = None) -> list[str]:
+        """The search diverged, the reported genotype is the one the random initial alphas give, or its
+        cell is undecided."""
         found = []
+        if diverged is not None:
+            found.append(f"the search diverged from epoch {diverged[0]}; it reports epoch {epoch}, and a summary over "
+                         "seeds or a sweep report does not count it")
         if genotype_json == self.history[0]["genotype_start"]:
             found.append(f"the reported genotype (epoch {epoch}) is the initial one, that of the random initial "
                          "alphas: the search has not changed it")
@@ -569,8 +631,19 @@ class _Searcher:
                 for group, alpha in self.net.alphas().items()}
 
 
+def resumed_config(config: SearchConfig | None, overrides: dict[str, Any]) -> SearchConfig:
+    """``config`` with ``overrides``; with ``resume`` and no ``config``, every setting the overrides do
+    not give as the checkpoint in ``out`` records it (``flatarch search --out X --resume``)."""
+    cfg = (config or SearchConfig()).replace(**overrides)
+    if config is None and cfg.resume:
+        cfg = cfg.with_recorded(checkpoint_settings(cfg.out), overrides)
+    return cfg
+
+
 def search_one(config: SearchConfig | None = None, *, data: ImageData | None = None, **overrides: Any) -> SearchResult:
-    """Run one search (one seed). Keyword arguments override fields of ``config``.
+    """Run one search (one seed). Keyword arguments override fields of ``config``. To continue a
+    search, ``search_one(out=X, resume=True)`` is enough: the settings not given come from its
+    checkpoint (with a ``config``, all of its settings must match the checkpoint's).
 
     ``data``: search on these images instead of loading ``config.dataset`` (any
     :class:`~flatarch.reference_spaces.data.ImageData`, e.g. your own tensors); the
@@ -580,8 +653,7 @@ def search_one(config: SearchConfig | None = None, *, data: ImageData | None = N
         flatarch.reference_spaces.errors.UsageError: settings, files or data that cannot work (the
             message says what to change); nothing on disk has changed then.
     """
-    cfg = (config or SearchConfig()).replace(**overrides)
-    return _Searcher(cfg, data).run()
+    return _Searcher(resumed_config(config, overrides), data).run()
 
 
 __all__ = ["DataError", "SearchError", "SearchResult", "search_one"]

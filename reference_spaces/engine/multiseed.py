@@ -3,17 +3,21 @@
 Protocol (as in the paper's tables): every seed's reported genotype (``--select``: the paper's
 best-validation-loss genotype by default) is evaluated and the table reports the **mean ± standard
 deviation over all seeds** (population std, ``ddof=0``); no seed is ever selected as "the best".
+A seed whose search diverged (:mod:`.reporting`) is not a result: it is left out of the mean and
+named, with the epoch it diverged from, beside the table.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from ..errors import DivergedError
+from ..run_folder import checkpoint_settings
 from .checkpoint import write_json
 from .config import SearchConfig, SearchError
 from .loop import SearchResult, search_one
@@ -26,26 +30,42 @@ SUMMARY_NAME = "summary.json"
 @dataclass
 class MultiSeedResult:
     seeds: list[int]
-    results: list[SearchResult]
-    #: ``{metric: {"mean", "std", "values"}}``: benchmark accuracies per dataset (where the space
-    #: knows them) and the search's own final validation accuracy
+    #: per seed; ``None`` where the search diverged with no finite epoch to report
+    results: list[SearchResult | None]
+    #: ``{metric: {"mean", "std", "values"}}`` over the counted seeds: benchmark accuracies per
+    #: dataset (where the space knows them) and the search's own final validation accuracy
     summary: dict[str, dict[str, Any]]
     protocol: str = PROTOCOL
+    #: seeds left out of the summary, and why (their search diverged)
+    excluded: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def counted(self) -> list[int]:
+        """The seeds the summary covers."""
+        return [s for s in self.seeds if s not in self.excluded]
 
     def to_json(self) -> dict[str, Any]:
         return {
             "protocol": self.protocol,
             "seeds": self.seeds,
+            "counted": self.counted,
+            "excluded": {str(s): why for s, why in self.excluded.items()},
             "summary": self.summary,
-            "genotypes": [r.genotype_json for r in self.results],
+            "genotypes": [r and r.genotype_json for r in self.results],
             # the first seed's: every seed runs from the same command, flatarch, torch and device setting
-            "provenance": next((r.provenance for r in self.results if r.provenance), {}),
+            "provenance": next((r.provenance for r in self.results if r is not None and r.provenance), {}),
         }
 
 
-def aggregate(results: Sequence[SearchResult]) -> dict[str, dict[str, Any]]:
+def counts(result: SearchResult | None) -> bool:
+    """Whether a seed's result enters the summary: it has one, and its search did not diverge."""
+    return result is not None and result.diverged_epoch is None
+
+
+def aggregate(results: Sequence[SearchResult | None]) -> dict[str, dict[str, Any]]:
     """Mean and population std over seeds of every benchmark accuracy present in all results,
-    and of the final search validation accuracy."""
+    and of the final search validation accuracy; diverged seeds left out (:func:`counts`)."""
+    results = [r for r in results if counts(r)]
     metrics: dict[str, list[float]] = {}
     keys = set.intersection(*(set(r.benchmark) for r in results)) if results else set()
     for key in sorted(keys):
@@ -61,6 +81,23 @@ def _seed_config(config: SearchConfig, seed: int, parallel: bool) -> SearchConfi
     return config.replace(seed=seed, out=out, progress=config.progress and not parallel, tag=f"seed {seed}")
 
 
+def _search_seed(config: SearchConfig) -> SearchResult | DivergedError:
+    """One seed's search; its divergence is returned, not raised, so that the other seeds go on."""
+    try:
+        return search_one(config)
+    except DivergedError as exc:
+        return exc
+
+
+def _not_counted(outcome: SearchResult | DivergedError) -> str | None:
+    """Why a seed's outcome is left out of the summary, or ``None`` when it counts."""
+    if isinstance(outcome, DivergedError):
+        return str(outcome)
+    if outcome.diverged_epoch is not None:
+        return f"the search diverged from epoch {outcome.diverged_epoch} ({outcome.selection})"
+    return None
+
+
 def search_seeds(
     config: SearchConfig | None = None, seeds: Sequence[int] = (0,), workers: int = 1, **overrides: Any
 ) -> MultiSeedResult:
@@ -69,6 +106,7 @@ def search_seeds(
     ``workers > 1`` runs that many seeds at once in separate processes (:mod:`.pool`: spawned,
     one torch thread each); results come back in seed order either way.
     """
+    given = config is not None
     config = (config or SearchConfig()).replace(**overrides)
     seeds = [int(s) for s in seeds]
     if not seeds:
@@ -79,8 +117,12 @@ def search_seeds(
         raise SearchError(f"--workers must be a whole number >= 1, got {workers!r}")
     parallel = workers > 1 and len(seeds) > 1
     configs = [_seed_config(config, s, parallel) for s in seeds]
-    results = map_in_order(search_one, configs, workers)
-    multi = MultiSeedResult(seeds, results, aggregate(results))
+    if not given and config.resume:  # --resume without retyping: each seed's settings from its own checkpoint
+        configs = [c.with_recorded(checkpoint_settings(c.out), {*overrides, "seed", "out"}) for c in configs]
+    outcomes = map_in_order(_search_seed, configs, workers)
+    results = [o if isinstance(o, SearchResult) else None for o in outcomes]
+    excluded = {s: why for s, o in zip(seeds, outcomes) if (why := _not_counted(o))}
+    multi = MultiSeedResult(seeds, results, aggregate(results), excluded=excluded)
     if config.out:
         write_json(multi.to_json(), os.path.join(config.out, SUMMARY_NAME))
     return multi
@@ -88,9 +130,10 @@ def search_seeds(
 
 def format_summary(multi: MultiSeedResult) -> str:
     """A plain-text table: one row per metric, mean ± std over the seeds, then the protocol."""
-    lines = [f"{'metric':<16} {'mean ± std':>16}  per seed ({', '.join(map(str, multi.seeds))})"]
+    lines = [f"{'metric':<16} {'mean ± std':>16}  per seed ({', '.join(map(str, multi.counted))})"]
     for key, s in multi.summary.items():
         values = ", ".join(f"{v:.2f}" for v in s["values"])
         lines.append(f"{key:<16} {s['mean']:>8.2f} ± {s['std']:<5.2f}  {values}")
+    lines += [f"not counted: seed {seed}: {why}" for seed, why in multi.excluded.items()]
     lines.append(f"protocol: {multi.protocol}")
     return "\n".join(lines)

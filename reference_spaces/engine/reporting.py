@@ -12,10 +12,18 @@ loss by one epoch, exactly as the authors' code; ``final`` reports the last epoc
 DARTS-PT reports its projection's genotype (``projection``). Early stopping (``--early-stop N``):
 the search ends once more than ``N`` epochs have passed since the best one (the authors'
 ``epoch - best_epoch > 10``).
+
+Divergence: an epoch whose training or validation loss is NaN or infinite is never the best one
+and never selected, and starts no patience count (the authors' ``valid_obj < best_loss`` is false
+for NaN, so their best stays where it was; with no finite epoch yet, patience counts from the
+start). A search with such an epoch has *diverged* from the first one (:func:`diverged_epoch`),
+whatever came after it; :mod:`.loop` then reports the selected epoch among the finite ones and
+says so, or fails when there is none.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -56,33 +64,48 @@ class StepStats:
         return {**dict(zip(STEP_FIGURES, means)), "steps": int(steps), "skipped": int(skipped)}
 
 
+def finite(record: dict[str, Any]) -> bool:
+    """Whether an epoch's training and validation losses are finite numbers."""
+    return all(math.isfinite(record[key]) for key in ("train_loss", "val_loss"))
+
+
 def best_record(history: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
-    """The epoch record with the lowest validation loss (the first of equals)."""
+    """The finite epoch record with the lowest validation loss (the first of equals), or ``None``."""
     best = None
     for record in history:
-        if best is None or record["val_loss"] < best["val_loss"]:
+        if finite(record) and (best is None or record["val_loss"] < best["val_loss"]):
             best = record
     return best
 
 
 def should_stop(history: Sequence[dict[str, Any]], patience: int) -> bool:
-    """More than ``patience`` epochs since the best one (``patience`` 0: never)."""
+    """More than ``patience`` epochs since the best one, or since the start while no epoch is finite
+    (``patience`` 0: never)."""
     if not patience or not history:
         return False
-    return history[-1]["epoch"] - best_record(history)["epoch"] > patience
+    best = best_record(history)
+    return history[-1]["epoch"] - (best["epoch"] if best else 0) > patience
 
 
-def selected(history: Sequence[dict[str, Any]], selection: str) -> tuple[Any, int]:
-    """``(genotype JSON, epoch)`` that ``selection`` reports."""
+def diverged_epoch(history: Sequence[dict[str, Any]]) -> int | None:
+    """The first epoch whose losses are not finite, or ``None``."""
+    return next((record["epoch"] for record in history if not finite(record)), None)
+
+
+def selected(history: Sequence[dict[str, Any]], selection: str) -> tuple[Any, int] | None:
+    """``(genotype JSON, epoch)`` that ``selection`` reports, never a non-finite epoch's: ``final``
+    and ``projection`` fall back to the last finite epoch; ``None`` when no epoch is finite."""
     if selection in ("final", "projection"):
-        return history[-1]["genotype"], history[-1]["epoch"]
+        last = next((r for r in reversed(history) if finite(r)), None)
+        return None if last is None else (last["genotype"], last["epoch"])
     best = best_record([r for r in history if r.get("phase", "search") == "search"])
-    return best["genotype_start"], best["epoch"]
+    return None if best is None else (best["genotype_start"], best["epoch"])
 
 
 def describe_selection(selection: str, epoch: int, history: Sequence[dict[str, Any]]) -> str:
     if selection == "final":
-        return f"final: the genotype after the last epoch ({epoch})"
+        what = "the last epoch" if epoch == history[-1]["epoch"] else "the last epoch with finite losses"
+        return f"final: the genotype after {what} ({epoch})"
     if selection == "projection":
         return f"projection: DARTS-PT's projected genotype after its tuning (epoch {epoch})"
     loss = next(r["val_loss"] for r in history if r["epoch"] == epoch)

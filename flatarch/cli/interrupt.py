@@ -1,0 +1,42 @@
+"""SIGTERM as Ctrl-C: a terminated command stops as an interrupted one does, says how to continue,
+and exits with the status of the signal (130 for SIGINT, 143 for SIGTERM, as a shell reports them).
+
+While :func:`sigterm_interrupts` is active, SIGTERM raises :class:`Terminated` (a
+``KeyboardInterrupt``) in the main thread, so every ``except KeyboardInterrupt`` path (the
+search's hint, a sweep cancelling its units) also runs for ``kill``, a cluster's preemption or a
+container's stop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+
+
+class Terminated(KeyboardInterrupt):
+    """The process received SIGTERM."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM raises :class:`Terminated` inside the block; the previous handler is back after it
+    (only the main thread can take signals: elsewhere nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def exit_status(exc: KeyboardInterrupt) -> int:
+    """128 + the signal's number, as a shell reports a process it stopped."""
+    return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
