@@ -184,6 +184,15 @@ def test_failed_run_is_recorded_the_sweep_goes_on_and_a_rerun_retries_only_it(tm
     out = capsys.readouterr().out
     assert "3 finished, 1 to run (1 failed before)" in out and out.count(": finished in") == 1
     assert all(os.path.getmtime(os.path.join(plan.root, k, RESULT_NAME)) == t for k, t in finished.items())
+    # a search that diverged (its result names the epoch) is not a value of the table: it is counted as diverged
+    path = os.path.join(plan.root, plan.runs[1].key, RESULT_NAME)
+    result = json.load(open(path))
+    with open(path, "w") as f:
+        json.dump({**result, "diverged_epoch": 1}, f)
+    (table,) = build_tables(plan.runs)
+    cell = table.cells[("darts", "first-order", "cifar10")]
+    assert (len(cell.values), cell.diverged, cell.missing) == (1, 1, 0) and "(1/2; 1 diverged)" in cell.text()
+    assert list(csv.DictReader(io.StringIO(csv_text([table]))))[0]["cifar10 standard diverged"] == "1"
 
 
 def test_a_search_stopped_between_its_last_checkpoint_and_its_result_gets_its_result(tmp_path, nb201_file, capsys):
@@ -216,7 +225,7 @@ def test_second_sweep_on_a_root_is_refused_naming_the_holder_and_a_stale_lock_is
         json.dump({"pid": 999999, "host": "gone", "since": "yesterday"}, f)
     assert main(["sweep", nb201_file]) == 0
     assert "the sweep that held it (pid 999999 on host gone since yesterday) no longer runs" in capsys.readouterr().out
-    assert open(os.path.join(plan.root, LOCK_NAME)).read() == ""  # released
+    assert not os.path.exists(os.path.join(plan.root, LOCK_NAME))  # released and removed
 
 
 def test_a_unit_another_process_runs_is_left_to_it(tmp_path, nb201_file, capsys):
@@ -293,9 +302,10 @@ def test_ctrl_c_and_sigkill_of_a_pooled_sweep_keep_finished_runs_and_a_rerun_com
     _wait_for(lambda: all(worker(f) not in pids for f in interrupted))
     pids = {worker(f) for f in interrupted}
     sweep.kill()
-    sweep.wait()
+    _, err = sweep.communicate(timeout=60)  # its stderr closes when the workers and Python's resource tracker end
     _wait_for(lambda: not _pids_alive(pids), timeout=30)  # orphaned workers exit on their own
     assert json.load(open(os.path.join(plan.root, LOCK_NAME)))["pid"] == sweep.pid  # a stale lock
+    assert "leaked semaphore" not in err and "Traceback" not in err, err
 
     assert main(["sweep", path]) == 0
     out = capsys.readouterr().out
@@ -306,6 +316,8 @@ def test_ctrl_c_and_sigkill_of_a_pooled_sweep_keep_finished_runs_and_a_rerun_com
         assert open(os.path.join(folder, "log.txt")).read().count("starting a new one") == 1
     for folder in folders:
         assert sum(1 for _ in open(os.path.join(folder, "search.jsonl"))) == 20
+        assert not os.path.exists(os.path.join(folder, CLAIM_NAME))  # a clean finish leaves no lock file
+    assert not os.path.exists(os.path.join(plan.root, LOCK_NAME))
 
 
 def test_darts_sweep_trains_each_genotype_and_reports_its_test_accuracy(tmp_path, capsys):
@@ -414,3 +426,25 @@ def test_training_settings_are_axes_too(tmp_path):
                        run={"root": str(tmp_path / "root")})
     with pytest.raises(Exception, match="train.genotype is not a training setting"):
         read_sweep_file(path)
+
+
+def test_a_sweep_file_whose_settings_its_runs_cannot_take_is_refused_before_anything_changes(tmp_path, nb201_file,
+                                                                                             capsys):
+    """Fewer epochs (or another lr) than the runs' checkpoints: refused up front naming the run and the
+    setting, exit 2; the runs, their status files and the report that shows them stay as they were."""
+    assert main(["sweep", nb201_file]) == 0
+    plan = read_sweep_file(nb201_file)
+    changed = write_sweep(tmp_path / "s.toml", grid=NB201_GRID,
+                          settings={**TINY_SETTINGS, "epochs": 2, "table": synthetic_table(str(tmp_path))},
+                          run={"backend": "local", "root": plan.root})
+    assert main(["sweep", changed]) == 0  # more epochs extend every run
+    capsys.readouterr()
+    before = _files(plan.root)
+    shorter = write_sweep(tmp_path / "s.toml", grid=NB201_GRID,
+                          settings={**TINY_SETTINGS, "table": synthetic_table(str(tmp_path)), "lr": 0.1},
+                          run={"backend": "local", "root": plan.root})
+    assert main(["sweep", shorter]) == 2
+    err = capsys.readouterr().err
+    assert f"run {plan.runs[0].key} was made with other settings (epochs: 2 -> 1; lr: 0.025 -> 0.1) (and 3 more " \
+           "run(s)); restore them in the sweep file" in err and err.count("\n") == 1, err
+    assert _files(plan.root) == before and "| darts | " in open(os.path.join(plan.root, "report.md")).read()

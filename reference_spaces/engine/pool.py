@@ -5,12 +5,16 @@ Workers are spawned (never forked: a forked copy of a process that already ran t
 on its thread pools), use one torch thread each (N runs share the machine's cores; more threads
 per run oversubscribe them), and exit on their own when the process that started them dies
 (a SIGKILL-ed sweep must not leave orphans writing into run folders a rerun is about to use).
+The pool's queues hold named semaphores; when a SIGKILL leaves them behind, Python's resource
+tracker removes them as it should, without the "leaked semaphore objects" warning it would print
+on the terminal (:func:`_start_quiet_tracker`).
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -22,6 +26,22 @@ R = TypeVar("R")
 
 #: seconds between a worker's checks that the process which started it is still alive
 PARENT_POLL_S = 1.0
+#: the resource tracker's warning when it removes the semaphores of a killed process (a ``-W`` filter)
+TRACKER_WARNING = "ignore:resource_tracker:UserWarning:multiprocessing.resource_tracker"
+
+
+def _start_quiet_tracker() -> None:
+    """Start this process's resource tracker (if it has none yet) without its leak warning: after a
+    SIGKILL it removes the pool's semaphores and says so on the terminal, which only alarms."""
+    if os.name != "posix":
+        return
+    from multiprocessing import resource_tracker
+
+    sys.warnoptions.append(TRACKER_WARNING)  # read once, when the tracker's command line is made
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        sys.warnoptions.remove(TRACKER_WARNING)
 
 
 def _exit_when_orphaned(parent: int) -> None:
@@ -43,6 +63,7 @@ class ProcessPool:
     :class:`concurrent.futures.ProcessPoolExecutor` that can also stop its workers at once."""
 
     def __init__(self, workers: int):
+        _start_quiet_tracker()
         self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                          initializer=_init_worker, initargs=(os.getpid(),))
 

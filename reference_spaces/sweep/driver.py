@@ -1,11 +1,14 @@
 """Running a sweep: one sweep per root, the units that are not finished, on the chosen backend.
 
-The sweep holds ``ROOT/sweep.lock`` while it runs (a second sweep on the same root is refused,
-naming the holder; a lock left by a killed sweep is taken over and said so). It looks at every
-unit's folder (:mod:`.status`), hands the failed and missing searches to the backend, and each
-search's trainings as soon as the search has finished; ``workers`` caps the units handed out at
-once. A failed unit is recorded and the sweep goes on. Ctrl-C cancels the units in flight (they
-resume from their checkpoints next time) and keeps everything finished.
+Before anything is written, a sweep whose file changed a setting that a run's checkpoint records
+in a way ``--resume`` refuses is refused as a whole, naming the run and the setting (its folders
+and report stay as they were). The sweep holds ``ROOT/sweep.lock`` while it runs (a second sweep
+on the same root is refused, naming the holder; a lock left by a killed sweep is taken over and
+said so). It looks at every unit's folder (:mod:`.status`), marks the finished ones whose
+``status.json`` a kill left behind, hands the failed and missing searches to the backend, and
+each search's trainings as soon as the search has finished; ``workers`` caps the units handed out
+at once. A failed unit is recorded and the sweep goes on. Ctrl-C cancels the units in flight
+(they resume from their checkpoints next time) and keeps everything finished.
 """
 
 from __future__ import annotations
@@ -14,11 +17,13 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from flatarch.atomic_files import remove_temporaries, temporaries
+
 from .backends import make_backend
 from .execute import BUSY, LOG_NAME
 from .lock import FileLock, LockError, describe
 from .plan import Run, SweepError, SweepPlan
-from .status import FAILED, FINISHED, MISSING, RUNNING, unit_state, write_status
+from .status import CLAIM_NAME, FAILED, FINISHED, MISSING, RUNNING, STATUS_NAME, read_status, unit_state, write_status
 from .units import Unit
 
 LOCK_NAME = "sweep.lock"
@@ -47,6 +52,16 @@ def lock_root(root: str, say: Callable[[str], None]) -> FileLock:
     return lock
 
 
+def refuse_conflicts(runs: tuple[Run, ...]) -> None:
+    """Raise :class:`SweepError` when a run's checkpoint holds settings the sweep would have to refuse."""
+    found = [(unit, changes) for run in runs for unit in run.units if (changes := unit.conflicts())]
+    if found:
+        unit, changes = found[0]
+        more = f" (and {len(found) - 1} more run(s))" if len(found) > 1 else ""
+        raise SweepError(f"run {unit.key} was made with other settings ({'; '.join(changes)}){more}; restore them in "
+                         f"the sweep file, or move {unit.folder} away to start it over")
+
+
 def states(runs: tuple[Run, ...]) -> dict[str, tuple[Unit, str, str]]:
     """``{unit key: (unit, state, detail)}`` of every unit of ``runs``."""
     out = {}
@@ -65,6 +80,7 @@ def run_sweep(plan: SweepPlan, backend: Any = None, say: Callable[[str], None] =
     """
     backend = backend or make_backend(plan.backend, root=plan.root, cwd=plan.cwd, workers=plan.workers,
                                       options=plan.options)
+    refuse_conflicts(plan.runs)
     lock = lock_root(plan.root, say)
     try:
         _Sweep(plan, backend, say).run()
@@ -86,6 +102,9 @@ class _Sweep:
     def todo(self) -> list[Unit]:
         """Units to run now: unfinished searches, and unfinished trainings of finished searches."""
         now = states(self.plan.runs)
+        for unit, state, _ in now.values():
+            if state == FINISHED:
+                _tidy(unit)
         queue, elsewhere, retried = [], 0, 0
         for run in self.plan.runs:
             _, search_state, _ = now[run.search.key]
@@ -141,6 +160,26 @@ class _Sweep:
             return []
         self.say(f"[{self.done}] {unit.key}: finished in {outcome.get('seconds', 0.0):.1f} s")
         return [t for t in self.trains_of.get(unit.key, ()) if unit_state(t).state in (FAILED, MISSING)]
+
+
+def _tidy(unit: Unit) -> None:
+    """What a kill between a finished unit's result file and its worker's last steps left: a status
+    that does not say finished, a temporary file of a status write, a claim file of a worker that is
+    gone. Done under the unit's claim (a live worker that holds it tidies up itself)."""
+    claim = os.path.join(unit.folder, CLAIM_NAME)
+    if read_status(unit.folder).get("state") == FINISHED and not os.path.exists(claim) \
+            and not temporaries(unit.folder, (STATUS_NAME,)):
+        return
+    try:
+        lock = FileLock(claim).acquire()
+    except LockError:
+        return
+    try:
+        remove_temporaries(unit.folder, (STATUS_NAME,))
+        if read_status(unit.folder).get("state") != FINISHED:
+            write_status(unit.folder, state=FINISHED, found="finished when a later sweep looked")
+    finally:
+        lock.release()  # and its file
 
 
 def _record_failure(unit: Unit, error: str) -> None:

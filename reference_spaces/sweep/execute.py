@@ -16,8 +16,10 @@ import time
 import traceback
 from typing import Any
 
+from flatarch.atomic_files import remove_temporaries
+
 from .lock import FileLock, LockError, describe, this_process
-from .status import CLAIM_NAME, FAILED, FINISHED, RUNNING, write_status
+from .status import CLAIM_NAME, FAILED, FINISHED, RUNNING, STATUS_NAME, write_status
 from .units import Unit
 
 LOG_NAME = "log.txt"
@@ -50,6 +52,7 @@ def execute(unit: Unit, cwd: str | None = None) -> dict[str, Any]:
         return {"state": FAILED, "error": one_line(exc), "seconds": 0.0}
     start = time.perf_counter()
     try:
+        remove_temporaries(unit.folder, (STATUS_NAME,))  # a killed worker's (this one holds the claim now)
         write_status(unit.folder, state=RUNNING, **this_process())
         error = _run_logged(unit)
         seconds = time.perf_counter() - start

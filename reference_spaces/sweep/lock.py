@@ -2,9 +2,11 @@
 
 The lock is an ``fcntl.flock`` on a small file that holds the holder's pid, host and start time.
 The kernel (or, on a shared file system, its lock manager) drops the lock when the holder dies,
-however it dies, so a lock is never left behind by a killed sweep; the file's contents then name
-a holder that no longer holds it, which is how a stale lock is recognised and reported. The file
-is never deleted (deleting a lock file races with a process that has just opened it).
+however it dies, so a lock is never left behind by a killed sweep; the file then names a holder
+that no longer holds it, which is how a stale lock is recognised and reported. A holder that lets
+go removes the file while it still holds the lock, and whoever locks a file checks afterwards
+that it is still the one at the path (else it was removed in between, and it locks the new one),
+so a clean finish leaves no lock file and no two processes ever hold one lock.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import socket
 import sys
 import time
 from typing import Any
+
+from flatarch import fault_points
 
 from ..errors import UsageError
 
@@ -77,6 +81,21 @@ class FileLock:
         self.stale: dict[str, Any] = {}
 
     def acquire(self) -> FileLock:
+        while True:
+            fd = self._lock_file()
+            if _is_at(fd, self.path):
+                break
+            os.close(fd)  # its holder removed it after we opened it: lock the file now at the path
+        self.stale = read_holder(self.path)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps({**this_process(), "command": " ".join(sys.argv)}) + "\n").encode(), 0)
+        os.fsync(fd)
+        self._fd = fd
+        fault_points.passed(f"locked {os.path.basename(self.path)}", self.path)
+        return self
+
+    def _lock_file(self) -> int:
+        """A descriptor of the file at the path (made if missing), locked, or :class:`LockError`."""
         import fcntl
 
         try:
@@ -93,20 +112,18 @@ class FileLock:
                 raise LockError(f"{self.path} is held by {describe(holder)}", holder, busy=True) from None
             raise LockError(f"cannot lock {self.path} ({exc.strerror}); the file system must support "
                             "file locks (flock)") from None
-        self.stale = read_holder(self.path)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps({**this_process(), "command": " ".join(sys.argv)}) + "\n").encode(), 0)
-        os.fsync(fd)
-        self._fd = fd
-        return self
+        return fd
 
     def release(self) -> None:
-        """Empty the file (nobody holds it) and drop the lock."""
+        """Remove the file while still holding it, then drop the lock."""
         if self._fd is None:
             return
         fd, self._fd = self._fd, None
+        fault_points.passed(f"unlocking {os.path.basename(self.path)}", self.path)
         try:
-            os.ftruncate(fd, 0)
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
         finally:
             os.close(fd)  # closing the last descriptor drops the flock
 
@@ -115,6 +132,16 @@ class FileLock:
 
     def __exit__(self, *exc: Any) -> None:
         self.release()
+
+
+def _is_at(fd: int, path: str) -> bool:
+    """Whether the open file ``fd`` is the file at ``path`` (not one removed from there)."""
+    try:
+        here = os.stat(path)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (mine.st_dev, mine.st_ino) == (here.st_dev, here.st_ino)
 
 
 def is_held(path: str) -> bool:

@@ -4,8 +4,10 @@ One table per space and search dataset: one row per method, for every evaluation
 column per architecture update ("standard" = the method's own first-order update, "A2" = A2M,
 then any other update of the grid). A cell is the mean ± population std over the seeds whose
 units finished (the protocol of :mod:`flatarch.reference_spaces.engine.multiseed`), with the count
-of seeds it covers and of failed, running and missing ones whenever that is not all of them; a
-cell with no finished seed says so, and is never filled from another.
+of seeds it covers and of failed, diverged, running and missing ones whenever that is not all of
+them; a cell with no finished seed says so, and is never filled from another. A seed whose search
+diverged (its ``result.json`` names a ``diverged_epoch``) is not a result: it is counted as
+diverged, as are the trainings of its genotype.
 
 Values: on a space with trainings (DARTS), each training's ``final_test_acc`` from its
 ``report.json``; otherwise the search's ``result.json`` ``benchmark`` (NAS-Bench-201: the
@@ -15,6 +17,7 @@ benchmark's test accuracies of the reported genotype).
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import math
 import os
@@ -24,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from flatarch.atomic_files import atomic_save_figure, atomic_write_text
+from flatarch.atomic_files import atomic_save_figure, atomic_write_text, remove_temporaries
 from flatarch.provenance import provenance
 
 from ..engine.multiseed import PROTOCOL
@@ -41,6 +44,8 @@ TRAIN_SOURCE = "the final test accuracy of each training of the found genotype (
 SENSITIVITY_AXES = ("rho", "eps")
 #: the one column of a table none of whose runs has a value yet (it still counts their states)
 NO_VALUES = "(no values yet)"
+#: a finished search that diverged: no value (:mod:`flatarch.reference_spaces.engine.reporting`)
+DIVERGED = "diverged"
 
 
 @dataclass
@@ -53,10 +58,11 @@ class Cell:
     running: int = 0
     #: finished, but without this value (a NAS-Bench-201 search without a benchmark table)
     empty: int = 0
+    diverged: int = 0
 
     @property
     def missing(self) -> int:
-        return self.seeds - len(self.values) - self.failed - self.running - self.empty
+        return self.seeds - len(self.values) - self.failed - self.running - self.empty - self.diverged
 
     @property
     def mean(self) -> float:
@@ -67,8 +73,9 @@ class Cell:
         return float(np.std(self.values)) if self.values else math.nan
 
     def text(self) -> str:
-        counts = [f"{n} {what}" for n, what in ((self.failed, "failed"), (self.running, "running"),
-                                                 (self.missing, "missing"), (self.empty, "without a value")) if n]
+        counts = [f"{n} {what}" for n, what in ((self.failed, "failed"), (self.diverged, DIVERGED),
+                                                 (self.running, "running"), (self.missing, "missing"),
+                                                 (self.empty, "without a value")) if n]
         if not self.values:
             return f"— (0/{self.seeds}: {', '.join(counts)})"
         value = f"{self.mean:.2f} ± {self.std:.2f}"
@@ -111,6 +118,9 @@ def _add(seq: list[str], item: str) -> None:
 def _run_values(run: Run, now: dict[str, tuple[Any, str, str]]) -> dict[str, tuple[str, float | None]]:
     """``{dataset: (state, value)}`` of one run."""
     _, search_state, _ = now[run.search.key]
+    result = (run.search.result() or {}) if search_state == FINISHED else {}
+    if result.get("diverged_epoch") is not None:
+        search_state = DIVERGED
     if run.trains:
         out = {}
         for unit in run.trains:
@@ -119,8 +129,7 @@ def _run_values(run: Run, now: dict[str, tuple[Any, str, str]]) -> dict[str, tup
             out[unit.dataset] = (state, value)
         return out
     if search_state != FINISHED:
-        return {}
-    result = run.search.result() or {}
+        return {d: (search_state, None) for d in result.get("benchmark") or {}}
     return {d: (FINISHED, v) for d, v in (result.get("benchmark") or {}).items()}
 
 
@@ -150,6 +159,7 @@ def _count(table: Table, run: Run, values: dict[str, tuple[str, float | None]], 
             cell.values.append(float(value))
         cell.empty += state == FINISHED and value is None
         cell.failed += state == FAILED
+        cell.diverged += state == DIVERGED
         cell.running += state == RUNNING
 
 
@@ -211,11 +221,11 @@ def markdown(tables: Sequence[Table]) -> str:
 
 def csv_text(tables: Sequence[Table]) -> str:
     """One row per table and method; per dataset and update: mean, std, n (seeds with a value),
-    failed and seeds (the grid's)."""
+    failed, diverged and seeds (the grid's)."""
     columns = []
     for t in tables:
         for d, u in t.columns():
-            for what in ("mean", "std", "n", "failed", "seeds"):
+            for what in ("mean", "std", "n", "failed", "diverged", "seeds"):
                 _add(columns, f"{d} {label(u)} {what}")
     axes: list[str] = []
     for t in tables:
@@ -234,7 +244,7 @@ def csv_text(tables: Sequence[Table]) -> str:
                 name = f"{d} {label(u)}"
                 row.update({f"{name} mean": _number(cell.mean), f"{name} std": _number(cell.std),
                             f"{name} n": len(cell.values), f"{name} failed": cell.failed,
-                            f"{name} seeds": cell.seeds})
+                            f"{name} diverged": cell.diverged, f"{name} seeds": cell.seeds})
             writer.writerow([t.space, t.search_dataset, method, *(values.get(a, "") for a in axes),
                              *(row.get(c, "") for c in columns)])
     return buffer.getvalue()
@@ -312,15 +322,19 @@ def plot_sensitivity(table: Table, axis: str, path: str) -> None:
 
 def write_report(root: str, tables: Sequence[Table]) -> list[str]:
     """``ROOT/report.md``, ``ROOT/report.csv``, a bar chart per table and, where rho or eps vary,
-    a sensitivity plot per such axis; returns the paths."""
-    paths = [os.path.join(root, f"{REPORT_NAME}.md"), os.path.join(root, f"{REPORT_NAME}.csv")]
-    atomic_write_text(paths[0], markdown(tables))
-    atomic_write_text(paths[1], csv_text(tables))
+    a sensitivity plot per such axis (the temporary files a killed write of them left are removed
+    first); returns the paths."""
+    charts = []
     for t in tables:
         if t.datasets != [NO_VALUES]:
-            paths.append(os.path.join(root, f"{REPORT_NAME}-{t.space}-{t.search_dataset}.png"))
-            plot(t, paths[-1])
-            for axis in sensitivity_axes(t):
-                paths.append(os.path.join(root, f"{REPORT_NAME}-{t.space}-{t.search_dataset}-{axis}.png"))
-                plot_sensitivity(t, axis, paths[-1])
+            stem = os.path.join(root, f"{REPORT_NAME}-{t.space}-{t.search_dataset}")
+            charts.append((functools.partial(plot, t), f"{stem}.png"))
+            charts += [(functools.partial(plot_sensitivity, t, axis), f"{stem}-{axis}.png")
+                       for axis in sensitivity_axes(t)]
+    paths = [os.path.join(root, f"{REPORT_NAME}.md"), os.path.join(root, f"{REPORT_NAME}.csv"), *(p for _, p in charts)]
+    remove_temporaries(root, [os.path.basename(p) for p in paths])
+    atomic_write_text(paths[0], markdown(tables))
+    atomic_write_text(paths[1], csv_text(tables))
+    for draw, path in charts:
+        draw(path)
     return paths

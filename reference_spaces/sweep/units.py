@@ -5,7 +5,8 @@ continues from its checkpoint) and whether it has finished *with its settings*: 
 finished when its ``result.json`` records the settings the sweep asks for (the settings the
 engine compares on ``--resume``), a training when its ``report.json`` does. Changing a setting in
 the sweep file therefore makes the affected runs unfinished; running them again extends them
-(more epochs) or fails naming the changed settings, as ``--resume`` does.
+(more epochs). A change ``--resume`` would refuse (:meth:`SearchUnit.conflicts`) is refused for
+the whole sweep before anything runs, naming the run and the settings.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..engine.config import SearchConfig
-from ..run_folder import setting_differences
+from ..errors import CheckpointError
+from ..run_folder import checkpoint_settings, setting_differences
 
 #: the file a training unit reads the searched genotype from (what the DARTS space writes)
 GENOTYPE_NAME = "genotype.json"
@@ -46,6 +48,17 @@ def differences(saved: Mapping[str, Any], expected: Mapping[str, Any], keys: Seq
                                                  and old <= new):
         changes.append(f"epochs: {old!r} -> {new!r}")
     return changes
+
+
+def _conflicts(folder: str, expected: Mapping[str, Any], keys: Sequence[str]) -> list[str]:
+    """The settings in which the checkpoint in ``folder`` differs from ``expected`` as ``--resume``
+    refuses them (``epochs`` may grow); ``[]`` without a readable checkpoint (a damaged one fails
+    its unit when it runs, naming the file)."""
+    try:
+        recorded = checkpoint_settings(folder)
+    except CheckpointError:
+        return []
+    return [] if recorded is None else setting_differences(recorded, expected, keys)
 
 
 @dataclass(frozen=True)
@@ -77,10 +90,13 @@ class SearchUnit:
         result = self.result()
         if result is None:
             return None
-        saved, expected = dict(result["config"]), self.resolved.to_json()
-        for d in (saved, expected):  # the benchmark table does not change a search (the loop's rule too)
-            d["space_options"] = {k: v for k, v in (d.get("space_options") or {}).items() if k != "table"}
-        return differences(saved, expected, RESUME_KEYS, bool(result.get("stopped_early")))
+        return differences(result["config"], self.resolved.to_json(), RESUME_KEYS, bool(result.get("stopped_early")))
+
+    def conflicts(self) -> list[str]:
+        """The settings in which this run's checkpoint differs from the unit's as ``--resume`` refuses them."""
+        from ..engine.loop import RESUME_KEYS
+
+        return _conflicts(self.folder, self.resolved.to_json(), RESUME_KEYS)
 
 
 @dataclass(frozen=True)
@@ -147,6 +163,13 @@ class TrainUnit:
         config = self.spec.config.resolved(self.dataset)
         expected = recorded_settings(config, {"genotype": genotype, "dataset": self.dataset}, 1)
         return differences(report["config"], expected, resume_keys(expected), bool(report.get("stopped_early")))
+
+    def conflicts(self) -> list[str]:
+        """As :meth:`SearchUnit.conflicts`, but for the genotype: that is what its search finds, not a setting."""
+        from ..darts.train import recorded_settings, resume_keys
+
+        expected = recorded_settings(self.spec.config.resolved(self.dataset), {"dataset": self.dataset}, 1)
+        return _conflicts(self.folder, expected, resume_keys(expected))
 
 
 Unit = SearchUnit | TrainUnit
