@@ -14,30 +14,40 @@ validation batch the loop draws (``next(iter(valid_loader))``, L436)::
     attach(trainer, arch_update="a2m", rho=1e-2)    # after building the ConfigurableTrainer
     trainer.train(search_space_handler, ...)
 
-On ``step()`` the optimizer re-evaluates that batch through the closure
-``add_reg_terms(criterion(network(x)[1], y))`` at each point the update needs, writing the
-points into the live alphas (confopt's models read them at every forward) and restoring them
-bit for bit, then steps the wrapped torch optimizer with the update's direction in ``.grad``.
-The trainer's own pass has already run by then; so that the update sees what it saw:
+On ``step()`` the update's first evaluation, ``g(alpha)``, is the trainer's own pass: its loss
+(as the handler's ``add_reg_terms`` returned it) and the gradient its backward left in the
+alphas' ``.grad``. Every further point the update needs (A2M: ``alpha_t`` and the difference
+pair; SAM/USAM: the perturbed point) is evaluated on the same batch through the closure
+``add_reg_terms(criterion(network(x)[1], y))``, the point written into the live alphas (confopt's
+models read them at every forward) and restored bit for bit; then the wrapped torch optimizer
+steps with the update's direction in ``.grad``. So that the update sees what the trainer saw and
+the trainer goes on as after its own step:
 
 * ``zero_grad()`` records torch's random state (CPU and the alphas' CUDA device), and every
-  evaluation of the step replays it: the sampler's noise (GDAS, DrNAS, ...), dropout masks and
-  partial channels are those of the trainer's pass (:class:`flatarch.evaluation.RandomState`);
-* afterwards the generator continues from where the trainer's pass left it, and the network's
-  buffers (BatchNorm statistics) are put back to what that pass left.
+  further evaluation replays it: the sampler's noise (GDAS, DrNAS, ...), dropout masks and
+  partial channels are those the trainer's pass drew (:class:`flatarch.evaluation.RandomState`).
+  One exception: the first forward of confopt's operations counts their FLOPs on a
+  ``randn_like`` input before anything else (``searchspace/common/mixop.py`` L88-89, L125-131,
+  L205-206, L253-260), so in the very first step of a search the trainer's pass drew that noise
+  first and a stochastic sampler's noise differs between ``g(alpha)`` and the later points;
+* on leaving ``step()`` the random stream is exactly where the trainer's pass left it, and the
+  network's buffers (BatchNorm statistics) are what that pass left.
 
-So with ``arch_update="first-order"`` the search is bit for bit confopt's own, and with A2M the
-only change is the alphas' update. Cost per step: the trainer's forward and backward, which is
-kept (its logits feed the meters), plus the update's evaluations (A2M 4, SAM/USAM 2), each a
-forward and an alpha-only backward: one pass more than A2M alone.
+So with ``arch_update="first-order"`` the step takes no forward of its own and the search is bit
+for bit confopt's own loop (the weights, the alphas, and so every later ``next(iter(loader))``);
+with A2M the only change is the alphas' update. Forwards per search step: the trainer's arch pass,
+the update's further points (A2M 3, SAM/USAM 1, first-order none), the weight step: 5 with A2M.
+``hessian="exact"`` differentiates through ``g(alpha)``'s graph, so it evaluates ``g(alpha)``
+again (one forward more).
 
 Not to be combined with confopt's SDARTS perturbator (``oneshot/perturbator``): it writes noise
 into the alphas after every arch step and never restores them, so the noise stays in the
 alphas, accumulates, and is applied to the logits rather than to the probabilities
-(``perturb.py`` L54-65, L135-142; ``search_space_handler.py`` L117-120). The wrapped epoch
-refuses a handler with a perturbation. SDARTS as published perturbs the mixing probabilities for
-the weight step only and restores the alphas afterwards: that is
-:func:`flatarch.smoothing.random_smoothing`.
+(``perturb.py`` L54-65, L135-142; ``search_space_handler.py`` L117-120). :func:`attach` refuses
+a search space that holds one (the handler's ``adapt_search_space`` puts it among the space's
+``components``, ``search_space_handler.py`` L91-92), and the wrapped epoch a handler that has
+one. SDARTS as published perturbs the mixing probabilities for the weight step only and restores
+the alphas afterwards: that is :func:`flatarch.smoothing.random_smoothing`.
 """
 
 from __future__ import annotations
@@ -86,7 +96,8 @@ class _RecordingLoader:
 
 class EpochContext:
     """What one ``_train_epoch`` call gives the architecture loss: network, criterion, the
-    handler's regulariser, the device, and the latest validation batch."""
+    handler's regulariser, the device, the latest validation batch and the latest loss the
+    handler's ``add_reg_terms`` returned (in the arch step: the trainer's arch loss)."""
 
     def __init__(self, network: nn.Module, criterion: Callable, handler: Any, device: Any):
         self.network = network
@@ -94,12 +105,34 @@ class EpochContext:
         self.handler = handler
         self.device = device
         self.batch: Any = None
+        self.loss: torch.Tensor | None = None
 
     def recording(self, loader: Any) -> _RecordingLoader:
         return _RecordingLoader(loader, self._keep)
 
     def _keep(self, batch: Any) -> None:
         self.batch = batch
+
+    @contextmanager
+    def watching_losses(self) -> Iterator[None]:
+        """While the block runs, the handler's ``add_reg_terms`` also keeps what it returns (an
+        attribute of this handler object, removed afterwards; its class is untouched)."""
+        handler = self.handler
+        own = vars(handler).get("add_reg_terms")
+        add_reg_terms = handler.add_reg_terms
+
+        def watched(*args: Any, **kwargs: Any) -> torch.Tensor:
+            self.loss = add_reg_terms(*args, **kwargs)
+            return self.loss
+
+        handler.add_reg_terms = watched
+        try:
+            yield
+        finally:
+            if own is None:
+                del handler.add_reg_terms
+            else:
+                handler.add_reg_terms = own
 
     def loss_fn(self) -> Callable[[], torch.Tensor]:
         """The closure the trainer's arch pass computes, on the latest validation batch (L450-454)."""
@@ -177,21 +210,50 @@ class FlatArchOptimizer:
                 "FlatArchOptimizer.step() re-evaluates the trainer's validation batch, and has none: install it "
                 "with flatarch.adapters.confopt.attach(trainer), or pass step(loss_fn)"
             )
-        loss = context.loss_fn()
+        closure = context.loss_fn()
         buffers = list(context.network.buffers())
         after_trainer_pass = [b.detach().clone() for b in buffers]
+        random_after_trainer_pass = RandomState(self._devices())
         try:
-            # Every evaluation replays the trainer's draws; the update leaves the generator where the first
-            # evaluation, and so the trainer's pass, left it.
             if self._random_at_zero_grad is not None:
-                self._random_at_zero_grad.restore()
-            self.last_info = self.update.step(loss, convention="closure")
+                self._random_at_zero_grad.restore()  # the further points replay the trainer's draws
+            if getattr(self.update, "hessian", None) == "exact":  # needs the graph of g(alpha): evaluated again
+                self.last_info = self.update.step(closure, convention="closure")
+            else:
+                self.last_info = self.update.step(self._after_trainers_pass(closure, context.loss),
+                                                  convention="closure", returns_grad=True)
         finally:
             self._random_at_zero_grad = None
+            random_after_trainer_pass.restore()
             with torch.no_grad():
                 for buffer, saved in zip(buffers, after_trainer_pass):
                     buffer.copy_(saved)
         return self.last_info
+
+    def _after_trainers_pass(self, closure: Callable[[], torch.Tensor], loss: torch.Tensor | None,
+                             ) -> Callable[[], tuple[torch.Tensor, list[torch.Tensor]]]:
+        """``(loss, grads)`` at each call: the first time, the trainer's pass at alpha (its loss and
+        the ``.grad`` its backward left); then a forward and an alpha-only backward of ``closure``."""
+        leaves = self.update.leaves
+        missing = [i for i, p in enumerate(leaves) if p.grad is None]
+        if loss is None or missing:
+            raise RuntimeError(
+                "FlatArchOptimizer.step() continues from the trainer's arch pass (its loss through the handler's "
+                "add_reg_terms, its backward into the alphas' .grad) and found "
+                + ("no loss" if loss is None else f"no .grad in arch parameter(s) {missing}")
+                + "; call it after arch_loss.backward(), as confopt's _train_epoch does"
+            )
+        first: tuple[torch.Tensor, list[torch.Tensor]] | None = (loss.detach(), [p.grad for p in leaves])
+
+        def loss_and_grads() -> tuple[torch.Tensor, list[torch.Tensor]]:
+            nonlocal first
+            if first is not None:
+                trainers, first = first, None
+                return trainers
+            value = closure()
+            return value.detach(), list(torch.autograd.grad(value, leaves))
+
+        return loss_and_grads
 
     @contextmanager
     def reading(self, context: EpochContext) -> Iterator[EpochContext]:
@@ -218,13 +280,24 @@ class FlatArchOptimizer:
         return f"{type(self).__module__}.{type(self).__name__}({self.update!r})"
 
 
+PERTURBATOR_REFUSED = (
+    "confopt's SDARTS perturbator writes noise into the alphas after every arch step and never restores them; it "
+    "cannot be combined with the flatarch architecture step. Run without the perturbator (for SDARTS smoothing, "
+    "see flatarch.smoothing.random_smoothing)"
+)
+
+
 def _check_handler(handler: Any) -> None:
     if getattr(handler, "perturbation", None) is not None:
-        raise ValueError(
-            "confopt's SDARTS perturbator writes noise into the alphas after every arch step and never restores "
-            "them; it cannot be combined with the flatarch architecture step. Run without the perturbator "
-            "(for SDARTS smoothing, see flatarch.smoothing.random_smoothing)"
-        )
+        raise ValueError(PERTURBATOR_REFUSED)
+
+
+def _check_search_space(trainer: Any) -> None:
+    """Refuse a search space among whose components the handler put a perturbator (confopt's
+    ``BasePerturbator``, ``oneshot/perturbator/base_perturb.py`` L11-33)."""
+    for component in getattr(getattr(trainer, "model", None), "components", None) or ():
+        if callable(getattr(component, "_perturb_and_update_alphas", None)):
+            raise ValueError(PERTURBATOR_REFUSED)
 
 
 def attach(trainer: Any, **knobs: Any) -> FlatArchOptimizer:
@@ -234,11 +307,15 @@ def attach(trainer: Any, **knobs: Any) -> FlatArchOptimizer:
     this trainer's ``_train_epoch`` (the class is untouched) to hand the optimizer its batch.
     ``knobs`` are :class:`FlatArchOptimizer`'s. Returns the new arch optimizer.
     """
-    current = getattr(trainer, "arch_optimizer", None)
+    if not (hasattr(trainer, "arch_optimizer") and callable(getattr(trainer, "_train_epoch", None))):
+        raise TypeError(f"attach takes confopt's ConfigurableTrainer (arch_optimizer and _train_epoch), got "
+                        f"{type(trainer).__module__}.{type(trainer).__qualname__}")
+    current = trainer.arch_optimizer
     if isinstance(current, FlatArchOptimizer):
         raise ValueError("this trainer already takes flatarch architecture steps (attach was called before)")
     if current is None:
         raise ValueError("the trainer has no arch_optimizer to wrap; build it with the architecture optimizer")
+    _check_search_space(trainer)
     train_epoch = trainer._train_epoch
     signature = inspect.signature(train_epoch)
     missing = [name for name in EPOCH_ARGUMENTS if name not in signature.parameters]
@@ -261,7 +338,7 @@ def attach(trainer: Any, **knobs: Any) -> FlatArchOptimizer:
         _check_handler(handler)
         context = EpochContext(call.arguments["network"], call.arguments["criterion"], handler, device)
         call.arguments["valid_loader"] = context.recording(call.arguments["valid_loader"])
-        with flat.reading(context):
+        with flat.reading(context), context.watching_losses():
             return train_epoch(*call.args, **call.kwargs)
 
     trainer._train_epoch = flat_train_epoch

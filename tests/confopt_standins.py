@@ -7,7 +7,9 @@ project); its code must not be copied. Written from its interfaces, at toy size:
   ``nn.Parameter`` attribute ``arch_parameters`` of shape ``[6, ops]`` (L132-134), the betas
   ``beta_parameters`` ``[6]``; ``sample`` is a replaceable function (softmax by default, L278-280)
   applied to the live alphas at every forward (L282-297, L323); forward returns
-  ``(features, logits)``.
+  ``(features, logits)``. Its first forward draws from torch's generator before anything else, as
+  confopt's mixed ops do when they count their FLOPs on a ``randn_like`` input
+  (``searchspace/common/mixop.py`` L88-89, L125-131).
 * :class:`NB201SearchSpace` (``searchspace/common/base_search.py`` L17-121 and
   ``searchspace/nb201/supernet.py`` L62-96): a wrapper holding ``model``, with the *property*
   ``arch_parameters`` returning a new list ``[model.arch_parameters]`` at each call,
@@ -16,7 +18,10 @@ project); its code must not be copied. Written from its interfaces, at toy size:
   generator at every forward (as confopt's GDAS/SNAS samplers do, ``archsampler/gdas/sampler.py``
   L41-59), kept soft so that finite differences stay meaningful.
 * :class:`SearchSpaceHandler` (``train/search_space_handler.py`` L33-214): ``add_reg_terms``,
-  ``perturbation``, ``perturb_parameter``.
+  ``perturbation``, ``perturb_parameter``, ``adapt_search_space`` (which puts the perturbator
+  among the space's ``components``, L91-92).
+* :class:`Loader`: a shuffling loader, its order drawn from torch's generator at each ``iter()``
+  as a ``DataLoader(shuffle=True)`` draws its sampler's seed.
 * :class:`ConfigurableTrainer` (``train/configurable_trainer.py``): the constructor's arguments,
   ``train`` calling ``_train_epoch`` positionally (L230-244) and ``_train_epoch``'s arch and weight
   steps (L423-510), ``_load_checkpoint``'s truthiness test on the arch optimizer (L647-648).
@@ -39,11 +44,14 @@ class NB201SearchModel(nn.Module):
         self.classifier = nn.Linear(C, num_classes)
         self.arch_parameters = nn.Parameter(1e-3 * torch.randn(6, len(NB201_OPS)))
         self.beta_parameters = nn.Parameter(1e-3 * torch.randn(6))
+        self.flops = None
 
     def sample(self, alphas):
         return F.softmax(alphas, dim=-1)
 
     def forward(self, inputs):
+        if self.flops is None:  # confopt's FLOP count at the first forward: a draw from the generator
+            self.flops = float(torch.randn_like(inputs).numel())
         weights = self.sample(self.arch_parameters)
         feature = self.stem(inputs)
         for cell in self.cells:
@@ -117,10 +125,24 @@ class SearchSpaceHandler:
         if self.perturbation is not None:
             search_space.set_arch_parameters(self.perturbation(search_space.arch_parameters))
 
+    def adapt_search_space(self, search_space):
+        if self.perturbation is not None:
+            search_space.components.append(self.perturbation)
+
+
+class Perturbator:
+    """confopt's SDARTS perturbator's shape: noise written into the alphas (``_perturb_and_update_alphas``)."""
+
+    def __call__(self, alphas):
+        return [a + 0.1 for a in alphas]
+
+    def _perturb_and_update_alphas(self):
+        pass
+
 
 class Loader:
-    """Batches in turn; each ``iter()`` starts at the next one, as a shuffling DataLoader hands a new
-    batch to every ``next(iter(loader))``."""
+    """Batches in an order drawn from torch's generator at each ``iter()``, turned by one more batch
+    each time (a new batch for every ``next(iter(loader))``, also with few batches)."""
 
     def __init__(self, batches, start=0):
         self.batches = list(batches)
@@ -129,8 +151,9 @@ class Loader:
     def __iter__(self):
         start = self.position
         self.position += 1
+        order = torch.randperm(len(self.batches)).tolist()
         for i in range(len(self.batches)):
-            yield self.batches[(start + i) % len(self.batches)]
+            yield self.batches[order[(start + i) % len(self.batches)]]
 
     def __len__(self):
         return len(self.batches)

@@ -16,6 +16,7 @@ from confopt_standins import (
     L2ArchRegularizer,
     Loader,
     NB201SearchSpace,
+    Perturbator,
     SearchSpaceHandler,
 )
 from flatarch.adapters.confopt import FlatArchOptimizer, attach
@@ -69,23 +70,31 @@ def test_a2m_direction_equals_the_paper_formula_on_the_trainers_batch(stochastic
     trainer, handler = build(stochastic=stochastic)
     flat = attach(trainer, rho=rho, eps=eps)
     spy = StepSpy(flat.optimizer, flat.update.leaves)
-    space = copy.deepcopy(trainer.model)
-    torch.manual_seed(7)
-    state = torch.get_rng_state()  # what the first arch pass starts from (nothing draws before it)
-    expected = independent_a2m(space.arch_parameters, arch_loss_of(space, handler, trainer.data[1].batches[0]), rho,
-                               eps, before_each=lambda: torch.set_rng_state(state))
+    space = copy.deepcopy(trainer.model)  # as the first arch pass finds it (its FLOPs not counted yet)
+    seen = {}
+    zero_grad = flat.zero_grad
+
+    def recording_zero_grad(*args, **kwargs):  # the first arch pass's batch and random state
+        seen.setdefault("batch", flat._context.batch)
+        seen.setdefault("random", torch.get_rng_state())
+        return zero_grad(*args, **kwargs)
+
+    flat.zero_grad = recording_zero_grad
     before = [a.detach().clone() for a in trainer.model.arch_parameters]
 
     train(trainer, handler, 1)
 
+    # the formula, every evaluation from the random state the trainer's pass started from (the first
+    # also counts the FLOPs, as the trainer's pass did: g(alpha) is that pass's gradient)
+    expected = independent_a2m(space.arch_parameters, arch_loss_of(space, handler, seen["batch"]), rho, eps,
+                               before_each=lambda: torch.set_rng_state(seen["random"]))
     first = spy.calls[0]
     for got, want in zip(first["grads"], expected):
         torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-9)
     assert_bitwise_equal(first["alphas"], before)  # restored before Adam stepped
     assert flat.last_info.evaluations == 4 and flat.update.steps == 3
     if stochastic:  # the comparison can fail: with fresh noise at each evaluation the formula gives another G
-        fresh = independent_a2m(space.arch_parameters, arch_loss_of(space, handler, trainer.data[1].batches[0]), rho,
-                                eps)
+        fresh = independent_a2m(space.arch_parameters, arch_loss_of(space, handler, seen["batch"]), rho, eps)
         assert (fresh[0] - expected[0]).abs().max() > 1e-6
 
 
@@ -119,14 +128,33 @@ def test_meters_and_buffers_come_from_the_trainers_own_pass():
     assert len(spy.calls) == 3
 
 
-def test_the_sdarts_perturbator_is_refused():
+def test_the_sdarts_perturbator_is_refused_at_attach_and_by_the_epoch():
     trainer, _ = build()
-    attach(trainer)
-    handler = SearchSpaceHandler(perturbation=lambda alphas: [a + 0.1 for a in alphas])
+    handler = SearchSpaceHandler(perturbation=Perturbator())
+    handler.adapt_search_space(trainer.model)  # as confopt's experiment does before training
+    with pytest.raises(ValueError, match="perturbator"):
+        attach(trainer)
+    assert isinstance(trainer.arch_optimizer, torch.optim.Adam) and "_train_epoch" not in vars(trainer)
+    trainer, _ = build()
+    attach(trainer)  # a handler adapted after attach, or never: refused when its epoch starts
     before = [a.detach().clone() for a in trainer.model.arch_parameters]
     with pytest.raises(ValueError, match="perturbator"):
         train(trainer, handler, 1)
     assert_bitwise_equal([a.detach() for a in trainer.model.arch_parameters], before)
+
+
+@pytest.mark.parametrize("update,forwards", [("a2m", 5), ("sam", 3), ("first-order", 2)])
+def test_the_trainers_own_pass_is_the_updates_first_evaluation(update, forwards):
+    """Forwards per search step: the trainer's arch pass (the update's g(alpha)), the update's
+    further points, the weight step; A2M 5, where re-evaluating g(alpha) cost 6."""
+    trainer, handler = build()
+    flat = attach(trainer, arch_update=update)
+    calls = []
+    forward = trainer.model.model.forward
+    trainer.model.model.forward = lambda x: (calls.append(1), forward(x))[1]
+    train(trainer, handler, 1)
+    assert len(calls) == forwards * flat.update.steps and flat.update.steps == 3
+    assert "add_reg_terms" not in vars(handler)  # the loss watch is gone with the epoch
 
 
 def test_keyword_calls_and_other_optimizers_pass_through():
@@ -191,6 +219,7 @@ def test_state_dict_round_trip_resumes_identically():
     random_state = torch.get_rng_state()
 
     resumed, _ = build(seed=99, starts=(first_half.data[0].position, first_half.data[1].position))
+    resumed.model.model.flops = first_half.model.model.flops  # counted, as in the run it continues
     flat = attach(resumed)
     buffer.seek(0)
     resumed._load_checkpoint(torch.load(buffer, weights_only=True))
@@ -225,6 +254,8 @@ def test_attach_refuses_what_it_cannot_do():
     trainer.arch_optimizer = None
     with pytest.raises(ValueError, match="no arch_optimizer"):
         attach(trainer)
+    with pytest.raises(TypeError, match="attach takes confopt's ConfigurableTrainer .*, got builtins.object"):
+        attach(object())
     with pytest.raises(TypeError, match="torch optimizer"):
         FlatArchOptimizer([torch.zeros(1, requires_grad=True)])
 
