@@ -118,3 +118,52 @@ def test_resume_takes_every_setting_from_the_checkpoint(tmp_path, monkeypatch, c
 
 def _alphas(folder):
     return [json.loads(line)["alphas"] for line in open(os.path.join(folder, "search.jsonl"))]
+
+
+def test_sigterm_stops_like_ctrl_c(tmp_path):
+    """``kill`` (SIGTERM) of a running search: the Ctrl-C hint, exit 143, a checkpoint to resume from."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = str(tmp_path / "run")
+    command = [sys.executable, "-m", "flatarch", "search", *TINY, "--epochs", "40", "--early-stop", "0", "--out", out]
+    search = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+    end = time.monotonic() + 120
+    while not os.path.exists(os.path.join(out, "checkpoint.pt")):
+        assert time.monotonic() < end and search.poll() is None, "the search did not write its first checkpoint"
+        time.sleep(0.05)
+    search.send_signal(signal.SIGTERM)
+    _, err = search.communicate(timeout=60)
+    assert search.returncode == 143, err
+    assert f"interrupted; continue with: flatarch search --out {out} --resume" in err and "Traceback" not in err
+    from flatarch.reference_spaces.run_folder import read_checkpoint
+
+    assert 1 <= read_checkpoint(os.path.join(out, "checkpoint.pt"))["epoch"] < 40  # what --resume continues from
+    assert not [n for n in os.listdir(out) if n.endswith(".tmp")]  # the write it was in was completed or undone
+
+
+def test_a_full_disk_fails_in_one_line_and_loses_nothing(tmp_path, monkeypatch, capsys):
+    import errno
+
+    import torch
+
+    out = str(tmp_path / "run")
+    real_save = torch.save
+
+    def full_disk_in_epoch_2(obj, f, *args, **kwargs):
+        if isinstance(obj, dict) and obj.get("epoch") == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, f, *args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(torch, "save", full_disk_in_epoch_2)
+        assert main(["search", *TINY, "--epochs", "2", "--early-stop", "0", "--out", out]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == (f"flatarch search: error: [Errno 28] No space left on device; continue with: "
+                           f"flatarch search --out {out} --resume")
+    assert sorted(os.listdir(out)) == ["checkpoint.pt", "search.jsonl"]  # epoch 1 committed, no temporary left
+    assert main(["search", "--out", out, "--resume", "--no-progress"]) == 0
+    assert json.load(open(os.path.join(out, "result.json")))["epochs_run"] == 2

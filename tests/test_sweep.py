@@ -448,3 +448,34 @@ def test_a_sweep_file_whose_settings_its_runs_cannot_take_is_refused_before_anyt
     assert f"run {plan.runs[0].key} was made with other settings (epochs: 2 -> 1; lr: 0.025 -> 0.1) (and 3 more " \
            "run(s)); restore them in the sweep file" in err and err.count("\n") == 1, err
     assert _files(plan.root) == before and "| darts | " in open(os.path.join(plan.root, "report.md")).read()
+
+
+def test_a_lock_file_removed_by_its_holder_is_never_held_twice(tmp_path, monkeypatch):
+    """A holder removes the lock file when it lets go; a process that opened the file just before
+    and locks it after sees it is no longer the file at the path and locks the new one instead."""
+    import fcntl
+
+    from flatarch.reference_spaces.sweep.lock import LockError
+
+    path = str(tmp_path / "unit.lock")
+    first = FileLock(path).acquire()
+    opened_before = os.open(path, os.O_RDWR)  # another process opens the file ...
+    first.release()  # ... and the holder lets go, removing it
+    assert not os.path.exists(path)
+    real = FileLock._lock_file
+    pending = [opened_before]
+
+    def lock_the_old_file_first(self):
+        if pending:
+            fd = pending.pop()
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # succeeds: nobody holds the removed file
+            return fd
+        return real(self)
+
+    monkeypatch.setattr(FileLock, "_lock_file", lock_the_old_file_first)
+    second = FileLock(path).acquire()
+    assert json.load(open(path))["pid"] == os.getpid() and not pending  # it locked the file now at the path
+    with pytest.raises(LockError, match="is held by pid"):
+        FileLock(path).acquire()
+    second.release()
+    assert not os.path.exists(path)

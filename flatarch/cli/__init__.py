@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .interrupt import sigterm_interrupts
+    from .stops import sigterm_interrupts
 
     parser = build_parser()
     args = parser.parse_args(argv)

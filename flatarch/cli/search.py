@@ -257,7 +257,7 @@ def print_result(result) -> None:
 
 def run(args) -> int:
     import flatarch
-    from flatarch.cli.interrupt import exit_status
+    from flatarch.cli.stops import stopped
     from flatarch.reference_spaces.engine import format_summary, search
     from flatarch.reference_spaces.errors import UsageError
 
@@ -277,11 +277,10 @@ def run(args) -> int:
     except (UsageError, flatarch.NonFiniteError) as exc:
         print(f"flatarch search: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as exc:
+    except (KeyboardInterrupt, OSError) as exc:
         seeds = f" --seeds {' '.join(map(str, args.seeds))}" if args.seeds else ""
         where = f"flatarch search --out {settings['out']}{seeds} --resume" if settings.get("out") else \
             "the same command plus --resume"
-        print(f"\ninterrupted; continue with: {where}", file=sys.stderr)
-        return exit_status(exc)
+        return stopped("flatarch search", exc, f"continue with: {where}")
     return 0
 

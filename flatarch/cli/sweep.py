@@ -71,7 +71,7 @@ def _sweep(plan) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from flatarch.cli.interrupt import exit_status
+    from flatarch.cli.stops import stopped
     from flatarch.cli.sweep_file import read_sweep_file
     from flatarch.reference_spaces.errors import UsageError
 
@@ -89,7 +89,6 @@ def run(args: argparse.Namespace) -> int:
     except UsageError as exc:
         print(f"flatarch sweep: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as exc:
-        print(f"\ninterrupted; finished runs are kept. Run `flatarch sweep {args.file}` again to complete the rest",
-              file=sys.stderr)
-        return exit_status(exc)
+    except (KeyboardInterrupt, OSError) as exc:
+        return stopped("flatarch sweep", exc,
+                       f"finished runs are kept. Run `flatarch sweep {args.file}` again to complete the rest")

@@ -106,7 +106,7 @@ def _default_out(genotype: str, dataset: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from flatarch.cli.interrupt import exit_status
+    from flatarch.cli.stops import stopped
     from flatarch.reference_spaces.errors import UsageError
 
     out = args.out
@@ -117,9 +117,8 @@ def run(args: argparse.Namespace) -> int:
     except UsageError as exc:
         print(f"flatarch train: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as exc:
-        print(f"\ninterrupted; continue with: flatarch train --out {out} --resume", file=sys.stderr)
-        return exit_status(exc)
+    except (KeyboardInterrupt, OSError) as exc:
+        return stopped("flatarch train", exc, f"continue with: flatarch train --out {out} --resume")
 
 
 def invocation(args: argparse.Namespace) -> dict[str, Any]:

@@ -1,5 +1,6 @@
-"""SIGTERM as Ctrl-C: a terminated command stops as an interrupted one does, says how to continue,
-and exits with the status of the signal (130 for SIGINT, 143 for SIGTERM, as a shell reports them).
+"""How a command that stops before its end says so: Ctrl-C, SIGTERM, or a file that cannot be
+written or read (a full disk). Each prints one line with how to continue and exits with the
+status of the signal (130 for SIGINT, 143 for SIGTERM, as a shell reports them), or 1.
 
 While :func:`sigterm_interrupts` is active, SIGTERM raises :class:`Terminated` (a
 ``KeyboardInterrupt``) in the main thread, so every ``except KeyboardInterrupt`` path (the
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -37,6 +39,11 @@ def sigterm_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def exit_status(exc: KeyboardInterrupt) -> int:
-    """128 + the signal's number, as a shell reports a process it stopped."""
-    return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+def stopped(prog: str, exc: KeyboardInterrupt | OSError, hint: str) -> int:
+    """Say that ``prog`` stopped (interrupted, or ``exc``'s error), then ``hint``; the exit status:
+    128 + the signal's number for an interrupt, as a shell reports it, else 1."""
+    if isinstance(exc, KeyboardInterrupt):
+        print(f"\ninterrupted; {hint}", file=sys.stderr)
+        return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+    print(f"{prog}: error: {exc}; {hint}", file=sys.stderr)
+    return 1
