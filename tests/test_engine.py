@@ -505,3 +505,19 @@ def test_resume_of_a_finished_search_rewrites_a_damaged_result_from_its_checkpoi
     err = capsys.readouterr().err
     assert "is complete" in err and "result.json is missing or does not match the checkpoint; rewriting" in err
     assert _snapshot(out) == intact  # the temporary file is gone, the plot back, the result as it was
+
+
+def test_resume_with_only_out_keeps_what_the_recipe_changed(tmp_path, monkeypatch):
+    """``search(out=X, resume=True)`` takes every setting from the checkpoint; result.json still names
+    what the recipe changed (resolved by the run's first command), as the uninterrupted run's does."""
+    cfg = TINY.replace(method="pcdarts", recipe="original", epochs=2, early_stop=0, batch_size=8, warmup_epochs=0)
+    straight = search(cfg, out=str(tmp_path / "straight"))
+    out = str(tmp_path / "cut")
+    with monkeypatch.context() as m:
+        _interrupt_at(m, 1)
+        with pytest.raises(KeyboardInterrupt):
+            search(cfg, out=out)
+    resumed = search(out=out, resume=True, progress=False)
+    saved, whole = (json.load(open(os.path.join(folder, loop.RESULT_NAME))) for folder in (out, straight.out))
+    assert saved["recipe"] == whole["recipe"] and saved["recipe"]["changed"]  # the recipe set lr, arch_lr, ...
+    assert [h["alphas"] for h in resumed.history] == [h["alphas"] for h in straight.history]
