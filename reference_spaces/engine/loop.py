@@ -459,7 +459,7 @@ class _Searcher:
         if self.records and self.finished():
             _say(f"--resume: the search in {cfg.out} is complete ({len(self.history)} epochs); nothing to run. "
                  "Pass a larger --epochs to extend it.")
-            return self.result(write=bool(cfg.out), only_if_stale=True)
+            return self.result(write=bool(self.folder.out), only_if_stale=True)
         if self.records:
             _say(f"--resume: continuing the search in {cfg.out} after epoch {len(self.history)} of "
                  f"{cfg.epochs + self.tune_epochs}")
@@ -479,7 +479,7 @@ class _Searcher:
             if cfg.select == PROJECTED or reporting.selected(self.history, cfg.select) is None:
                 raise
             self.blew_up = (len(self.history) + 1, str(exc))
-        return self.result(write=bool(cfg.out))
+        return self.result(write=bool(self.folder.out))
 
     def _epoch(self, epoch: int, bar) -> None:
         """One epoch, its record and line, its checkpoint (the commit), then the log derived from it."""
@@ -489,7 +489,7 @@ class _Searcher:
         self.records.append(record)
         self.trackers.log_record(record)
         self._print(reporting.format_epoch(record, self.cfg.epochs + self.tune_epochs))
-        if self.cfg.out:
+        if self.folder.out:  # the one condition on whether this process writes the run's files
             self.folder.save_checkpoint(self.state(epoch + 1))
             write_json_lines(self.records, self.path(LOG_NAME))
         if hasattr(bar, "update"):
@@ -597,7 +597,7 @@ class _Searcher:
             _say(f"--resume: {path} is missing or does not match the checkpoint; rewriting the search's files from it")
             write_json_lines(self.records, self.path(LOG_NAME))
         title = f"{cfg.space} {cfg.method} {cfg.optimizer} seed {cfg.seed}"
-        self.space.save_genotype(result.genotype, cfg.out, title=title)
+        self.space.save_genotype(result.genotype, self.folder.out, title=title)
         if cfg.plot:
             from .plot import plot_history
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from flatarch import NonFiniteError
+
 from ..errors import DivergedError
 from ..run_folder import checkpoint_settings
 from .checkpoint import write_json
@@ -81,17 +83,17 @@ def _seed_config(config: SearchConfig, seed: int, parallel: bool) -> SearchConfi
     return config.replace(seed=seed, out=out, progress=config.progress and not parallel, tag=f"seed {seed}")
 
 
-def _search_seed(config: SearchConfig) -> SearchResult | DivergedError:
+def _search_seed(config: SearchConfig) -> SearchResult | Exception:
     """One seed's search; its divergence is returned, not raised, so that the other seeds go on."""
     try:
         return search_one(config)
-    except DivergedError as exc:
+    except (DivergedError, NonFiniteError) as exc:
         return exc
 
 
-def _not_counted(outcome: SearchResult | DivergedError) -> str | None:
+def _not_counted(outcome: SearchResult | Exception) -> str | None:
     """Why a seed's outcome is left out of the summary, or ``None`` when it counts."""
-    if isinstance(outcome, DivergedError):
+    if not isinstance(outcome, SearchResult):
         return str(outcome)
     if outcome.diverged_epoch is not None:
         return f"the search diverged from epoch {outcome.diverged_epoch} ({outcome.selection})"
