@@ -487,11 +487,11 @@ class _Searcher:
         record.update(hessian.measure(self, epoch))
         assert_finite_state(self.net.state_dict(), epoch + 1, "Lower --lr or --arch-lr.")
         self.records.append(record)
-        self.trackers.log_record(record)
         self._print(reporting.format_epoch(record, self.cfg.epochs + self.tune_epochs))
         if self.folder.out:  # the one condition on whether this process writes the run's files
             self.folder.save_checkpoint(self.state(epoch + 1))
             write_json_lines(self.records, self.path(LOG_NAME))
+        self.trackers.log_record(record)  # after the commit: a tracker never shows an epoch a resume runs again
         if hasattr(bar, "update"):
             bar.update(1)
 
