@@ -233,15 +233,21 @@ def _interrupt_at(monkeypatch, epoch_to_fail):
     monkeypatch.setattr(loop._Searcher, "run_epoch", run_epoch)
 
 
-@pytest.mark.parametrize("method,update", [("darts", "a2m"), ("sdarts-rs", "sam"), ("pcdarts", "usam")])
-def test_resume_gives_identical_alphas_and_keeps_the_best(tmp_path, monkeypatch, method, update):
-    cfg = TINY.replace(epochs=3, method=method, optimizer=update, early_stop=0)
+def _straight_and_interrupted(cfg, tmp_path, monkeypatch, epoch):
+    """``cfg``'s uninterrupted search, and the folder of the same search interrupted in ``epoch``."""
     full = search(cfg, out=str(tmp_path / "full"))
     out = str(tmp_path / "cut")
     with monkeypatch.context() as m:
-        _interrupt_at(m, 2)
+        _interrupt_at(m, epoch)
         with pytest.raises(KeyboardInterrupt):
             search(cfg, out=out)
+    return full, out
+
+
+@pytest.mark.parametrize("method,update", [("darts", "a2m"), ("sdarts-rs", "sam"), ("pcdarts", "usam")])
+def test_resume_gives_identical_alphas_and_keeps_the_best(tmp_path, monkeypatch, method, update):
+    cfg = TINY.replace(epochs=3, method=method, optimizer=update, early_stop=0)
+    full, out = _straight_and_interrupted(cfg, tmp_path, monkeypatch, 2)
     assert read_checkpoint(os.path.join(out, CHECKPOINT_NAME))["epoch"] == 2
     resumed = search(cfg, out=out, resume=True)
     assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
@@ -511,12 +517,7 @@ def test_resume_with_only_out_keeps_what_the_recipe_changed(tmp_path, monkeypatc
     """``search(out=X, resume=True)`` takes every setting from the checkpoint; result.json still names
     what the recipe changed (resolved by the run's first command), as the uninterrupted run's does."""
     cfg = TINY.replace(method="pcdarts", recipe="original", epochs=2, early_stop=0, batch_size=8, warmup_epochs=0)
-    straight = search(cfg, out=str(tmp_path / "straight"))
-    out = str(tmp_path / "cut")
-    with monkeypatch.context() as m:
-        _interrupt_at(m, 1)
-        with pytest.raises(KeyboardInterrupt):
-            search(cfg, out=out)
+    straight, out = _straight_and_interrupted(cfg, tmp_path, monkeypatch, 1)
     resumed = search(out=out, resume=True, progress=False)
     saved, whole = (json.load(open(os.path.join(folder, loop.RESULT_NAME))) for folder in (out, straight.out))
     assert saved["recipe"] == whole["recipe"] and saved["recipe"]["changed"]  # the recipe set lr, arch_lr, ...
