@@ -19,6 +19,7 @@ from . import tree
 from .buffers import BufferSnapshot
 from .defaults import DARTS_ADAM_DEFAULTS
 from .deferred import PendingCheck, accepts_capturable, masked_step
+from .distributed import GradReduce, reducer
 from .errors import NonFiniteError, StateDictError
 from .evaluation import FoundInf, GradientOracle
 from .step_info import StepInfo
@@ -75,6 +76,13 @@ class ArchUpdate:
             ``StepInfo.skipped`` is then a 0-dim bool tensor. On CUDA, DARTS' Adam (and any
             optimizer class that takes ``capturable``) is built with ``capturable=True`` so its
             state lives on the device. See :mod:`flatarch.deferred`.
+        process_group: data parallelism: every gradient evaluation of the step is the mean over the
+            ranks of this group (e.g. ``torch.distributed.group.WORLD``), so each evaluation point and
+            the direction are the global batch's and every rank takes the same step. Each rank's loss
+            must be the mean over its own shard, the shards of equal size. See
+            :mod:`flatarch.distributed` and docs/distributed.md.
+        grad_reduce: instead of ``process_group``, your own reduction: ``grad_reduce(tensors) ->
+            tensors``, each the mean over the ranks (e.g. over a sub-group, or another backend).
     """
 
     #: the name :func:`flatarch.make_update` knows this update by
@@ -90,6 +98,8 @@ class ArchUpdate:
         protect_buffers: bool = True,
         same_randomness: bool = True,
         deferred_check: bool = False,
+        process_group: Any = None,
+        grad_reduce: GradReduce | None = None,
         **optimizer_kwargs: Any,
     ):
         leaves, spec, paths = tree.flatten(params)
@@ -124,6 +134,7 @@ class ArchUpdate:
         self.protect_buffers = bool(protect_buffers)
         self.same_randomness = bool(same_randomness)
         self.deferred_check = bool(deferred_check)
+        self.grad_reduce = reducer(process_group, grad_reduce)
         misplaced = [k for k in optimizer_kwargs if k in UPDATE_SETTINGS]
         if misplaced:  # else the inner optimizer's own "unexpected keyword" error would name Adam
             raise TypeError(f"{type(self).__name__} has no setting {', '.join(map(repr, misplaced))} (each "
@@ -240,6 +251,7 @@ class ArchUpdate:
             protect_buffers=self.protect_buffers,
             same_randomness=self.same_randomness,
             snapshots=self._snapshots,
+            reduce=self.grad_reduce,
         )
         try:
             with oracle:

@@ -21,6 +21,8 @@ A :class:`GradientOracle` hides the loss conventions from the updates. Every upd
   :mod:`flatarch.sharpness`) leaves buffers and random state as they were before it;
 * scales the loss by a ``GradScaler``-style factor before differentiating and unscales the
   gradients (fp16 mixed precision);
+* with data parallelism (``reduce``, see :mod:`flatarch.distributed`), hands back the global
+  batch's loss and gradient at every point: the mean over the ranks of the local ones;
 * checks what the loss returns and names the offending leaf when a gradient is missing.
 """
 
@@ -36,6 +38,7 @@ from torch import nn
 from . import tree
 from .buffers import BufferSnapshot, frozen_running_statistics, module_buffers
 from .deferred import first_failed
+from .distributed import GradReduce, reduce_with
 
 Convention = str  # "functional" | "closure"
 
@@ -110,6 +113,8 @@ class GradientOracle:
             measurement that must not change the search).
         snapshots: storage for the buffer copies before the step and after the first pass,
             kept by the caller from step to step (fresh storage when ``None``).
+        reduce: the mean over data-parallel ranks (:func:`flatarch.distributed.reducer`), applied
+            to the loss and gradients of every evaluation; ``None`` on one device.
     """
 
     def __init__(
@@ -127,6 +132,7 @@ class GradientOracle:
         same_randomness: bool = True,
         keep_first_pass: bool = True,
         snapshots: tuple[BufferSnapshot, BufferSnapshot] | None = None,
+        reduce: GradReduce | None = None,
     ):
         if not callable(loss_fn):
             raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
@@ -147,6 +153,7 @@ class GradientOracle:
         self.protect_buffers = protect_buffers
         self.same_randomness = same_randomness
         self.keep_first_pass = keep_first_pass
+        self.reduce = reduce
         #: the point ``alpha`` itself; updates pass it back to mean "at the current params"
         self.alpha: tuple[torch.Tensor, ...] = tuple(p.detach() for p in self.params)
         self.evaluations = 0
@@ -221,6 +228,7 @@ class GradientOracle:
             loss = self._check_loss(call())
             grads = self._grad(loss, inputs, create_graph)
 
+        loss, grads = self._across_ranks(loss, grads)
         loss = self._record(label, loss, grads)
         if first:
             if self.same_randomness:
@@ -259,6 +267,7 @@ class GradientOracle:
             grads, losses = torch.func.vmap(value_and_grads, randomness="same")(*stacked)
         if scale is not None:
             losses, grads = losses / scale, tuple(g / scale for g in grads)
+        losses, *grads = self.mean_across_ranks((losses, *grads))
         return tuple(  # type: ignore[return-value]
             (self._record(label, losses[i], tuple(g[i] for g in grads)), tuple(g[i] for g in grads))
             for i, label in enumerate(labels)
@@ -274,6 +283,21 @@ class GradientOracle:
                 self._rng_before = RandomState([p.device for p in self.params])
         elif self._rng_before is not None:
             self._rng_before.restore()
+
+    def mean_across_ranks(self, tensors: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """The global batch's value of quantities linear in the local loss (gradients, vector-Jacobian
+        products): their mean over the ranks; as given on one device."""
+        return reduce_with(self.reduce, tensors)
+
+    def _across_ranks(self, loss: torch.Tensor, grads: Sequence[torch.Tensor]
+                      ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """The global batch's loss and gradients. A gradient with a graph (``create_graph``) keeps
+        its local graph under the global value: differentiating it gives the local Jacobian, whose
+        products the caller reduces in turn (:meth:`mean_across_ranks`)."""
+        if self.reduce is None:
+            return loss, tuple(grads)
+        mean_loss, *means = self.mean_across_ranks((loss.detach(), *(g.detach() for g in grads)))
+        return mean_loss, tuple(g + (m - g).detach() if g.requires_grad else m for g, m in zip(grads, means))
 
     def _record(self, label: str, loss: torch.Tensor, grads: Sequence[torch.Tensor]) -> torch.Tensor:
         """Count the evaluation, keep its finiteness flag; the loss detached, at least float32."""

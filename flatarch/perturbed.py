@@ -108,8 +108,9 @@ class PerturbedUpdate(ArchUpdate):
             jacobian_term = torch.autograd.grad(
                 [x for x, _ in linked], inputs, grad_outputs=[g for _, g in linked], allow_unused=True
             )
-        direction = tuple(
-            g.detach() + (torch.zeros_like(g) if j is None else j.detach()) for g, j in zip(g1, jacobian_term)
-        )
+        # the Jacobian of the local gradient: its products are reduced like the gradients
+        jacobian_term = oracle.mean_across_ranks(
+            [torch.zeros_like(g) if j is None else j.detach() for g, j in zip(g1, jacobian_term)])
+        direction = tuple(g.detach() + j for g, j in zip(g1, jacobian_term))
         grad_norm = tree.global_norm(g0)
         return direction, StepInfo(loss0, loss1, grad_norm, oracle.evaluations)

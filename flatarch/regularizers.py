@@ -16,8 +16,11 @@ alphas get separate weights (A2M paper appendix C.5): ``w_n L_beta(alpha_n) + w_
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
+
+from .distributed import GradReduce, reduce_with, reducer
 
 
 def beta_decay(
@@ -95,6 +98,8 @@ def lambda_correction(
     eps0: float = 1e-4,
     corr: str = "corr",
     layer_grads: Sequence[torch.Tensor] | None = None,
+    process_group: Any = None,
+    grad_reduce: GradReduce | None = None,
 ) -> list[torch.Tensor]:
     """lambda-DARTS' weight-gradient correction (Movahedi et al. 2023), to add as
     ``w.grad += lambda_t * correction`` before clipping and the weight optimizer's step.
@@ -121,6 +126,9 @@ def lambda_correction(
         eps0: the finite-difference radius over all cells (repository default 1e-4).
         corr: ``"corr"`` or ``"signcorr"``.
         layer_grads: ``dL/dA_l`` at ``layer_weights``, if already at hand (saves a pass).
+        process_group, grad_reduce: data parallelism (:mod:`flatarch.distributed`; each rank's loss
+            the mean over its shard): ``g_l`` (given local, or computed) and the correction are the
+            means over the ranks, so the direction and the correction are the global batch's.
 
     Returns one tensor per param (zeros for a param the loss does not reach).
     """
@@ -132,10 +140,11 @@ def lambda_correction(
     if len(weights) < 2:
         raise ValueError(f"lambda_correction needs at least 2 cells' weights, got {len(weights)}")
     params = list(params)
+    reduce = reducer(process_group, grad_reduce)
     if layer_grads is None:
         leaves = [w.clone().requires_grad_(True) for w in weights]
         layer_grads = torch.autograd.grad(loss_fn(leaves), leaves)
-    grads = [g.detach().reshape(-1) for g in layer_grads]
+    grads = [g.reshape(-1) for g in reduce_with(reduce, [g.detach() for g in layer_grads])]
     directions = [d.reshape(w.shape) for d, w in zip(_cell_direction(grads, corr), weights)]
     scale = torch.cat([d.reshape(-1) for d in directions]).norm()
     # The repository divides by ``norm().item()`` (sota/cnn/model_search.py L266), a wait for the
@@ -151,4 +160,4 @@ def lambda_correction(
         return tuple(torch.zeros_like(p) if g is None else g for g, p in zip(grads, params))
 
     forward, backward = grad_at(-1.0), grad_at(1.0)
-    return [torch.where(moved, (f - b) / (2 * eps), 0.0) for f, b in zip(forward, backward)]
+    return list(reduce_with(reduce, [torch.where(moved, (f - b) / (2 * eps), 0.0) for f, b in zip(forward, backward)]))

@@ -21,6 +21,11 @@ running mean). A measurement must not change the search it watches: the module's
 :func:`flatarch.module_loss`'s ``.module``) and torch's global random state are put back as they
 were before the call (the oracle's ``keep_first_pass=False``), and ``alpha`` is never written. The
 start vector comes from ``generator`` (default: a fixed seed), never from the global random state.
+
+Data parallelism (``process_group=`` or ``grad_reduce=``, as the updates take them; see
+:mod:`flatarch.distributed`): each rank's loss is the mean over its shard; the gradient and every
+Hessian-vector product are the mean over the ranks, so every rank computes the global batch's
+Hessian products, the same iterates and the same eigenvalues.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from typing import Any, NamedTuple
 import torch
 
 from . import tree
+from .distributed import GradReduce, reducer
 from .errors import NonFiniteError
 from .evaluation import GradientOracle
 
@@ -68,7 +74,7 @@ class _HessianProducts:
     """``v -> H v`` at ``alpha`` for leaves ``v``; a context manager that leaves the module's
     buffers and the random state as it found them."""
 
-    def __init__(self, loss_fn: Callable[..., torch.Tensor], alpha: Any):
+    def __init__(self, loss_fn: Callable[..., torch.Tensor], alpha: Any, reduce: GradReduce | None = None):
         leaves, self.spec, paths = tree.flatten(alpha)
         if not leaves:
             raise ValueError("alpha is empty: pass the architecture tensor(s), e.g. loss.arch_params")
@@ -77,7 +83,7 @@ class _HessianProducts:
                 kind = type(leaf).__name__ if not isinstance(leaf, torch.Tensor) else f"{leaf.dtype} tensor"
                 raise TypeError(f"alpha leaf {path} is a {kind}, not a floating-point torch.Tensor")
         self.leaves: Leaves = tuple(leaves)
-        self.oracle = GradientOracle(loss_fn, self.leaves, self.spec, paths, keep_first_pass=False)
+        self.oracle = GradientOracle(loss_fn, self.leaves, self.spec, paths, keep_first_pass=False, reduce=reduce)
         self.products = 0
 
     def __enter__(self) -> _HessianProducts:
@@ -107,7 +113,8 @@ class _HessianProducts:
         by_input = {id(x): v for x, v in zip(self.inputs, vector)}
         hv = torch.autograd.grad(grads, self.inputs, grad_outputs=[by_input[id(x)] for x in inputs],
                                  retain_graph=True, allow_unused=True)
-        hv = tuple(torch.zeros_like(x) if h is None else h.detach() for h, x in zip(hv, self.inputs))
+        hv = self.oracle.mean_across_ranks(
+            [torch.zeros_like(x) if h is None else h.detach() for h, x in zip(hv, self.inputs)])
         if not bool(tree.all_finite(hv)):
             raise NonFiniteError(f"Hessian-vector product {self.products} is NaN/Inf: the loss is not twice "
                                  "differentiable at alpha, or its curvature overflows this dtype")
@@ -139,6 +146,8 @@ def power_iteration(
     iters: int = 20,
     tol: float = 1e-3,
     generator: torch.Generator | None = None,
+    process_group: Any = None,
+    grad_reduce: GradReduce | None = None,
 ) -> PowerIteration:
     """The largest-magnitude Hessian eigenvalue of ``loss_fn`` at ``alpha`` by power iteration.
 
@@ -156,13 +165,14 @@ def power_iteration(
         iters: the most Hessian-vector products (>= 1).
         tol: relative change of the estimate that counts as converged (> 0).
         generator: draws the random start vector (default: ``torch.Generator`` seeded 0).
+        process_group, grad_reduce: data parallelism, as for the updates (module docstring).
 
     Raises:
         ValueError: ``iters`` < 1, ``tol`` <= 0 or not finite, an empty ``alpha``.
         flatarch.NonFiniteError: the loss, its gradient or a Hessian-vector product is NaN/Inf.
     """
     iters, tol = _check_iters(iters), _check_tol(tol)
-    with _HessianProducts(loss_fn, alpha) as hvp:
+    with _HessianProducts(loss_fn, alpha, reducer(process_group, grad_reduce)) as hvp:
         v = hvp.random_unit(generator)
         value, converged = float("nan"), False
         for _ in range(iters):
@@ -186,6 +196,8 @@ def dominant_eigenvalue(
     iters: int = 20,
     tol: float = 1e-3,
     generator: torch.Generator | None = None,
+    process_group: Any = None,
+    grad_reduce: GradReduce | None = None,
 ) -> tuple[float, Any]:
     """``(value, vector)``: the largest-magnitude eigenvalue of the Hessian of ``loss_fn`` at
     ``alpha`` (a Python float, negative where the most curved direction curves down) and its
@@ -197,7 +209,8 @@ def dominant_eigenvalue(
         loss = flatarch.module_loss(model, (x_val, y_val), ["alphas_normal", "alphas_reduce"])
         value, _ = flatarch.sharpness.dominant_eigenvalue(loss, loss.arch_params)
     """
-    found = power_iteration(loss_fn, alpha, iters=iters, tol=tol, generator=generator)
+    found = power_iteration(loss_fn, alpha, iters=iters, tol=tol, generator=generator, process_group=process_group,
+                            grad_reduce=grad_reduce)
     return found.value, found.vector
 
 
@@ -209,18 +222,20 @@ def top_eigenvalues(
     tol: float = 1e-6,
     maxiter: int | None = None,
     generator: torch.Generator | None = None,
+    process_group: Any = None,
+    grad_reduce: GradReduce | None = None,
 ) -> tuple[list[float], list[Any]]:
     """The ``k`` largest-magnitude Hessian eigenvalues (largest magnitude first) and their
     unit-norm eigenvectors (pytrees shaped like ``alpha``), by ``scipy.sparse.linalg.eigsh``
     (implicitly restarted Lanczos) on a ``LinearOperator`` of Hessian-vector products, computed
     in float64 on the host. ``k`` must be below the number of entries of ``alpha``; ``tol`` and
-    ``maxiter`` are eigsh's. Same loss conventions, buffers rule and errors as
+    ``maxiter`` are eigsh's. Same loss conventions, buffers rule, data parallelism and errors as
     :func:`power_iteration`.
     """
     from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
     tol = _check_tol(tol)
-    products = _HessianProducts(loss_fn, alpha)
+    products = _HessianProducts(loss_fn, alpha, reducer(process_group, grad_reduce))
     sizes = [x.numel() for x in products.leaves]
     n = sum(sizes)
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k < n:

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from . import tree
+from .distributed import GradReduce, reduce_with, reducer
 from .transfer import to_device
 
 
@@ -83,6 +84,8 @@ def adversarial_smoothing(
     step_size: float | None = None,
     random_start: bool = True,
     generator: torch.Generator | None = None,
+    process_group: Any = None,
+    grad_reduce: GradReduce | None = None,
 ) -> Any:
     """SDARTS-ADV: PGD ascent of ``loss_fn`` over the probabilities (SmoothDARTS
     ``attacker/perturb.py`` ``Linf_PGD_alpha``)::
@@ -99,6 +102,10 @@ def adversarial_smoothing(
         probs: the clean probabilities: a tensor or a pytree of them (normal and reduce are
             attacked jointly); not changed.
         epsilon: the L-inf radius ``e_t``.
+        process_group, grad_reduce: data parallelism (:mod:`flatarch.distributed`; each rank's loss
+            the mean over its shard): every gradient of the ascent and both losses compared at its end
+            are the means over the ranks, so every rank attacks the global batch's loss and ends at the
+            same point (draw the random start from a generator seeded alike on every rank).
 
     Returns the perturbed probabilities, detached, shaped like ``probs``. Only ``probs`` is
     differentiated: no ``.grad`` of any parameter is touched.
@@ -110,23 +117,25 @@ def adversarial_smoothing(
         raise ValueError(f"steps must be a whole number >= 1, got {steps!r}")
     step = 2 * epsilon / steps if step_size is None else float(step_size)
     clean = [leaf.detach() for leaf in leaves]
+    reduce = reducer(process_group, grad_reduce)
 
     def loss_at(points):
         return loss_fn(tree.unflatten(points, spec))
 
+    def global_loss(points):
+        return reduce_with(reduce, [loss_at(points).detach()])[0]
+
     with torch.no_grad():
-        loss_clean = loss_at(clean)
+        loss_clean = global_loss(clean)
     points = [project_rows(c + _uniform(c, epsilon, generator)) if random_start else c for c in clean]
     for _ in range(steps):
         points = [p.detach().requires_grad_(True) for p in points]
         grads = torch.autograd.grad(loss_at(points), points, allow_unused=True)
-        points = [
-            project_rows(c + (p.detach() + step * (torch.zeros_like(p) if g is None else g.sign()) - c)
-                         .clamp(-epsilon, epsilon))
-            for c, p, g in zip(clean, points, grads)
-        ]
+        grads = reduce_with(reduce, [torch.zeros_like(p) if g is None else g for p, g in zip(points, grads)])
+        points = [project_rows(c + (p.detach() + step * g.sign() - c).clamp(-epsilon, epsilon))
+                  for c, p, g in zip(clean, points, grads)]
     with torch.no_grad():
-        loss_attacked = loss_at(points)
+        loss_attacked = global_loss(points)
     # the attack did not raise the loss: keep the clean weights (decided on the device, no host sync)
     keep_clean = loss_clean > loss_attacked
     return tree.unflatten([torch.where(keep_clean, c, p.detach()) for c, p in zip(clean, points)], spec)

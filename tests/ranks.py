@@ -1,0 +1,36 @@
+"""Run a function on several CPU ranks joined in a gloo process group, for the data-parallel tests.
+
+``on_ranks(fn, world, *args)`` spawns ``world`` processes (one torch thread each), initialises
+``torch.distributed`` with the gloo backend over a file store, calls ``fn(*args)`` on every rank
+and returns each rank's return value, rank order. Spawning and importing torch costs seconds, so
+a test runs many cases in one call (``fn`` loops over them) rather than one spawn per case.
+``fn`` must be a module-level function of an importable module (tests/ is on the children's path).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import torch
+import torch.multiprocessing as mp
+
+
+def _child(rank: int, world: int, store: str, results: str, fn, args) -> None:
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    try:
+        torch.save(fn(*args), os.path.join(results, f"rank-{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def on_ranks(fn, world: int, *args):
+    """``[fn(*args) on rank 0, on rank 1, ...]``; an exception on a rank is raised here."""
+    with tempfile.TemporaryDirectory() as folder:
+        store = os.path.join(folder, "store")
+        mp.spawn(_child, args=(world, store, folder, fn, args), nprocs=world, join=True)
+        return [torch.load(os.path.join(folder, f"rank-{r}.pt"), weights_only=False) for r in range(world)]
