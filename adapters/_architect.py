@@ -21,6 +21,8 @@ ones), keyword arguments override them, and ``None`` means "the default":
 ``momentum``           the weights' SGD momentum, kept as ``.network_momentum`` (0.9)
 ``weight_decay``       the weights' weight decay, kept as ``.network_weight_decay`` (3e-4)
 ``arch_update``, ``rho``, ``eps``, ``hessian``, ``difference``: see :mod:`flatarch.adapters._settings`
+``process_group``      data parallelism: each gradient evaluation is the mean over this group's ranks
+``grad_reduce``        or your own reduction (:mod:`flatarch.distributed`; docs/distributed.md)
 ==================== =============================================================================
 """
 
@@ -151,7 +153,8 @@ class FlatArchitect:
             weight_decay=float(knobs.get("arch_weight_decay", DARTS_ADAM_DEFAULTS["weight_decay"])),
         )
         # The update steps the very Adam the original loop zeroes through architect.optimizer.
-        self.update = settings.build(arch, optimizer=self.optimizer, module=model)
+        parallel = {name: knobs.get(name) for name in ("process_group", "grad_reduce")}
+        self.update = settings.build(arch, optimizer=self.optimizer, module=model, **parallel)
         self.last_info: StepInfo | None = None
 
     # -- the loss ---------------------------------------------------------------------------

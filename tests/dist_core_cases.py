@@ -46,6 +46,12 @@ class TinySupernet(torch.nn.Module):
         self.head = torch.nn.Linear(4, 5)
         self.arch_alpha = torch.nn.Parameter(torch.zeros(2, 3))
 
+    def arch_parameters(self):  # what the DARTS code bases' Architect reads
+        return [self.arch_alpha]
+
+    def _loss(self, x, y):
+        return F.cross_entropy(self(x), y)
+
     def weight_parameters(self):
         return [p for n, p in self.named_parameters() if n != "arch_alpha"]
 
@@ -119,11 +125,21 @@ def core_cases():
         "parallel": sharpness.power_iteration(loss_of(parallel(net), shard, "functional"), alpha, iters=5,
                                               process_group=dist.group.WORLD).value,
     }
+    out["adapter"] = {"reference": adapter_case(copy.deepcopy(net), batch),
+                      "parallel": adapter_case(parallel(net), shard, process_group=dist.group.WORLD)}
     out["lambda"] = {"reference": lambda_case(copy.deepcopy(net), batch),
                      "parallel": lambda_case(parallel(net), shard, process_group=dist.group.WORLD)}
     out["pgd"] = {"reference": pgd_case(copy.deepcopy(net), batch),
                   "parallel": pgd_case(parallel(net), shard, process_group=dist.group.WORLD)}
     return out
+
+
+def adapter_case(net, batch, **reduce):
+    """The DARTS drop-in Architect's A2M step (the closure convention): the alphas after it."""
+    from flatarch.adapters.darts import Architect
+
+    Architect(net, None, rho=0.5, **reduce).step(*batch, *batch)
+    return net.arch_alpha.detach().clone()
 
 
 def lambda_case(net, batch, **reduce):

@@ -44,8 +44,8 @@ def test_a_per_rank_a2m_is_another_algorithm(ranks):
     assert (per_rank - reference).abs().max().item() > 1e4 * TOLERANCE * reference.abs().max().item()
 
 
-@pytest.mark.parametrize("case", ["sharpness", "lambda", "pgd"])
-def test_hessian_lambda_and_pgd_on_two_ranks_equal_one_device(ranks, case):
+@pytest.mark.parametrize("case", ["sharpness", "lambda", "pgd", "adapter"])
+def test_hessian_lambda_pgd_and_adapters_on_two_ranks_equal_one_device(ranks, case):
     for rank in ranks:
         reference, parallel = rank[case]["reference"], rank[case]["parallel"]
         if case == "lambda":
