@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 
 import torch
 import torch.multiprocessing as mp
@@ -25,12 +26,21 @@ def _child(rank: int, world: int, store: str, results: str, fn, args) -> None:
     try:
         torch.save(fn(*args), os.path.join(results, f"rank-{rank}.pt"))
     finally:
-        dist.destroy_process_group()
+        if dist.is_initialized():  # a failed search destroys its group
+            dist.destroy_process_group()
 
 
-def on_ranks(fn, world: int, *args):
-    """``[fn(*args) on rank 0, on rank 1, ...]``; an exception on a rank is raised here."""
+def on_ranks(fn, world: int, *args, timeout: float = 600.0):
+    """``[fn(*args) on rank 0, on rank 1, ...]``; an exception on a rank is raised here, and so is a
+    ``TimeoutError`` when the ranks have not all finished after ``timeout`` seconds (a hang)."""
     with tempfile.TemporaryDirectory() as folder:
         store = os.path.join(folder, "store")
-        mp.spawn(_child, args=(world, store, folder, fn, args), nprocs=world, join=True)
+        context = mp.start_processes(_child, args=(world, store, folder, fn, args), nprocs=world, join=False,
+                                     start_method="spawn")
+        deadline = time.monotonic() + timeout
+        while not context.join(timeout=max(0.0, deadline - time.monotonic())):
+            if time.monotonic() >= deadline:
+                for process in context.processes:
+                    process.kill()
+                raise TimeoutError(f"the {world} ranks did not finish within {timeout} s")
         return [torch.load(os.path.join(folder, f"rank-{r}.pt"), weights_only=False) for r in range(world)]

@@ -74,6 +74,12 @@ def _options() -> list[tuple[str, str, dict[str, Any], str]]:
         ("amp", "--amp", {"action": "store_true"}, "bf16 mixed precision; needs CUDA (default: off)"),
         ("compile", "--compile", {"action": "store_true"}, "torch.compile each cell of the search network: "
          "slow first iterations, then fused kernels; see docs/performance.md (default: off)"),
+        ("sync_bn", "--sync-bn", {"action": "store_true"}, "with several ranks (torchrun "
+         "--nproc_per_node N -m flatarch search ...): BatchNorm statistics over the global batch, so the search "
+         "equals the one-device search; see docs/distributed.md (default: off, each rank's own shard, as DDP)"),
+        ("dtype", "--dtype", {"choices": ("float32", "float64")}, "floating-point type of the network, the batches "
+         "and the steps; float64 makes an N-rank search equal the one-device search to 1e-9, a check of a "
+         "data-parallel setup (default: float32)"),
         ("threads", "--threads", whole, "torch CPU threads per search (default: 1: the search "
          "network's small convolutions gain little from more, and oversubscribed cores lose a lot)"),
         ("val_augment", "--val-augment", {"action": argparse.BooleanOptionalAction},
@@ -255,10 +261,16 @@ def print_result(result) -> None:
     _print_files(result.out, result.config.get("plot", True))
 
 
+def _rank() -> int:
+    """This process's rank under torchrun (0 otherwise)."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def run(args) -> int:
     import flatarch
     from flatarch.cli.stops import stopped
     from flatarch.reference_spaces.engine import format_summary, search
+    from flatarch.reference_spaces.engine.ranks import PeerFailed
     from flatarch.reference_spaces.errors import UsageError
 
     settings = {}
@@ -266,6 +278,8 @@ def run(args) -> int:
         settings = settings_from_args(args)
         if args.seeds:
             multi = search(seeds=args.seeds, workers=args.workers, **settings)
+            if _rank() != 0:  # torchrun: rank 0 alone prints
+                return 0
             print()
             for seed, r in zip(multi.seeds, multi.results):
                 print(f"seed {seed}: {r.genotype_json if r is not None else 'no result'}")
@@ -273,9 +287,12 @@ def run(args) -> int:
             print(format_summary(multi))
             print(f"files: {settings.get('out')}/seed-N/, {settings.get('out')}/summary.json")
             return 1 if multi.excluded else 0
-        print_result(search(workers=args.workers, **settings))
+        result = search(workers=args.workers, **settings)
+        if _rank() == 0:
+            print_result(result)
     except (UsageError, flatarch.NonFiniteError) as exc:
-        print(f"flatarch search: error: {exc}", file=sys.stderr)
+        if not (isinstance(exc, PeerFailed) and _rank() != 0):  # rank 0 reports another rank's failure
+            print(f"flatarch search: error: {exc}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, OSError) as exc:
         seeds = f" --seeds {' '.join(map(str, args.seeds))}" if args.seeds else ""

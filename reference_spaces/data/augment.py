@@ -85,8 +85,9 @@ def draw_plan(batches: Sequence[torch.Tensor], generator: torch.Generator, *, pa
 def apply_plan(images: torch.Tensor, rows: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, *, pad: int,
                flip: bool, cutout_length: int) -> torch.Tensor:
     """The batch of ``rows`` of a :func:`draw_plan` from uint8 ``images``: scaled to ``[0, 1]``, cropped,
-    flipped, normalised, then cut out (each where in use), on the device ``images`` and ``rows`` are on."""
-    x = images[rows[:, 0]].float().div_(255.0)
+    flipped, normalised, then cut out (each where in use), on the device ``images`` and ``rows`` are on, in the
+    dtype of ``mean``."""
+    x = images[rows[:, 0]].to(mean.dtype).div_(255.0)
     if pad:
         x = random_crop(x, rows[:, 1:3], pad)
     if flip:

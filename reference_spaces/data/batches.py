@@ -42,6 +42,11 @@ class BatchStream:
             horizontal flips; normalisation by ``data.mean``/``data.std`` always.
         seed, stream_id: what the epoch generators are seeded from.
         device: where batches are produced.
+        dtype: the floating-point type of the batches.
+        shard: ``(rank, world)``: data parallelism. Every rank draws the same plan for the whole
+            batches and produces only its ``rank``-th of ``world`` consecutive pieces of each
+            (``tensor_split``: equal when the batch divides), so the ranks' shards together are the
+            one-device batch, image for image, crop for crop.
     """
 
     def __init__(
@@ -53,6 +58,8 @@ class BatchStream:
         seed: int,
         stream_id: int,
         device: torch.device | str = "cpu",
+        shard: tuple[int, int] = (0, 1),
+        dtype: torch.dtype = torch.float32,
     ):
         if len(indices) == 0:
             raise ValueError("a batch stream needs at least one image")
@@ -65,9 +72,10 @@ class BatchStream:
         self.flip = data.flip
         self.seed = int(seed)
         self.stream_id = int(stream_id)
+        self.rank, self.world = shard
         shape = (1, -1, 1, 1)
-        self.mean = torch.tensor(data.mean, device=self.device).view(shape)
-        self.std = torch.tensor(data.std, device=self.device).view(shape)
+        self.mean = torch.tensor(data.mean, device=self.device, dtype=dtype).view(shape)
+        self.std = torch.tensor(data.std, device=self.device, dtype=dtype).view(shape)
 
     def __len__(self) -> int:
         return max(1, len(self.labels) // self.batch_size)
@@ -98,6 +106,7 @@ class BatchStream:
         pad, flip = (self.pad, self.flip) if self.augment else (0, False)
         h, w = self.images.shape[-2:]
         plan = augment.draw_plan(batches, g, pad=pad, flip=flip, cutout_length=0, height=h, width=w)
-        for rows in to_device(plan, self.device).split([len(idx) for idx in batches]):
+        own = [rows.tensor_split(self.world)[self.rank] for rows in plan.split([len(idx) for idx in batches])]
+        for rows in to_device(torch.cat(own), self.device).split([len(rows) for rows in own]):
             x = augment.apply_plan(self.images, rows, self.mean, self.std, pad=pad, flip=flip, cutout_length=0)
             yield x, self.labels[rows[:, 0]]

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 import flatarch
+import flatarch.distributed
 from flatarch import smoothing
 
 from ..space import ArchWeights, SearchNetwork, SearchSpace
@@ -38,6 +39,8 @@ class Context:
     config: Any  # SearchConfig (resolved)
     generator: torch.Generator
     autocast: Callable[[], Any]
+    #: the mean over data-parallel ranks of a list of tensors (``None`` on one rank)
+    grad_reduce: flatarch.distributed.GradReduce | None = None
 
 
 def mixing_weights(network: SearchNetwork) -> dict[str, torch.Tensor]:
@@ -45,10 +48,16 @@ def mixing_weights(network: SearchNetwork) -> dict[str, torch.Tensor]:
     return {group: torch.softmax(alpha, dim=-1) for group, alpha in network.alphas().items()}
 
 
+def widened(logits: torch.Tensor) -> torch.Tensor:
+    """Logits for the loss: bf16 (``--amp``) in float32, float32 and float64 as they are (a search
+    under ``torch.set_default_dtype(torch.float64)`` runs in float64 throughout)."""
+    return logits.to(torch.promote_types(logits.dtype, torch.float32))
+
+
 def cross_entropy(ctx: Context, x: torch.Tensor, y: torch.Tensor, weights: ArchWeights | None) -> torch.Tensor:
     with ctx.autocast():
         logits = ctx.network(x, weights)
-    return F.cross_entropy(logits.float(), y)
+    return F.cross_entropy(widened(logits), y)
 
 
 #: ``--beta-index``: what beta-DARTS' coefficient ``lambda(t) = 50 t / 100`` counts: the epoch
@@ -99,7 +108,8 @@ class AdversarialSmoothing:
         network.eval()
         try:
             return smoothing.adversarial_smoothing(lambda w: cross_entropy(ctx, x, y, w), clean, radius,
-                                                   steps=self.steps, generator=ctx.generator)
+                                                   steps=self.steps, generator=ctx.generator,
+                                                   grad_reduce=ctx.grad_reduce)
         finally:
             network.train()
 
@@ -159,7 +169,8 @@ class LambdaCorrection:
 
         correction = flatarch.regularizers.lambda_correction(
             lambda ws: cross_entropy(ctx, x, y, regrouped(ws)), [leaf.detach() for leaf in leaves], params,
-            eps0=cfg.lambda_eps0, corr=cfg.lambda_corr, layer_grads=[leaf.grad for leaf in leaves])
+            eps0=cfg.lambda_eps0, corr=cfg.lambda_corr, layer_grads=[leaf.grad for leaf in leaves],
+            grad_reduce=ctx.grad_reduce)
         for param, term in zip(params, correction):
             if param.grad is None:
                 param.grad = strength * term

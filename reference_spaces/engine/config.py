@@ -75,6 +75,8 @@ def flag(name: str) -> str:
 
 #: ``--select``: which epoch's genotype a search reports (DARTS-PT always reports its projection's)
 SELECTIONS = ("best-val-loss", "final")
+#: ``--dtype``: the floating-point type of the network, the batches and the steps
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
 PROJECTED = "projection"
 
 
@@ -109,6 +111,8 @@ class SearchConfig:
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = False  # bf16 autocast; needs CUDA
     compile: bool = False  # torch.compile each cell of the search network (measure it: benchmarks/gpu_suite.py)
+    sync_bn: bool = False  # several ranks: BatchNorm statistics of the global batch (default: per rank, as DDP)
+    dtype: str = "float32"  # float64: network, data and steps in double precision (e.g. to check a data-parallel setup)
     threads: int | None = None  # torch CPU threads (None: leave torch's setting); the CLI uses 1
     val_augment: bool | None = None  # None: the method's rule (paper appendix C.4)
     channels: int | None = None  # space default (nb201: 16; digits demo: 8)
@@ -189,6 +193,10 @@ class SearchConfig:
                               ("step_order", STEP_ORDERS), ("beta_index", BETA_INDICES)):
             if getattr(self, name) is not None and getattr(self, name) not in choices:
                 raise SearchError(f"{flag(name)} must be {' or '.join(choices)}, got {getattr(self, name)!r}")
+        if self.dtype not in DTYPES:
+            raise SearchError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.amp and self.dtype != "float32":
+            raise SearchError(f"--amp computes in bf16; it does not combine with --dtype {self.dtype}: drop one")
         if self.on_nonfinite not in ("raise", "skip"):
             raise SearchError(f"--on-nonfinite must be raise or skip, got {self.on_nonfinite!r}")
         _check_hessian_stop(self)

@@ -54,7 +54,8 @@ def measure(searcher, epoch: int) -> dict[str, Any]:
         return {}
     batch = next(iter(searcher.valid.sweep(0)))
     start = time.perf_counter()
-    found = sharpness.power_iteration(searcher.arch_loss(batch, epoch), dict(searcher.arch))
+    found = sharpness.power_iteration(searcher.arch_loss(batch, epoch), dict(searcher.arch),
+                                      grad_reduce=searcher.ranks.reduce)
     return {"hessian": {"eigenvalue": found.value, "iterations": found.iterations, "converged": found.converged,
                         "seconds": time.perf_counter() - start}}
 

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 import flatarch
 from flatarch.atomic_files import atomic_write_text
 from flatarch.provenance import provenance
+from flatarch.sync_batch_norm import convert_global_batch_norm
 
 from ..data import BatchStream, DataError, ImageData, load_dataset, split_half
 from ..errors import CheckpointError, DivergedError
@@ -48,10 +49,11 @@ from ..run_folder import RunFolder, assert_finite_state, checkpoint_settings, wr
 from ..space import NetworkOptions, compile_cells
 from . import decision, hessian, reporting, trackers
 from .checkpoint import json_text, write_json_lines
-from .components import Context, mixing_weights
-from .config import PROJECTED, SearchConfig, SearchError, resolve_device
+from .components import Context, mixing_weights, widened
+from .config import DTYPES, PROJECTED, SearchConfig, SearchError, resolve_device
 from .methods import get_method
 from .projection import ProjectionState, check_schedule, schedule, topology_nodes, tune_epochs
+from .ranks import Ranks, joined, rank_device
 
 LOG_NAME = "search.jsonl"
 RESULT_NAME = "result.json"
@@ -59,6 +61,9 @@ PLOT_NAME = "search.png"
 CHECKPOINT_VERSION = 3  # 3: both supernets hold their parameters grouped by the node each edge reads
 #: what a search writes into its folder (moved aside together by --restart)
 RUN_FILES = (LOG_NAME, RESULT_NAME, PLOT_NAME, "genotype.json", "genotype.png", *trackers.TRACKER_FILES)
+#: settings a checkpoint records since data parallelism came, and their value in older checkpoints;
+#: they must match for --resume too
+LATER_SETTINGS = {"world_size": 1, "sync_bn": False, "dtype": "float32"}
 #: settings that must match for --resume to continue a checkpoint (epochs may grow)
 RESUME_KEYS = ("space", "method", "optimizer", "recipe", "rho", "eps", "difference", "epochs", "batch_size",
                "seed", "dataset", "subset", "max_batches", "val_augment", "channels", "cells_per_stage", "ops",
@@ -143,18 +148,23 @@ def _say(message: str) -> None:
 
 
 class _Searcher:
-    def __init__(self, cfg: SearchConfig, data: ImageData | None = None):
+    def __init__(self, cfg: SearchConfig, data: ImageData | None = None, ranks: Ranks | None = None):
+        ranks = ranks or Ranks()
         try:
             self.space = get_space(cfg.space, **cfg.space_options)
         except TypeError as exc:
             raise SearchError(f"--space {cfg.space} does not take these options: {exc}") from None
         self.recipe_changes = cfg.recipe_changes(self.space.defaults)
         self.cfg = cfg = cfg.resolved(self.space.defaults)
+        self.ranks = ranks
+        ranks.check_batch(cfg.batch_size)
         self.method = get_method(cfg.method)
-        self.device = resolve_device(cfg.device, cfg.amp)
+        self.device = rank_device(resolve_device(cfg.device, cfg.amp), ranks)
         self.folder = RunFolder(cfg.out, files=RUN_FILES, finished=RESULT_NAME, log=LOG_NAME, resume=cfg.resume,
                                 restart=cfg.restart, say=_say)
-        checkpoint = self.folder.check(self.settings(), RESUME_KEYS)
+        if not ranks.writer:  # rank 0 alone has the run folder: the other ranks read and write nothing
+            self.folder = RunFolder(None, files=RUN_FILES, finished=RESULT_NAME)
+        checkpoint = ranks.from_writer(lambda: self.folder.check(self.settings(), RESUME_KEYS))
         trackers.check_installed(trackers.parse(cfg.log_to))
         self.trackers = trackers.Trackers((), None, {})
         if cfg.threads:
@@ -169,6 +179,7 @@ class _Searcher:
         self.blew_up: tuple[int, str] | None = None  # (epoch, why) when an epoch could not be committed
         self._plan_projection()
         if checkpoint is not None:
+            self._check_later_settings(checkpoint["config"])
             self.restore(checkpoint)
 
     @property
@@ -200,8 +211,10 @@ class _Searcher:
             raise SearchError(f"{cfg.dataset}: {len(data.labels)} images are too few to split and search")
         self.data = data
         train_idx, val_idx = split_half(len(data.labels))
-        self.train = BatchStream(data, train_idx, cfg.batch_size, True, cfg.seed, 0, self.device)
-        self.valid = BatchStream(data, val_idx, cfg.batch_size, cfg.val_augment, cfg.seed, 1, self.device)
+        shard, dtype = (self.ranks.rank, self.ranks.world), DTYPES[cfg.dtype]
+        self.train = BatchStream(data, train_idx, cfg.batch_size, True, cfg.seed, 0, self.device, shard, dtype)
+        self.valid = BatchStream(data, val_idx, cfg.batch_size, cfg.val_augment, cfg.seed, 1, self.device, shard,
+                                 dtype)
         self.iters = min(len(self.train), len(self.valid))
         if cfg.max_batches:
             self.iters = min(self.iters, cfg.max_batches)
@@ -218,10 +231,13 @@ class _Searcher:
                                            cells_per_stage=cfg.cells_per_stage)
         except ValueError as exc:
             raise SearchError(str(exc)) from None
-        self.net = net.to(self.device)
+        self.net = net.to(self.device, DTYPES[cfg.dtype])
+        if cfg.sync_bn and self.ranks.world > 1:
+            convert_global_batch_norm(self.net, self.ranks.group)
+        self.ranks.broadcast(list(self.net.state_dict().values()))  # every rank starts from rank 0's network
         # the seed fixes them, so a resumed search has them too: the cell's noise floor (decision.py)
         self.initial_alphas = {g: a.detach().clone() for g, a in self.net.alphas().items()}
-        self.initial_arch = {k: p.detach().float().cpu().tolist() for k, p in self.net.arch_parameters().items()}
+        self.initial_arch = {k: widened(p.detach()).cpu().tolist() for k, p in self.net.arch_parameters().items()}
         self.noise_margin = decision.noise_margin(self.initial_alphas)
         if cfg.compile:
             compile_cells(self.net)
@@ -231,13 +247,13 @@ class _Searcher:
             cfg.optimizer, self.arch, rho=cfg.rho, eps=cfg.eps, difference=cfg.difference,
             running_stats=cfg.running_stats,
             on_nonfinite=cfg.on_nonfinite, deferred_check=True, optimizer=torch.optim.Adam, lr=cfg.arch_lr,
-            betas=tuple(cfg.arch_betas), weight_decay=cfg.arch_weight_decay,
+            betas=tuple(cfg.arch_betas), weight_decay=cfg.arch_weight_decay, grad_reduce=self.ranks.reduce,
         )
         self.w_opt = torch.optim.SGD(self.weights, cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.w_opt, cfg.epochs, eta_min=cfg.lr_min)
         # the methods' randomness (SDARTS noise), on the CPU so CPU and GPU runs draw the same
         self.generator = torch.Generator().manual_seed(cfg.seed + 7919)
-        self.ctx = Context(self.net, self.space, cfg, self.generator, self.autocast)
+        self.ctx = Context(self.net, self.space, cfg, self.generator, self.autocast, self.ranks.reduce)
 
     # --- files ---------------------------------------------------------------------------------
     def path(self, name: str) -> str | None:
@@ -249,7 +265,21 @@ class _Searcher:
         settings = self.cfg.to_json()
         for name in ("resume", "restart"):
             settings.pop(name)
+        settings["world_size"] = self.ranks.world
         return settings
+
+    def _check_later_settings(self, saved: dict[str, Any]) -> None:
+        """The settings a checkpoint records since data parallelism came (older ones ran with
+        :data:`LATER_SETTINGS`) must match too: the shards of every batch, and so the search, depend on
+        the number of ranks."""
+        now = self.settings()
+        changes = [f"{key}: {saved.get(key, old)!r} -> {now[key]!r}" for key, old in LATER_SETTINGS.items()
+                   if saved.get(key, old) != now[key]]
+        if changes:
+            raise CheckpointError(
+                f"--resume: the checkpoint in {self.cfg.out} was made with other settings ({'; '.join(changes)}); "
+                "rerun with the original settings (world_size: torchrun --nproc_per_node N), pass --restart to "
+                "start over, or choose another --out")
 
     def state(self, epoch: int) -> dict[str, Any]:
         return {
@@ -323,7 +353,7 @@ class _Searcher:
             x, y = batch
             with self.autocast():
                 logits = module(x, self.mixing(module))
-            loss = F.cross_entropy(logits.float(), y)
+            loss = F.cross_entropy(widened(logits), y)
             term = regularizer.loss_term(self.ctx, module, epoch, step) if regularizer is not None else None
             return loss if term is None else loss + term
 
@@ -339,8 +369,9 @@ class _Searcher:
         self.w_opt.zero_grad(set_to_none=True)
         with self.autocast():
             logits = self.net(x, weights)
-        loss = F.cross_entropy(logits.float(), y)
+        loss = F.cross_entropy(widened(logits), y)
         loss.backward(inputs=self.weights + leaves)  # no gradient for alpha: it is not updated here
+        self.ranks.average_grads(self.weights)  # the global batch's gradient
         if correction is not None:
             correction.correct(self.ctx, batch, weights, leaves, layout, self.weights, epoch)
         if self.cfg.grad_clip:
@@ -373,10 +404,10 @@ class _Searcher:
             for x, y in self.valid.sweep(epoch):
                 with self.autocast():
                     logits = self.net(x, weights)
-                loss = F.cross_entropy(logits.float(), y, reduction="sum")
+                loss = F.cross_entropy(widened(logits), y, reduction="sum")
                 sums += torch.stack([loss.double(), (logits.argmax(1) == y).sum().double(),
                                      sums.new_full((), float(len(y)))])
-        loss_sum, correct, seen = sums.tolist()
+        loss_sum, correct, seen = self.ranks.sum(sums).tolist()
         return loss_sum / seen, 100.0 * correct / seen
 
     def validate(self, epoch: int) -> tuple[float, float]:
@@ -410,6 +441,8 @@ class _Searcher:
                 loss_sum, correct, seen = sums.tolist()
                 bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100 * correct / seen:.1f}%")
         self.arch_opt.check()  # the last alpha step's NaN/Inf check (deferred: read once per epoch, not per step)
+        if not self.cfg.sync_bn:  # rank 0's BatchNorm statistics for validation (DDP's broadcast_buffers)
+            self.ranks.broadcast(list(self.net.buffers()))
         if self.sched is not None:
             self.sched.step()
         if self.device.type == "cuda":
@@ -419,7 +452,7 @@ class _Searcher:
         seconds = time.perf_counter() - t0
         self.elapsed += seconds
         self.iterations_done += self.iters
-        loss_sum, correct, seen = sums.tolist()
+        loss_sum, correct, seen = self.ranks.sum(sums).tolist()
         genotype = self.space.genotype(self.net, self.mixing(self.net))
         figures = decision.figures(self.net.alphas(), self.noise_margin)
         return {
@@ -434,7 +467,7 @@ class _Searcher:
             "step": step_stats.means(),
             "benchmark": self.space.evaluate(genotype),
             "lr": lr,
-            "alphas": {k: p.detach().float().cpu().tolist() for k, p in self.arch.items()},
+            "alphas": {k: widened(p.detach()).cpu().tolist() for k, p in self.arch.items()},
             **figures,
             "undecided": figures["decided_edges"] == 0,
             "seconds": seconds,  # the epoch, validation included
@@ -463,7 +496,9 @@ class _Searcher:
         if self.records:
             _say(f"--resume: continuing the search in {cfg.out} after epoch {len(self.history)} of "
                  f"{cfg.epochs + self.tune_epochs}")
-        self.trackers = trackers.Trackers(trackers.parse(cfg.log_to), cfg.out, self.settings())
+        # rank 0's, as the run folder
+        self.trackers = trackers.Trackers(trackers.parse(cfg.log_to) if self.ranks.writer else (), cfg.out,
+                                          self.settings())
         bar = _tqdm(range(cfg.epochs + self.tune_epochs), cfg.progress, initial=len(self.history), desc="search")
         try:
             while not self.search_finished():
@@ -653,7 +688,10 @@ def search_one(config: SearchConfig | None = None, *, data: ImageData | None = N
         flatarch.reference_spaces.errors.UsageError: settings, files or data that cannot work (the
             message says what to change); nothing on disk has changed then.
     """
-    return _Searcher(resumed_config(config, overrides), data).run()
+    given = (config or SearchConfig()).replace(**overrides)
+    with joined(resolve_device(given.device, given.amp)) as ranks:
+        # rank 0 reads a resumed run's settings for every rank (the others need not see its folder)
+        return _Searcher(ranks.from_writer(lambda: resumed_config(config, overrides)), data, ranks).run()
 
 
 __all__ = ["DataError", "SearchError", "SearchResult", "search_one"]

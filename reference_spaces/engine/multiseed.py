@@ -21,9 +21,10 @@ from flatarch import NonFiniteError
 from ..errors import DivergedError
 from ..run_folder import checkpoint_settings
 from .checkpoint import write_json
-from .config import SearchConfig, SearchError
+from .config import SearchConfig, SearchError, resolve_device
 from .loop import SearchResult, search_one
 from .pool import map_in_order
+from .ranks import joined
 
 PROTOCOL = "mean ± std over all seeds (population std), the reported genotype of every seed; no best-seed selection"
 SUMMARY_NAME = "summary.json"
@@ -121,12 +122,16 @@ def search_seeds(
     configs = [_seed_config(config, s, parallel) for s in seeds]
     if not given and config.resume:  # --resume without retyping: each seed's settings from its own checkpoint
         configs = [c.with_recorded(checkpoint_settings(c.out), {*overrides, "seed", "out"}) for c in configs]
-    outcomes = map_in_order(_search_seed, configs, workers)
-    results = [o if isinstance(o, SearchResult) else None for o in outcomes]
-    excluded = {s: why for s, o in zip(seeds, outcomes) if (why := _not_counted(o))}
-    multi = MultiSeedResult(seeds, results, aggregate(results), excluded=excluded)
-    if config.out:
-        write_json(multi.to_json(), os.path.join(config.out, SUMMARY_NAME))
+    with joined(resolve_device(config.device, config.amp)) as ranks:  # one process group for all the seeds
+        if ranks.world > 1 and parallel:
+            raise SearchError(f"--workers {workers} runs seeds in separate processes; on {ranks.world} ranks the seeds "
+                              "run one after another over all of them: drop --workers")
+        outcomes = map_in_order(_search_seed, configs, workers)
+        results = [o if isinstance(o, SearchResult) else None for o in outcomes]
+        excluded = {s: why for s, o in zip(seeds, outcomes) if (why := _not_counted(o))}
+        multi = MultiSeedResult(seeds, results, aggregate(results), excluded=excluded)
+        if config.out and ranks.writer:
+            write_json(multi.to_json(), os.path.join(config.out, SUMMARY_NAME))
     return multi
 
 

@@ -1,0 +1,211 @@
+"""The ranks of one data-parallel search: which shard each computes, what is reduced, who writes.
+
+A search runs on ``N`` ranks when ``torch.distributed`` is initialised (by the caller, or here
+from torchrun's environment: ``torchrun --nproc_per_node=N -m flatarch search ...``). The global
+batch stays ``--batch-size``; every rank draws the epoch's whole batch plan and keeps its own
+``1/N`` of each batch (:meth:`Ranks.shard`), so the ranks together see exactly the one-device
+batches. What keeps the ranks one search (docs/distributed.md):
+
+* every gradient evaluation of the architecture update, the Hessian-vector products, lambda-DARTS'
+  and SDARTS-ADV's gradients are means over the ranks (:attr:`Ranks.reduce`, the core's
+  ``grad_reduce``);
+* the weight gradients are averaged in one all-reduce per step (:meth:`Ranks.average_grads`);
+* loss and accuracy sums are summed over the ranks (:meth:`Ranks.sum`);
+* the network starts from rank 0's parameters and buffers, and without ``--sync-bn`` the
+  BatchNorm running statistics are rank 0's after each epoch's training (DDP's
+  ``broadcast_buffers``), so every rank validates with the same network and the checkpoint holds
+  the state of every rank;
+* rank 0 alone reads and writes the run folder (:meth:`Ranks.from_writer` hands its checkpoint, or
+  its refusal, to every rank) and prints: the other ranks' output is silenced for the search
+  (:func:`joined`), their errors are not;
+* a failure on one rank ends every rank (:meth:`Ranks.failed`): the failing rank leaves its one-line
+  message in the process group's store and destroys its group, so the others' pending collectives
+  fail at once (instead of waiting for the backend's timeout) and they stop with that message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+import torch.distributed as dist
+
+from flatarch.distributed import GradReduce, mean_across_ranks, reducer
+from flatarch.errors import NonFiniteError
+
+from ..errors import DivergedError, UsageError
+from .config import SearchError
+
+T = TypeVar("T")
+FAILURE_KEY = "flatarch/failure"
+#: failures every rank meets at the same point, as they are decided on values all ranks share (the
+#: reduced losses and gradients, the weights): the group stays usable, e.g. for the next seed
+COLLECTIVE_ERRORS = (NonFiniteError, DivergedError)
+
+
+class PeerFailed(SearchError):
+    """Another rank of the search failed; the message is its own."""
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """This process's place in the search: its ``rank`` among ``world`` ranks of ``group``."""
+
+    rank: int = 0
+    world: int = 1
+    group: Any = None
+
+    @classmethod
+    def current(cls) -> Ranks:
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return cls()
+        return cls(dist.get_rank(), dist.get_world_size(), dist.group.WORLD)
+
+    @property
+    def writer(self) -> bool:
+        """Rank 0: the one that reads and writes the run folder and prints."""
+        return self.rank == 0
+
+    @property
+    def reduce(self) -> GradReduce | None:
+        """The core's ``grad_reduce``: the mean over the ranks (``None`` on one rank)."""
+        return None if self.world == 1 else reducer(process_group=self.group)
+
+    def check_batch(self, batch_size: int) -> None:
+        if batch_size % self.world:
+            raise SearchError(f"--batch-size {batch_size} is the global batch; it must split evenly over the "
+                              f"{self.world} ranks (each rank's loss is the mean over an equal shard); choose a "
+                              f"multiple of {self.world}")
+
+    def shard(self, rows: torch.Tensor) -> torch.Tensor:
+        """This rank's part of one batch's rows: the ``rank``-th of ``world`` near-equal consecutive pieces
+        (equal when the batch divides, as every training batch does)."""
+        return rows if self.world == 1 else rows.tensor_split(self.world)[self.rank]
+
+    def sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """``tensor`` summed over the ranks, in place."""
+        if self.world > 1:
+            dist.all_reduce(tensor, group=self.group)
+        return tensor
+
+    def average_grads(self, params: Sequence[torch.Tensor]) -> None:
+        """Each ``.grad`` replaced by its mean over the ranks (one all-reduce per dtype; the parameters
+        without a gradient are the same on every rank and are left out)."""
+        if self.world == 1:
+            return
+        with_grad = [p for p in params if p.grad is not None]
+        for p, mean in zip(with_grad, mean_across_ranks([p.grad for p in with_grad], self.group)):
+            p.grad.copy_(mean)
+
+    def broadcast(self, tensors: Sequence[torch.Tensor]) -> None:
+        """Rank 0's values of ``tensors`` on every rank, in place."""
+        if self.world == 1:
+            return
+        with torch.no_grad():
+            for t in tensors:
+                dist.broadcast(t, 0, group=self.group)
+
+    def from_writer(self, read: Callable[[], T]) -> T:
+        """``read()`` run on rank 0 alone (it reads the run folder), its result handed to every rank;
+        a :class:`UsageError` it raises is raised on every rank, with its message."""
+        if self.world == 1:
+            return read()
+        box: list[Any] = [None]
+        if self.writer:
+            try:
+                box[0] = (True, read())
+            except UsageError as exc:
+                box[0] = (False, (type(exc), str(exc)))
+        dist.broadcast_object_list(box, 0, group=self.group)
+        ok, value = box[0]
+        if not ok:
+            kind, message = value
+            raise kind(message)
+        return value
+
+    def failed(self, exc: BaseException) -> BaseException:
+        """The error this rank stops with, after making sure every other rank stops too: its own
+        (posted to the others, its group destroyed), or a :class:`PeerFailed` carrying the message of
+        the rank that failed first, when this rank only met that failure in a collective."""
+        if self.world == 1 or isinstance(exc, (KeyboardInterrupt, *COLLECTIVE_ERRORS)):
+            return exc
+        store = _store()
+        posted = _read(store)
+        if posted is not None and not isinstance(exc, UsageError):
+            return PeerFailed(posted)
+        with contextlib.suppress(Exception):  # the first failure's message stays
+            store.compare_set(FAILURE_KEY, "", f"rank {self.rank}: {_one_line(exc)}")
+        with contextlib.suppress(Exception):
+            dist.destroy_process_group()
+        return exc
+
+
+def _store():
+    # the default group's key-value store (torch has no public accessor): where a failing rank
+    # leaves its message for the others
+    with contextlib.suppress(Exception):
+        return dist.distributed_c10d._get_default_store()
+    return None
+
+
+def _read(store) -> str | None:
+    if store is None:
+        return None
+    with contextlib.suppress(Exception):
+        if store.check([FAILURE_KEY]):
+            return store.get(FAILURE_KEY).decode()
+    return None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+@contextlib.contextmanager
+def joined(device: torch.device) -> Iterator[Ranks]:
+    """The ranks of this search: the initialised process group, or one initialised here from
+    torchrun's environment (``WORLD_SIZE`` > 1; gloo on CPUs, NCCL on GPUs, each rank on the GPU of its
+    ``LOCAL_RANK``) and destroyed at the end. A failure on a rank ends every rank (:meth:`Ranks.failed`)."""
+    created = False
+    if not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if device.type == "cuda":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        created = True
+    ranks = Ranks.current()
+    try:
+        with _silenced(not ranks.writer):
+            yield ranks
+    except BaseException as exc:
+        stop = ranks.failed(exc)
+        if stop is exc:
+            raise
+        raise stop from None
+    finally:
+        if created and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def _silenced(quiet: bool) -> Iterator[None]:
+    """stdout and stderr discarded while ``quiet`` (rank 0 alone prints a search's lines)."""
+    if not quiet:
+        yield
+        return
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull), contextlib.redirect_stderr(devnull):
+        yield
+
+
+def rank_device(device: torch.device, ranks: Ranks) -> torch.device:
+    """A rank's CUDA device is the current one (torchrun: its ``LOCAL_RANK``), not ``cuda:0`` for all."""
+    if ranks.world > 1 and device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+__all__ = ["PeerFailed", "Ranks", "joined", "rank_device"]
