@@ -61,9 +61,10 @@ class PerRankA2M(flatarch.A2M):
         return distributed.mean_across_ranks(direction), info
 
 
-def run_cases(cases: list[tuple[str, dict]], then_fail: bool = False) -> dict:
+def run_cases(cases: list[tuple[str, dict]], references: list[str], then_fail: bool = False) -> dict:
     """``{name: {"parallel": summary, "reference": summary or None}}``; a case is ``(name, config
-    overrides)``, plus ``per_rank_a2m=True`` to run the parallel search with :class:`PerRankA2M`.
+    overrides)``, plus ``per_rank_a2m=True`` to run the parallel search with :class:`PerRankA2M`; the
+    cases named in ``references`` have a reference (on one of the ranks).
     ``then_fail``: last, a search in which rank 1 fails (:func:`failing_rank`), under ``"failure"``."""
     rank, world = dist.get_rank(), dist.get_world_size()
     out = {}
@@ -78,7 +79,8 @@ def run_cases(cases: list[tuple[str, dict]], then_fail: bool = False) -> dict:
             parallel = summary(search_one(cfg))
         finally:
             flatarch.updates.UPDATES["a2m"] = saved
-        reference = summary(_Searcher(cfg, None, Ranks()).run()) if i % world == rank else None
+        one_device = name in references and i % world == rank
+        reference = summary(_Searcher(cfg, None, Ranks()).run()) if one_device else None
         out[name] = {"parallel": parallel, "reference": reference}
     if then_fail:  # last: the failure destroys the process group
         with tempfile.TemporaryDirectory() as folder:

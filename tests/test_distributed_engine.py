@@ -44,13 +44,13 @@ def reference_of(ranks, name):
 
 @pytest.fixture(scope="module")
 def quick():
-    return on_ranks(_run, 2, list(QUICK.items()), True, timeout=300)
+    return on_ranks(_run, 2, list(QUICK.items()), ["darts a2m"], True, timeout=300)
 
 
-def _run(cases, then_fail):
+def _run(cases, references, then_fail):
     from dist_engine_cases import run_cases
 
-    return run_cases(cases, then_fail)
+    return run_cases(cases, references, then_fail)
 
 
 def test_two_ranks_with_sync_bn_equal_one_device(quick):
@@ -62,7 +62,8 @@ def test_two_ranks_with_sync_bn_equal_one_device(quick):
 
 
 def test_a_per_rank_a2m_fails_the_equality(quick):
-    found = differences(quick[0]["per-rank a2m"]["parallel"], reference_of(quick, "per-rank a2m"))
+    # the Hessian measurement changes nothing in a search: "darts a2m"'s reference is this one's
+    found = differences(quick[0]["per-rank a2m"]["parallel"], reference_of(quick, "darts a2m"))
     assert any(".alphas." in d for d in found)
 
 
@@ -71,7 +72,8 @@ def test_without_sync_bn_the_ranks_run_one_deterministic_search(quick):
     differs from one device's, but every rank runs the same search, and a rerun repeats it bit for bit."""
     parallel = quick[0]["per-rank bn"]["parallel"]
     assert parallel == quick[1]["per-rank bn"]["parallel"] == quick[0]["per-rank bn again"]["parallel"]
-    assert differences(parallel, reference_of(quick, "per-rank bn")) != []
+    # on one device --sync-bn changes nothing: "darts a2m"'s reference is this one's (less the Hessian)
+    assert any(".alphas." in d for d in differences(parallel, reference_of(quick, "darts a2m")))
 
 
 def test_a_failure_on_one_rank_ends_every_rank_with_its_message(quick):
@@ -81,7 +83,7 @@ def test_a_failure_on_one_rank_ends_every_rank_with_its_message(quick):
 
 @pytest.mark.slow
 def test_every_method_and_update_on_two_ranks_equals_one_device():
-    ranks = on_ranks(_run, 2, list(MATRIX.items()), False, timeout=3600)
+    ranks = on_ranks(_run, 2, list(MATRIX.items()), list(MATRIX), False, timeout=3600)
     failed = {name: differences(ranks[0][name]["parallel"], reference_of(ranks, name))[:3] for name in MATRIX}
     assert {name: found for name, found in failed.items() if found} == {}
     assert all(ranks[0][name]["parallel"] == ranks[1][name]["parallel"] for name in MATRIX)
