@@ -1,5 +1,11 @@
 """``backend = "slurm"``: SLURM job arrays through submitit, one GPU per unit by default.
 
+``gpus = N`` gives each search ``N`` GPUs as one job of ``N`` tasks on one node, one rank each:
+submitit's ``TorchDistributedEnvironment`` sets the ranks' rendezvous (the job's first node, a
+port drawn from the job id) and each task runs :func:`~..placement.execute_rank` (rank 0 executes
+the unit, the others run its search beside it). Trainings are one task on one GPU. More nodes per
+search: ``submitit = {nodes = M}`` (``M`` nodes of ``N`` tasks each).
+
 Every submission is one job array (``executor.batch()``); ``workers`` caps how many of its
 tasks run at once (``--array=...%workers``). The job's callable follows submitit's checkpoint
 protocol: when SLURM preempts a job or its time runs out, submitit calls ``checkpoint`` and
@@ -19,7 +25,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ..execute import execute, one_line
+from ..execute import one_line
+from ..placement import execute_rank, unit_ranks
 from ..units import Unit
 from . import BackendError, Option, missing_library
 
@@ -29,10 +36,15 @@ POLL_S = {"slurm": 30.0, "local": 0.5}
 
 
 class Job:
-    """The callable of a job: runs one unit. ``checkpoint`` is submitit's requeue hook."""
+    """The callable of a job (each of its tasks): runs one unit, or one rank of it. ``checkpoint`` is
+    submitit's requeue hook."""
 
-    def __call__(self, unit: Unit, cwd: str) -> dict[str, Any]:
-        return execute(unit, cwd)
+    def __call__(self, unit: Unit, cwd: str) -> dict[str, Any] | None:
+        import submitit
+
+        if submitit.JobEnvironment().num_tasks > 1:  # RANK, WORLD_SIZE, MASTER_ADDR, ... for torch.distributed
+            submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+        return execute_rank(unit, cwd)
 
     def checkpoint(self, unit: Unit, cwd: str) -> Any:
         from submitit.helpers import DelayedSubmission
@@ -46,7 +58,8 @@ class SlurmBackend:
         "time": Option((int,), "time limit of each job in minutes (required); a job cut off resumes when requeued"),
         "partition": Option((str,), "SLURM partition (default: the cluster's)"),
         "account": Option((str,), "SLURM account to charge (default: yours)"),
-        "gpus": Option((int,), "GPUs per job (default: 1)", 1),
+        "gpus": Option((int,), "GPUs per unit: a search with N > 1 runs as one job of N tasks, one rank each; 0 runs "
+                       "on CPUs (default: 1)", 1),
         "cpus": Option((int,), "CPU cores per job, for data loading (default: 4)", 4),
         "mem_gb": Option((int, float), "memory per job in GB (default: the partition's)"),
         "cluster": Option((str,), "slurm, or local: the same jobs on this machine (default: slurm)", "slurm"),
@@ -62,9 +75,11 @@ class SlurmBackend:
             raise BackendError("backend slurm needs time = MINUTES in [run] (each job's time limit)")
         if cluster not in POLL_S:
             raise BackendError(f"[run] cluster must be one of {', '.join(POLL_S)}, got {cluster!r}")
-        self.root, self.cwd, self.cluster = root, cwd, cluster
+        if gpus < 0:
+            raise BackendError(f"[run] gpus must be >= 0, got {gpus}")
+        self.root, self.cwd, self.cluster, self.gpus = root, cwd, cluster, gpus
         self.parameters: dict[str, Any] = {
-            "name": "flatarch-sweep", "timeout_min": time, "gpus_per_node": gpus, "cpus_per_task": cpus,
+            "name": "flatarch-sweep", "timeout_min": time, "cpus_per_task": cpus,
             "mem_gb": mem_gb, "slurm_partition": partition, "slurm_account": account,
             "slurm_array_parallelism": workers, **submitit,
         }
@@ -82,10 +97,15 @@ class SlurmBackend:
             raise BackendError(f"[run] submitit refused a parameter: {' '.join(str(exc).split())[:300]}") from None
 
     def submit(self, units: Sequence[Unit]) -> list[Any]:
-        job = Job()
-        with self.executor.batch():
-            jobs = [self.executor.submit(job, unit, self.cwd) for unit in units]
-        return jobs
+        """One job array per number of ranks (searches of ``gpus`` ranks, trainings of one)."""
+        job, jobs = Job(), {}
+        for ranks in sorted({unit_ranks(u, self.gpus) for u in units}):
+            self.executor.update_parameters(tasks_per_node=ranks, gpus_per_node=ranks if self.gpus else 0)
+            same = [u for u in units if unit_ranks(u, self.gpus) == ranks]
+            with self.executor.batch():
+                submitted = [self.executor.submit(job, unit, self.cwd) for unit in same]
+            jobs.update(zip(map(id, same), submitted))
+        return [jobs[id(u)] for u in units]
 
     def wait(self, handles: Sequence[Any], timeout: float) -> list[tuple[Any, dict[str, Any]]]:
         deadline = time.monotonic() + timeout
@@ -105,6 +125,6 @@ class SlurmBackend:
 
 def _outcome(job: Any) -> dict[str, Any]:
     try:
-        return job.result()
+        return job.results()[0]  # rank 0's outcome (the other ranks return None)
     except Exception as exc:  # the job died outside the unit (node failure, out of memory, cancelled)
         return {"state": "failed", "error": f"job {job.job_id}: {one_line(exc)[:300]} (log: {job.paths.stderr})"}
