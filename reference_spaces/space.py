@@ -42,12 +42,15 @@ class NetworkOptions:
         auxiliary_skip: DARTS-' auxiliary skip connection, its weight set by the engine through
             :meth:`SearchNetwork.set_auxiliary_skip`.
         ops: the candidate-op set, by the space's name for it (``None``: the space's default).
+        stem: ``"cifar"`` (the cells see the input resolution) or ``"imagenet"`` (three stride-2
+            convolutions first, for 224-pixel images: PC-DARTS' ImageNet search network).
     """
 
     partial_channels: int = 1
     edge_normalization: bool = False
     auxiliary_skip: bool = False
     ops: str | None = None
+    stem: str = "cifar"
 
 
 @runtime_checkable

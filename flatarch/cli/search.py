@@ -26,7 +26,13 @@ def _options() -> list[tuple[str, str, dict[str, Any], str]]:
     from flatarch.reference_spaces.darts.genotype import DEFAULT_OPS, OP_SETS
     from flatarch.reference_spaces.data import DATASETS
     from flatarch.reference_spaces.engine.components import BETA_INDICES
-    from flatarch.reference_spaces.engine.config import DATASET_DEFAULTS, PAPER_DEFAULTS, SELECTIONS, STEP_ORDERS
+    from flatarch.reference_spaces.engine.config import (
+        DATASET_DEFAULTS,
+        IMAGENET,
+        PAPER_DEFAULTS,
+        SELECTIONS,
+        STEP_ORDERS,
+    )
     from flatarch.reference_spaces.engine.methods import METHODS, recipe_names
     from flatarch.reference_spaces.registry import available_spaces
     from flatarch.updates import RUNNING_STATS
@@ -55,11 +61,17 @@ def _options() -> list[tuple[str, str, dict[str, Any], str]]:
          f"search epochs (default: {p['epochs']}, the paper's; {demo['epochs']} on digits)"),
         ("batch_size", "--batch-size", whole, f"images per batch, train and validation (default: {p['batch_size']})"),
         ("seed", "--seed", whole, "random seed of one search (default: 0)"),
-        ("dataset", "--dataset", {"choices": DATASETS},
+        ("dataset", "--dataset", {"choices": (*DATASETS, IMAGENET)},
          "search data: the training set split 50/50 into weight and architecture halves; digits is scikit-learn's "
-         "8x8 digits upsampled to 16x16, shipped with scikit-learn (default: digits)"),
-        ("data_dir", "--data-dir", {}, "folder with the dataset: cifar-10-batches-py / cifar-100-python, or the "
-         "ImageNet16 train_data_batch_1..10 pickles (default: ./data; unused for digits)"),
+         "8x8 digits upsampled to 16x16, shipped with scikit-learn; imagenet: an ImageFolder tree (--data-dir/train/"
+         "CLASS/IMAGE) read by loader processes, PC-DARTS' 10%% and 2.5%% per-class subsets, the darts space "
+         "(with --method pcdarts --recipe imagenet: PC-DARTS' ImageNet search) (default: digits)"),
+        ("data_dir", "--data-dir", {}, "folder with the dataset: cifar-10-batches-py / cifar-100-python, the "
+         "ImageNet16 train_data_batch_1..10 pickles, or imagenet's train/ (default: ./data; unused for digits)"),
+        ("image_size", "--image-size", whole, "imagenet: the random-resized crop of the training images in pixels "
+         "(default: 224, PC-DARTS')"),
+        ("loader_workers", "--loader-workers", whole, "imagenet: processes decoding images, per rank (default: 4, "
+         "PC-DARTS')"),
         ("download", "--download", {"action": "store_true"}, "download CIFAR-10/100 into --data-dir if missing "
          "(default: off)"),
         ("subset", "--subset", whole, "use only the first N training images (default: all)"),
@@ -109,6 +121,8 @@ def _options() -> list[tuple[str, str, dict[str, Any], str]]:
          f"learning rate of the alpha Adam (default: {p['arch_lr']}; {demo['arch_lr']} on digits)"),
         ("arch_weight_decay", "--arch-weight-decay", number,
          f"weight decay of the alpha Adam (default: {p['arch_weight_decay']})"),
+        ("lr_warmup_epochs", "--lr-warmup-epochs", whole, "the weights' learning rate rises linearly to --lr over "
+         "the first N epochs, then follows the cosine (default: 0; pcdarts --recipe imagenet: 5)"),
         ("warmup_epochs", "--warmup-epochs", whole, "epochs of weight steps only before the first alpha step "
          f"(default: {p['warmup_epochs']}; {demo['warmup_epochs']} on digits; pcdarts --recipe original: 15)"),
         ("smoothing_epsilon", "--smoothing-epsilon", number, "sdarts-rs/sdarts-adv: the final smoothing radius; it "
@@ -254,7 +268,7 @@ def print_result(result) -> None:
                   f"{skip.get(dataset, float('nan')):.2f})")
     for dataset, figures in result.profile.items():
         print(f"evaluation network on {dataset}: {describe(figures)}")
-    if result.config["space"] == "darts" and result.out:
+    if result.config["space"] == "darts" and result.out and result.config["dataset"] != "imagenet":  # trainable
         print(f"next: flatarch train --genotype {os.path.join(result.out, 'genotype.json')} "
               f"--dataset {result.config['dataset']} --out {os.path.join(result.out, 'train')}")
     print(f"time: {result.seconds:.1f} s, {result.seconds_per_iteration * 1000:.0f} ms per iteration")

@@ -76,7 +76,11 @@ class SearchCell(nn.Module):
 
 class DartsSearchNetwork(nn.Module):
     """Stem (3x3 conv to ``3C``), ``layers`` search cells (reductions at ``layers//3`` and
-    ``2*layers//3``, doubling channels), global average pooling, linear classifier."""
+    ``2*layers//3``, doubling channels), global average pooling, linear classifier.
+
+    ``options.stem == "imagenet"``: PC-DARTS' ImageNet stem (``model_search_imagenet.py`` L113-L125):
+    two stride-2 convolutions to ``3C`` (the first cell's ``s0``), a third (its ``s1``), so 224-pixel
+    images reach the cells at 28 pixels."""
 
     def __init__(self, num_classes: int = 10, in_channels: int = 3, C: int = 16, layers: int = 8,
                  options: NetworkOptions | None = None, primitives: Sequence[str] = OP_SETS[DEFAULT_OPS],
@@ -92,10 +96,20 @@ class DartsSearchNetwork(nn.Module):
         self.steps = steps
         self.auxiliary_skip_weight = 1.0 if options.auxiliary_skip else 0.0
         c_curr = stem_multiplier * C
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, c_curr, 3, padding=1, bias=False), nn.BatchNorm2d(c_curr))
+        self.stem1: nn.Module | None = None
+        if options.stem == "imagenet":
+            self.stem = nn.Sequential(
+                nn.Conv2d(in_channels, c_curr // 2, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c_curr // 2),
+                nn.ReLU(inplace=False), nn.Conv2d(c_curr // 2, c_curr, 3, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(c_curr))
+            self.stem1 = nn.Sequential(nn.ReLU(inplace=False), nn.Conv2d(c_curr, c_curr, 3, stride=2, padding=1,
+                                                                         bias=False), nn.BatchNorm2d(c_curr))
+        else:
+            self.stem = nn.Sequential(nn.Conv2d(in_channels, c_curr, 3, padding=1, bias=False),
+                                      nn.BatchNorm2d(c_curr))
         c_pp, c_p, c_curr = c_curr, c_curr, C
         self.cells = nn.ModuleList()
-        reduction_prev = False
+        reduction_prev = self.stem1 is not None  # the first cell's s0 has twice its s1's resolution
         for i in range(layers):
             reduction = i in (layers // 3, 2 * layers // 3)
             if reduction:
@@ -152,6 +166,8 @@ class DartsSearchNetwork(nn.Module):
         edges = self.edge_weights()
         seen = dict.fromkeys(GROUPS, 0)
         s0 = s1 = self.stem(x)
+        if self.stem1 is not None:
+            s1 = self.stem1(s0)
         for cell in self.cells:
             group = "reduce" if cell.reduction else "normal"
             w = mixing[group]

@@ -23,6 +23,12 @@ from . import augment
 from .datasets import ImageData
 
 
+def stream_seed(seed: int, stream_id: int, epoch: int, purpose: int) -> int:
+    """The seed of a stream's random numbers in one epoch: distinct and reproducible per (seed, stream,
+    epoch, purpose: batches 0, sweeps 1)."""
+    return (seed * 1_000_003 + stream_id * 10_007 + epoch + purpose * 7_919_000) % (2**63)
+
+
 def split_half(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """DARTS' split: the first half of the training set for weights, the second for alphas."""
     half = n // 2
@@ -81,10 +87,7 @@ class BatchStream:
         return max(1, len(self.labels) // self.batch_size)
 
     def _generator(self, epoch: int, purpose: int = 0) -> torch.Generator:
-        g = torch.Generator()
-        # distinct, reproducible streams per (seed, stream, epoch, purpose: batches 0, sweeps 1)
-        g.manual_seed((self.seed * 1_000_003 + self.stream_id * 10_007 + epoch + purpose * 7_919_000) % (2**63))
-        return g
+        return torch.Generator().manual_seed(stream_seed(self.seed, self.stream_id, epoch, purpose))
 
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The shuffled batches of epoch ``epoch`` (0-based), always the same for the same arguments."""

@@ -38,6 +38,7 @@ PAPER_DEFAULTS: dict[str, Any] = {
     "arch_betas": DARTS_ADAM_DEFAULTS["betas"],
     "arch_weight_decay": DARTS_ADAM_DEFAULTS["weight_decay"],
     "warmup_epochs": 0,
+    "lr_warmup_epochs": 0,
     "select": "best-val-loss",
     # the A2M authors' patience (AsquaredM train_search.py L239, L321-324)
     "early_stop": 10,
@@ -75,6 +76,8 @@ def flag(name: str) -> str:
 
 #: ``--select``: which epoch's genotype a search reports (DARTS-PT always reports its projection's)
 SELECTIONS = ("best-val-loss", "final")
+#: the dataset read from an ImageFolder tree, batch by batch (``data/image_folder.py``)
+IMAGENET = "imagenet"
 #: ``--dtype``: the floating-point type of the network, the batches and the steps
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 PROJECTED = "projection"
@@ -113,6 +116,9 @@ class SearchConfig:
     compile: bool = False  # torch.compile each cell of the search network (measure it: benchmarks/gpu_suite.py)
     sync_bn: bool = False  # several ranks: BatchNorm statistics of the global batch (default: per rank, as DDP)
     dtype: str = "float32"  # float64: network, data and steps in double precision (e.g. to check a data-parallel setup)
+    image_size: int | None = None  # --dataset imagenet: the training crop in pixels (default: 224, PC-DARTS')
+    loader_workers: int | None = None  # --dataset imagenet: image-decoding processes per rank (default: 4)
+    lr_warmup_epochs: int | None = None  # the weights' lr rises linearly over the first N epochs (default: 0)
     threads: int | None = None  # torch CPU threads (None: leave torch's setting); the CLI uses 1
     val_augment: bool | None = None  # None: the method's rule (paper appendix C.4)
     channels: int | None = None  # space default (nb201: 16; digits demo: 8)
@@ -195,6 +201,12 @@ class SearchConfig:
                 raise SearchError(f"{flag(name)} must be {' or '.join(choices)}, got {getattr(self, name)!r}")
         if self.dtype not in DTYPES:
             raise SearchError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        for name, value in (("image_size", self.image_size), ("loader_workers", self.loader_workers)):
+            if value is not None and self.dataset != IMAGENET:
+                raise SearchError(f"{flag(name)} applies to --dataset {IMAGENET} (images read from folders); drop it")
+        if self.dataset == IMAGENET and self.subset is not None:
+            raise SearchError(f"--subset takes the first images of an in-memory dataset; --dataset {IMAGENET} "
+                              "searches PC-DARTS' 10% and 2.5% subsets of --data-dir/train: drop --subset")
         if self.amp and self.dtype != "float32":
             raise SearchError(f"--amp computes in bf16; it does not combine with --dtype {self.dtype}: drop one")
         if self.on_nonfinite not in ("raise", "skip"):
@@ -254,6 +266,7 @@ class SearchConfig:
             rho=default("rho") if "rho" in takes else None,
             eps=default("eps") if "eps" in takes else None,
             difference=(self.difference or "central") if "difference" in takes else None,
+            **(_folder_defaults(self) if self.dataset == IMAGENET else {}),
         )
         return resolved.validate()
 
@@ -283,6 +296,9 @@ _RULES: dict[str, numbers.Rule] = {
     "arch_weight_decay": numbers.NOT_NEGATIVE,
     "arch_betas": (lambda v: len(v) == 2 and all(numbers.FRACTION[0](b) for b in v), "two numbers in [0, 1)"),
     "warmup_epochs": numbers.NOT_NEGATIVE_WHOLE,
+    "lr_warmup_epochs": numbers.NOT_NEGATIVE_WHOLE,
+    "image_size": (lambda v: numbers.whole(v) and v >= 16, "a whole number of pixels >= 16"),
+    "loader_workers": numbers.NOT_NEGATIVE_WHOLE,
     "smoothing_epsilon": numbers.NOT_NEGATIVE,
     "lambda_coef": numbers.NOT_NEGATIVE,
     "lambda_eps0": numbers.POSITIVE,
@@ -292,6 +308,13 @@ _RULES: dict[str, numbers.Rule] = {
     "hessian_every": (numbers.NOT_NEGATIVE_WHOLE[0], "a whole number of epochs >= 0 (0 = off)"),
     "hessian_stop": (lambda v: numbers.finite(v) and v > 1, "a finite ratio > 1 (R-DARTS: 1.3)"),
 }
+
+
+def _folder_defaults(cfg: SearchConfig) -> dict[str, int]:
+    from ..data import image_folder
+
+    return {"image_size": cfg.image_size or image_folder.IMAGE_SIZE,
+            "loader_workers": image_folder.LOADER_WORKERS if cfg.loader_workers is None else cfg.loader_workers}
 
 
 def _check_hessian_stop(cfg: SearchConfig) -> None:

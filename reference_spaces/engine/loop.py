@@ -43,6 +43,7 @@ from flatarch.provenance import provenance
 from flatarch.sync_batch_norm import convert_global_batch_norm
 
 from ..data import BatchStream, DataError, ImageData, load_dataset, split_half
+from ..data.image_folder import FolderData, FolderImages, LoaderStream, load_image_folder
 from ..errors import CheckpointError, DivergedError
 from ..registry import get_space
 from ..run_folder import RunFolder, assert_finite_state, checkpoint_settings, written_as
@@ -50,7 +51,7 @@ from ..space import NetworkOptions, compile_cells
 from . import decision, hessian, reporting, trackers
 from .checkpoint import json_text, write_json_lines
 from .components import Context, mixing_weights, widened
-from .config import DTYPES, PROJECTED, SearchConfig, SearchError, resolve_device
+from .config import DTYPES, IMAGENET, PROJECTED, SearchConfig, SearchError, resolve_device
 from .methods import get_method
 from .projection import ProjectionState, check_schedule, schedule, topology_nodes, tune_epochs
 from .ranks import Ranks, joined, rank_device
@@ -63,7 +64,7 @@ CHECKPOINT_VERSION = 3  # 3: both supernets hold their parameters grouped by the
 RUN_FILES = (LOG_NAME, RESULT_NAME, PLOT_NAME, "genotype.json", "genotype.png", *trackers.TRACKER_FILES)
 #: settings a checkpoint records since data parallelism came, and their value in older checkpoints;
 #: they must match for --resume too
-LATER_SETTINGS = {"world_size": 1, "sync_bn": False, "dtype": "float32"}
+LATER_SETTINGS = {"world_size": 1, "sync_bn": False, "dtype": "float32", "image_size": None, "lr_warmup_epochs": 0}
 #: settings that must match for --resume to continue a checkpoint (epochs may grow)
 RESUME_KEYS = ("space", "method", "optimizer", "recipe", "rho", "eps", "difference", "epochs", "batch_size",
                "seed", "dataset", "subset", "max_batches", "val_augment", "channels", "cells_per_stage", "ops",
@@ -204,17 +205,28 @@ class _Searcher:
     # --- set-up --------------------------------------------------------------------------------
     def _build_data(self, data: ImageData | None) -> None:
         cfg = self.cfg
-        if data is None:
-            data = load_dataset(cfg.dataset, cfg.data_dir, cfg.download)
-        data = data.subset(cfg.subset)
-        if len(data.labels) < 4:
-            raise SearchError(f"{cfg.dataset}: {len(data.labels)} images are too few to split and search")
-        self.data = data
-        train_idx, val_idx = split_half(len(data.labels))
         shard, dtype = (self.ranks.rank, self.ranks.world), DTYPES[cfg.dtype]
-        self.train = BatchStream(data, train_idx, cfg.batch_size, True, cfg.seed, 0, self.device, shard, dtype)
-        self.valid = BatchStream(data, val_idx, cfg.batch_size, cfg.val_augment, cfg.seed, 1, self.device, shard,
-                                 dtype)
+        if data is None and cfg.dataset == IMAGENET:
+            self.data = folder = load_image_folder(cfg.data_dir)
+            train_idx, val_idx = folder.split()
+
+            def stream(indices, augment, stream_id):
+                images = FolderImages(folder, cfg.image_size, augment, cfg.seed, stream_id)
+                return LoaderStream(images, indices, cfg.batch_size, cfg.seed, stream_id, self.device, shard, dtype,
+                                    cfg.loader_workers)
+
+            self.train, self.valid = stream(train_idx, True, 0), stream(val_idx, cfg.val_augment, 1)
+        else:
+            if data is None:
+                data = load_dataset(cfg.dataset, cfg.data_dir, cfg.download)
+            data = data.subset(cfg.subset)
+            if len(data.labels) < 4:
+                raise SearchError(f"{cfg.dataset}: {len(data.labels)} images are too few to split and search")
+            self.data = data
+            train_idx, val_idx = split_half(len(data.labels))
+            self.train = BatchStream(data, train_idx, cfg.batch_size, True, cfg.seed, 0, self.device, shard, dtype)
+            self.valid = BatchStream(data, val_idx, cfg.batch_size, cfg.val_augment, cfg.seed, 1, self.device, shard,
+                                     dtype)
         self.iters = min(len(self.train), len(self.valid))
         if cfg.max_batches:
             self.iters = min(self.iters, cfg.max_batches)
@@ -224,7 +236,8 @@ class _Searcher:
         torch.manual_seed(cfg.seed)
         options = NetworkOptions(partial_channels=method.network.partial_channels,
                                  edge_normalization=bool(cfg.edge_normalization),
-                                 auxiliary_skip=method.network.auxiliary_skip, ops=cfg.ops)
+                                 auxiliary_skip=method.network.auxiliary_skip, ops=cfg.ops,
+                                 stem="imagenet" if isinstance(self.data, FolderData) else "cifar")
         try:
             net = self.space.build_network(num_classes=self.data.num_classes, in_channels=self.data.in_channels,
                                            options=options, channels=cfg.channels,
@@ -428,6 +441,10 @@ class _Searcher:
         for per_epoch in self.method.schedules:
             per_epoch.start_epoch(self.ctx, epoch)
         genotype_start = self.space.genotype(self.net, self.mixing(self.net))
+        if epoch < cfg.lr_warmup_epochs and self.projection is None:
+            # PC-DARTS' ImageNet warm-up (train_search_imagenet.py L155-158): lr (e + 1) / W over the cosine's value
+            for group in self.w_opt.param_groups:
+                group["lr"] = cfg.lr * (epoch + 1) / cfg.lr_warmup_epochs
         self.net.train()
         step_stats = reporting.StepStats(self.device)
         sums = torch.zeros(3, dtype=torch.float64, device=self.device)

@@ -152,7 +152,12 @@ METHODS: dict[str, Method] = {
                     "normalisation (PCDARTSNetwork, sota/cnn/model_search_pcdarts.py L72-109, creates alphas only: "
                     "sota/cnn/model_search.py L212-221), no best-epoch selection and no early stop (L160-190: the "
                     "final genotype)",
-                    by_space=_frozen(darts=_frozen(edge_normalization=False, select="final", early_stop=0)))}),
+                    by_space=_frozen(darts=_frozen(edge_normalization=False, select="final", early_stop=0))),
+                "imagenet": Recipe(
+                    "yuhuixu1993/PC-DARTS train_search_imagenet.py: batch 1024 (L26), lr 0.5 (L27), lr_min 0 (L28), "
+                    "arch lr 6e-3 (L43), alpha steps from epoch 35 on (--begin, L45, L199), the weights' lr warmed "
+                    "up linearly over 5 epochs (L155-158); with --dataset imagenet (its data protocol)",
+                    _frozen(batch_size=1024, lr=0.5, lr_min=0.0, arch_lr=6e-3, warmup_epochs=35, lr_warmup_epochs=5))}),
         ),
         Method("betadarts", "beta-DARTS (Ye et al. 2022): beta-decay regulariser on the validation loss",
                regularizer=BetaDecay(), settings=("beta_index",),

@@ -45,6 +45,9 @@ class NB201Space:
 
     def build_network(self, *, num_classes: int, in_channels: int, options: NetworkOptions, channels: int,
                       cells_per_stage: int) -> NB201SearchNetwork:
+        if options.stem != "cifar":
+            raise UsageError("the NAS-Bench-201 space searches small images (16 to 32 pixels); --dataset imagenet "
+                             "searches the DARTS space (--space darts), or use --dataset imagenet16-120")
         if options.ops not in (None, "nb201"):
             raise UsageError(f"the NAS-Bench-201 space has one op set (nb201), not {options.ops!r}; drop --ops")
         if options.edge_normalization:
