@@ -20,7 +20,11 @@ Sections (every figure is printed with the torch thread count):
   batch 96), fp32 / bf16 / bf16 + channels-last, batches made on the device;
 * ``data``: images per second of the batch makers alone, on-device vs a worker ``DataLoader``;
 * ``authors``: flatarch's A2M step vs the A2M authors' ``Architect`` on quark0/darts' network,
-  when ``--darts`` and ``--asquaredm`` checkouts are given (skipped with a message otherwise).
+  when ``--darts`` and ``--asquaredm`` checkouts are given (skipped with a message otherwise);
+* ``scaling``: one search on 2, 4, ... GPUs of this machine (``benchmarks/distributed.py`` under
+  torchrun, NAS-Bench-201, global batch 64 and 256): the iteration's speed-up over one GPU at the same
+  global batch and the cost of the reductions over a rank's iteration alone, per update, with and
+  without ``--sync-bn`` (skipped with fewer than 2 GPUs).
 
 Peak device memory per figure (``torch.cuda.max_memory_allocated``; on a CPU the process's peak
 resident memory) and device utilisation (``torch.cuda.utilization``, sampled while timing, when
@@ -60,7 +64,8 @@ from flatarch.reference_spaces.space import compile_cells  # noqa: E402
 import flatarch  # noqa: E402
 from flatarch.deferred import PendingCheck  # noqa: E402
 
-SECTIONS = ("alpha_step", "layout", "search", "projection", "train", "data", "authors")  # projection: within search
+# projection: within search
+SECTIONS = ("alpha_step", "layout", "search", "projection", "train", "data", "authors", "scaling")
 
 #: network and batch sizes: the papers' ("full") and a smoke-test size ("tiny")
 SIZES = {
@@ -510,6 +515,36 @@ def authors(args: argparse.Namespace, device: torch.device) -> list[dict[str, An
 
 
 # -- output ----------------------------------------------------------------------------------------------
+def scaling(tiny: bool) -> list[dict[str, Any]]:
+    """``benchmarks/distributed.py`` on 2, 4, ... of this machine's GPUs (its rows, one per update and variant)."""
+    import subprocess
+    import tempfile
+
+    gpus = torch.cuda.device_count()
+    if gpus < 2:
+        return [skipped("scaling", "data-parallel search", f"needs 2 GPUs, this machine has {gpus} (on CPUs: "
+                        "torchrun --nproc_per_node=2 benchmarks/distributed.py measures the reductions' cost)")]
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "distributed.py")
+    rows = []
+    for world in [n for n in (2, 4, 8) if n <= gpus]:
+        for batch in (64, 256):
+            with tempfile.TemporaryDirectory() as folder:
+                out = os.path.join(folder, "rows.json")
+                command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={world}",
+                           script, "--batch", str(batch), "--json", out, *(["--tiny"] if tiny else [])]
+                done = subprocess.run(command, capture_output=True, text=True)
+                if done.returncode != 0:
+                    rows.append(skipped("scaling", f"{world} GPUs batch {batch}", done.stderr.strip()[-300:]))
+                    continue
+                with open(out) as f:
+                    measured = json.load(f)
+            for r in measured:
+                name = f"{r['update']} {r['variant']} on {world} GPUs, batch {batch}"
+                rows.append(figure("scaling", name, r["ms"], "ms/iteration", torch.device("cuda"),
+                                   speedup=r["speedup"], vs_alone=r["vs_alone"]))
+    return rows
+
+
 def print_header() -> None:
     print(f"{'section':<11} {'figure':<58} {'value':>12} {'unit':<13} {'ratio':<22} {'peak MiB':>9} "
           f"{'util %':>6} {'threads':>7}")
@@ -522,7 +557,7 @@ def print_row(row: dict[str, Any]) -> dict[str, Any]:
               flush=True)
         return row
     ratios = "  ".join(f"{k[3:] if k.startswith('vs_') else k} {row[k]:.2f}x" for k in
-                       ("vs_first_order", "vs_floor", "vs_authors", "vs_per_edge") if k in row)
+                       ("vs_first_order", "vs_floor", "vs_authors", "vs_per_edge", "speedup", "vs_alone") if k in row)
     use = row.get("utilisation")
     # where a GPU search loses time without more operator calls (CUDA only: None or absent on a CPU)
     lost = "  ".join(f"{label} {row[key]:g}" for label, key in (
@@ -614,7 +649,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         rows += search(size, device, precisions, started + args.budget, spaces)
         save(rows)
     later = {"train": lambda: train(size, device), "data": lambda: data_paths(size, device, args.workers),
-             "authors": lambda: authors(args, device)}
+             "authors": lambda: authors(args, device), "scaling": lambda: scaling(args.tiny)}
     for name, section in later.items():
         if name in sections:
             rows += [print_row(r) for r in section()]

@@ -29,11 +29,12 @@ def build_model(device, cells_per_stage):
     return net.to(device), f"NAS-Bench-201 search network (C=16, {cells_per_stage} cells/stage)"
 
 
-def timed_round_robin(fns: dict, repeats: int, device) -> dict:
+def timed_round_robin(fns: dict, repeats: int, device, before=None) -> dict:
     """Median time of each function, measured in interleaved rounds so that load from other
     processes on a shared machine hits every candidate alike. Round ``r`` starts with candidate
     ``r mod k``: each takes every place in the round equally often (with a fixed order, the
-    place in the round moved a candidate's median by several percent on the development machine)."""
+    place in the round moved a candidate's median by several percent on the development machine).
+    ``before()``, untimed, precedes every call (e.g. a barrier that keeps data-parallel ranks in step)."""
 
     def sync():
         if device.type == "cuda":
@@ -46,6 +47,8 @@ def timed_round_robin(fns: dict, repeats: int, device) -> dict:
     for r in range(repeats):
         for name in names[r % len(names):] + names[: r % len(names)]:
             fn = fns[name]
+            if before is not None:
+                before()
             sync()
             start = time.perf_counter()
             fn()

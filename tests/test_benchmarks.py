@@ -7,6 +7,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 BENCHMARKS = os.path.join(os.path.dirname(__file__), "..", "benchmarks")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.path.dirname(__file__)}
 
@@ -27,8 +29,9 @@ def test_gpu_suite_tiny_on_cpu_writes_every_section(tmp_path):
     text = run("gpu_suite.py", "--device", "cpu", "--tiny", "--json", str(out), "--workers", "0")
     result = json.loads(out.read_text())
     assert result["environment"]["threads"] == 1 and "torch threads 1" in text
-    for section in ("alpha_step", "layout", "search", "projection", "train", "data", "authors"):
+    for section in ("alpha_step", "layout", "search", "projection", "train", "data", "authors", "scaling"):
         assert result[section], section
+    assert "needs 2 GPUs" in result["scaling"][0]["skipped"]
     assert all(r["operator_calls"] < 0.75 * r["per_edge_operator_calls"] for r in result["layout"])
     measured = [r for section in ("alpha_step", "layout", "search", "projection", "train", "data")
                 for r in result[section] if "skipped" not in r]
@@ -219,3 +222,17 @@ def test_grouped_edges_baseline_is_the_same_network():
         (a, ga, ea), (b, gb, eb) = results
         assert torch.allclose(a, b, atol=1e-10) and torch.allclose(ea, eb, atol=1e-10), space
         assert all(torch.allclose(u, v, atol=1e-10) for u, v in zip(ga, gb)), space
+
+
+@pytest.mark.slow
+def test_distributed_benchmark_under_torchrun_prints_the_reductions_cost(tmp_path):
+    out = tmp_path / "rows.json"
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           os.path.join(BENCHMARKS, "distributed.py"), "--tiny", "--batch", "8", "--repeats", "2",
+                           "--json", str(out)], capture_output=True, text=True, env=ENV, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = json.loads(out.read_text())
+    assert {(r["update"], r["variant"]) for r in rows} == {(u, v) for u in ("first-order", "a2m")
+                                                          for v in ("data-parallel", "data-parallel sync-bn")}
+    assert all(r["vs_alone"] > 0 and r["speedup"] > 0 and r["threads"] == 1 for r in rows)
+    assert "torch threads 1" in done.stdout and done.stdout.count("reductions cost") == 4
