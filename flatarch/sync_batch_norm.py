@@ -14,7 +14,8 @@ as ``torch.nn.BatchNorm``), so every rank keeps the same buffers.
 again (``hessian="exact"``, :mod:`flatarch.sharpness`) and it does not run under
 ``torch.func.vmap`` (A2M's ``batch_pair``). :class:`GlobalBatchNorm` builds the same statistics
 from differentiable sums over the ranks (:func:`flatarch.distributed.sum_across_ranks`): one
-all-reduce of ``N (2C + 1)`` numbers per layer and pass, on CPUs (gloo) and GPUs (NCCL) alike.
+all-reduce of ``N (2C + 1)`` numbers per layer and pass (one more in its backward), on CPUs (gloo)
+and GPUs (NCCL) alike.
 Ranks may hold shards of different sizes (a sweep's last batch), an empty one too.
 """
 
