@@ -11,10 +11,13 @@ instants in between for the tests.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
+import signal
 import tempfile
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
 from . import fault_points
@@ -30,12 +33,51 @@ def _permissions_for(path: str) -> int:
     return 0o666 & ~umask
 
 
+#: the signals that stop a run through a Python handler: Ctrl-C, ``kill``, a hang-up, and the
+#: ones SLURM and submitit send before a time limit or a preemption
+_STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP", "SIGUSR1", "SIGUSR2")
+                      if hasattr(signal, n))
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Python signal handlers wait until the block ends, then run in the order the signals came.
+
+    A handler that raises (Ctrl-C's ``KeyboardInterrupt``, SIGTERM, submitit's requeue-and-exit on
+    SIGUSR2) while ``torch.save`` writes comes out of torch's C++ writer as a ``RuntimeError``
+    ("unexpected pos"), not as itself: the command then prints a traceback instead of how to
+    continue, and a preempted job fails instead of being requeued. Signals whose action is the
+    default one (a kill) or ignored are left alone; only the main thread runs Python handlers.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    arrived: list[int] = []
+    previous = {}
+    for number in _STOP_SIGNALS:
+        if callable(signal.getsignal(number)):
+            previous[number] = signal.signal(number, lambda signum, frame: arrived.append(signum))
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        for number in arrived:
+            signal.raise_signal(number)
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[Any]], None], *, binary: bool = False) -> None:
     """Call ``write(f)`` on a temporary file beside ``path``, then move it onto ``path``.
 
     Text mode writes newlines as given (``newline=""``), so CSV writers control line endings.
+    A stop signal that arrives meanwhile is handled once the file is in place
+    (:func:`signals_deferred`).
     """
-    path = os.fspath(path)
+    with signals_deferred():
+        _atomic_write(os.fspath(path), write, binary)
+
+
+def _atomic_write(path: str, write: Callable[[IO[Any]], None], binary: bool) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     name = os.path.basename(path)

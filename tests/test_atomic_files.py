@@ -54,3 +54,49 @@ def test_figure_format_from_extension(tmp_path):
     assert (tmp_path / "plot.png").read_bytes().startswith(b"\x89PNG")
     assert b"<svg" in (tmp_path / "plot.svg").read_bytes()[:500]
     assert sorted(os.listdir(tmp_path)) == ["plot.png", "plot.svg"]
+
+
+class _Preempted(Exception):
+    """What a signal handler raises (KeyboardInterrupt, SIGTERM's Terminated, submitit's exit)."""
+
+
+def test_a_signal_during_torch_save_is_handled_after_the_write_as_itself(tmp_path):
+    """A handler's exception raised inside torch.save's C++ writer would come out as a RuntimeError
+    ("unexpected pos") with the old file kept; deferred, the new file is in place and the handler's
+    own exception follows."""
+    import signal
+
+    import torch
+
+    path = tmp_path / "checkpoint.pt"
+    atomic_write_text(path, "old")
+    state = {f"t{i}": torch.full((64,), float(i)) for i in range(64)}
+
+    def handler(signum, frame):
+        raise _Preempted(signum)
+
+    class SignalMidWrite:
+        """The file torch.save writes through; the signal arrives on its third write."""
+
+        def __init__(self, f):
+            self.f, self.calls = f, 0
+
+        def write(self, data):
+            self.calls += 1
+            if self.calls == 3:
+                signal.raise_signal(signal.SIGUSR1)
+            return self.f.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+    previous = signal.signal(signal.SIGUSR1, handler)
+    try:
+        with pytest.raises(_Preempted):
+            atomic_write(path, lambda f: torch.save(state, SignalMidWrite(f)), binary=True)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert signal.getsignal(signal.SIGUSR1) is previous
+    loaded = torch.load(path, weights_only=True)
+    assert all(torch.equal(loaded[k], v) for k, v in state.items())
+    assert os.listdir(tmp_path) == ["checkpoint.pt"]
