@@ -273,6 +273,19 @@ def test_refused_resume_changes_nothing_and_names_every_difference(tmp_path):
     assert _snapshot(out) == before
 
 
+def test_every_setting_that_changes_the_search_must_match_on_resume(tmp_path):
+    """Method settings too (a --lambda or a projection interval given on --resume was taken silently);
+    what may differ is how the command runs and reports."""
+    assert {"lambda_coef", "lambda_eps0", "lambda_corr", "projection_interval", "tune_epochs"} <= set(loop.RESUME_KEYS)
+    assert not {"out", "device", "threads", "progress", "plot", "log_to", "select"} & set(loop.RESUME_KEYS)
+    out = str(tmp_path / "r")
+    search(TINY, method="lambda-darts", out=out)
+    before = _snapshot(out)
+    with pytest.raises(UsageError, match=r"lambda_coef: 0.125 -> 0.5"):
+        search(TINY, method="lambda-darts", out=out, resume=True, lambda_coef=0.5)
+    assert _snapshot(out) == before
+
+
 def test_resume_of_a_complete_search_writes_nothing_and_more_epochs_extend_it(tmp_path, capsys):
     out = str(tmp_path / "r")
     straight = search(TINY, epochs=3, out=str(tmp_path / "straight"), early_stop=0)

@@ -31,7 +31,7 @@ import contextlib
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
@@ -51,7 +51,7 @@ from ..space import NetworkOptions, compile_cells
 from . import decision, hessian, reporting, trackers
 from .checkpoint import json_text, write_json_lines
 from .components import Context, mixing_weights, widened
-from .config import DTYPES, IMAGENET, PROJECTED, SearchConfig, SearchError, resolve_device
+from .config import DTYPES, IMAGENET, INVOCATION, PROJECTED, SearchConfig, SearchError, resolve_device
 from .methods import get_method
 from .projection import ProjectionState, check_schedule, schedule, topology_nodes, tune_epochs
 from .ranks import Ranks, joined, rank_device
@@ -65,12 +65,12 @@ RUN_FILES = (LOG_NAME, RESULT_NAME, PLOT_NAME, "genotype.json", "genotype.png", 
 #: settings a checkpoint records since data parallelism came, and their value in older checkpoints;
 #: they must match for --resume too
 LATER_SETTINGS = {"world_size": 1, "sync_bn": False, "dtype": "float32", "image_size": None, "lr_warmup_epochs": 0}
-#: settings that must match for --resume to continue a checkpoint (epochs may grow)
-RESUME_KEYS = ("space", "method", "optimizer", "recipe", "rho", "eps", "difference", "epochs", "batch_size",
-               "seed", "dataset", "subset", "max_batches", "val_augment", "channels", "cells_per_stage", "ops",
-               "lr", "lr_min", "momentum", "weight_decay", "grad_clip", "arch_lr", "arch_betas",
-               "arch_weight_decay", "warmup_epochs", "smoothing_epsilon", "amp", "on_nonfinite", "space_options",
-               "hessian_every", "hessian_stop", "running_stats", "step_order", "beta_index", "edge_normalization")
+#: settings that may differ on --resume: how the command runs and shows the search, and when it
+#: reports and stops (``select``; ``early_stop``, like a larger ``epochs``, may extend a run)
+RESUME_MAY_CHANGE = (*INVOCATION, "data_dir", "device", "compile", "loader_workers", "tag", "log_to", "plot", "select",
+                     "early_stop")
+#: settings that must match for --resume to continue a checkpoint (epochs may grow): every other one
+RESUME_KEYS = tuple(f.name for f in fields(SearchConfig) if f.name not in (*RESUME_MAY_CHANGE, *LATER_SETTINGS))
 
 
 @dataclass
