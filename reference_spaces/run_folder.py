@@ -192,9 +192,11 @@ class RunFolder:
     def checkpoint_path(self) -> str | None:
         return self.path(CHECKPOINT_NAME)
 
-    def check(self, settings: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any] | None:
+    def check(self, settings: Mapping[str, Any], keys: Iterable[str],
+              as_now: Callable[[Mapping[str, Any]], Mapping[str, Any]] = dict) -> dict[str, Any] | None:
         """Everything that can refuse the run, before anything is written. Returns the checkpoint to
-        resume from (its ``config`` matching ``settings`` on ``keys``), or ``None`` to start fresh."""
+        resume from (its ``config``, read by ``as_now``, matching ``settings`` on ``keys``), or ``None``
+        to start fresh."""
         if not self.out:
             return None
         check_writable(self.out)
@@ -213,7 +215,7 @@ class RunFolder:
         if not os.path.exists(self.checkpoint_path):
             return self._uncommitted()
         state = read_checkpoint(self.checkpoint_path)
-        changes = setting_differences(state["config"], settings, keys)
+        changes = setting_differences(as_now(state["config"]), settings, keys)
         if changes:
             raise CheckpointError(
                 f"--resume: the checkpoint in {self.out} was made with other settings ({'; '.join(changes)}); "

@@ -13,6 +13,8 @@ from flatarch.reference_spaces.engine import SearchConfig, loop, search
 from flatarch.reference_spaces.engine.methods import AUTHORS_RECIPE, METHODS
 from flatarch.reference_spaces.errors import UsageError
 from flatarch.reference_spaces.registry import get_space
+from flatarch.reference_spaces.run_folder import CHECKPOINT_NAME
+from flatarch.reference_spaces.sweep.units import SearchUnit
 from torch import nn
 
 import flatarch
@@ -170,3 +172,34 @@ def test_every_pass_updates_the_running_statistics_on_request(update, passes):
 def test_paired_differences_cannot_update_every_pass():
     with pytest.raises(ValueError, match="batch_pair=True .* protect_buffers=False"):
         flatarch.make_update("a2m", [nn.Parameter(torch.zeros(2))], batch_pair=True, running_stats="every-pass")
+
+
+def _recorded_by_the_version_before(folder):
+    """The search in ``folder`` as the version before these settings recorded it: none of them, and no
+    op set on the DARTS space, whose default then was the 8 ops of ``darts``."""
+    state = torch.load(folder / CHECKPOINT_NAME, weights_only=True)
+    result = json.loads((folder / loop.RESULT_NAME).read_text())
+    for config in (state["config"], result["config"]):
+        for key in ("running_stats", "step_order", "beta_index", "edge_normalization"):
+            del config[key]
+        config["ops"] = None
+    torch.save(state, folder / CHECKPOINT_NAME)
+    (folder / loop.RESULT_NAME).write_text(json.dumps(result))
+
+
+def test_a_search_of_the_version_before_resumes_and_a_sweep_finds_it_finished(tmp_path):
+    out = tmp_path / "r"
+    older = DARTS_TINY.replace(recipe=None, method="pcdarts", optimizer="first-order", ops="darts", out=str(out))
+    search(older)
+    _recorded_by_the_version_before(out)
+
+    def unit(config):
+        return SearchUnit("r", str(out), config, config.resolved(get_space("darts").defaults))
+
+    assert unit(older).changed() == [] and unit(older).conflicts() == []
+    # a sweep file that names no op set now asks for s5: the one difference, which the file can restore
+    assert unit(older.replace(ops=None)).changed() == ["ops: 'darts' -> 's5'"]
+    resumed = loop.search_one(out=str(out), resume=True, epochs=2, progress=False)  # the settings from the checkpoint
+    assert len(resumed.history) == 2
+    assert {k: resumed.config[k] for k in ("ops", "edge_normalization", "running_stats", "step_order")} == {
+        "ops": "darts", "edge_normalization": True, "running_stats": "first-pass", "step_order": "alpha-first"}

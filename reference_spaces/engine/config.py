@@ -10,7 +10,7 @@ up front (:meth:`SearchConfig.validate`), so a bad one is refused before anythin
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +64,24 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
 #: fields that say what one command does, not how the search runs: never taken from a checkpoint
 #: (``--resume`` takes every other setting the command does not give from there)
 INVOCATION = ("out", "resume", "restart", "progress", "threads", "download")
+
+
+def as_recorded_now(recorded: Mapping[str, Any]) -> dict[str, Any]:
+    """A search's recorded settings (a checkpoint's or ``result.json``'s ``config``) as this version
+    names what that search ran: a record made before ``running_stats``, ``step_order``,
+    ``beta_index`` and ``edge_normalization`` existed ran one BatchNorm update per alpha step, the
+    alpha step first, beta-DARTS' coefficient from the epoch and PC-DARTS' edge normalisation on the
+    DARTS space only; a DARTS-space record with no op set searched the 8 ops of ``darts``, the
+    default before ``s5``. ``--resume`` and sweeps read older runs through it."""
+    method, space = recorded.get("method"), recorded.get("space")
+    before = {"running_stats": "first-pass", "step_order": "alpha-first",
+              "beta_index": "epoch" if method == "betadarts" else None,
+              "edge_normalization": space == "darts" if method == "pcdarts" else None}
+    now = {**before, **recorded}
+    if space == "darts" and now.get("ops") is None:
+        now["ops"] = "darts"
+    return now
+
 
 #: command-line flags whose name is not the field name with dashes
 FLAGS: dict[str, str] = {"cells_per_stage": "--cells", "space_options": "--table", "lambda_coef": "--lambda"}
@@ -171,7 +189,7 @@ class SearchConfig:
         as ``recorded`` (a checkpoint's settings) has it: ``--resume`` without retyping the options."""
         if recorded is None:
             return self
-        taken = recorded_fields(SearchConfig, recorded, skip=(*given, *INVOCATION))
+        taken = recorded_fields(SearchConfig, as_recorded_now(recorded), skip=(*given, *INVOCATION))
         if taken.get("arch_betas") is not None:
             taken["arch_betas"] = tuple(taken["arch_betas"])
         return self.replace(**taken)

@@ -51,7 +51,7 @@ from ..space import NetworkOptions, compile_cells
 from . import decision, hessian, reporting, trackers
 from .checkpoint import json_text, write_json_lines
 from .components import Context, mixing_weights, widened
-from .config import DTYPES, IMAGENET, INVOCATION, PROJECTED, SearchConfig, SearchError, resolve_device
+from .config import DTYPES, IMAGENET, INVOCATION, PROJECTED, SearchConfig, SearchError, as_recorded_now, resolve_device
 from .methods import get_method
 from .projection import ProjectionState, check_schedule, schedule, topology_nodes, tune_epochs
 from .ranks import Ranks, joined, rank_device
@@ -165,7 +165,7 @@ class _Searcher:
                                 restart=cfg.restart, say=_say)
         if not ranks.writer:  # rank 0 alone has the run folder: the other ranks read and write nothing
             self.folder = RunFolder(None, files=RUN_FILES, finished=RESULT_NAME)
-        checkpoint = ranks.from_writer(lambda: self.folder.check(self.settings(), RESUME_KEYS))
+        checkpoint = ranks.from_writer(lambda: self.folder.check(self.settings(), RESUME_KEYS, as_recorded_now))
         trackers.check_installed(trackers.parse(cfg.log_to))
         self.trackers = trackers.Trackers((), None, {})
         if cfg.threads:

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..engine.config import SearchConfig
+from ..engine.config import SearchConfig, as_recorded_now
 from ..errors import CheckpointError
 from ..run_folder import checkpoint_settings, setting_differences
 
@@ -58,7 +58,7 @@ def _conflicts(folder: str, expected: Mapping[str, Any], keys: Sequence[str]) ->
         recorded = checkpoint_settings(folder)
     except CheckpointError:
         return []
-    return [] if recorded is None else setting_differences(recorded, expected, keys)
+    return [] if recorded is None else setting_differences(as_recorded_now(recorded), expected, keys)
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,8 @@ class SearchUnit:
         result = self.result()
         if result is None:
             return None
-        return differences(result["config"], self.resolved.to_json(), RESUME_KEYS, bool(result.get("stopped_early")))
+        return differences(as_recorded_now(result["config"]), self.resolved.to_json(), RESUME_KEYS,
+                           bool(result.get("stopped_early")))
 
     def conflicts(self) -> list[str]:
         """The settings in which this run's checkpoint differs from the unit's as ``--resume`` refuses them."""
