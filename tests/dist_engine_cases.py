@@ -88,9 +88,19 @@ def run_cases(cases: list[tuple[str, dict]], references: list[str], then_fail: b
     return out
 
 
-def failing_rank(config: SearchConfig, fail_rank: int, out: str) -> str:
-    """A search in which rank ``fail_rank`` fails in its second weight step (all ranks write into
-    ``out``; rank 0 alone does): what this rank stops with, and after how long."""
+def out_of_memory() -> None:
+    raise MemoryError("out of memory (a stand-in)")
+
+
+def killed() -> None:
+    """The process ends at once, as under ``kill -9``: no message, no clean-up (exit code 0, so that the
+    spawning test waits for the other ranks, see tests/ranks.py)."""
+    os._exit(0)
+
+
+def failing_rank(config: SearchConfig, fail_rank: int, out: str, fail=out_of_memory) -> str:
+    """A search in which rank ``fail_rank`` fails (``fail()``) in its second weight step (all ranks
+    write into ``out``; rank 0 alone does): what this rank stops with."""
     from flatarch.reference_spaces.engine import loop
 
     real = loop._Searcher.weight_step
@@ -99,7 +109,7 @@ def failing_rank(config: SearchConfig, fail_rank: int, out: str) -> str:
     def weight_step(self, *args):
         calls["n"] += 1
         if calls["n"] == 2 and dist.get_rank() == fail_rank:
-            raise MemoryError("out of memory (a stand-in)")
+            fail()
         return real(self, *args)
 
     loop._Searcher.weight_step = weight_step
@@ -112,3 +122,31 @@ def failing_rank(config: SearchConfig, fail_rank: int, out: str) -> str:
     return "finished"
 
 
+
+
+def resumed_then_killed(folder: str) -> dict:
+    """What ``torchrun ... -m flatarch search --out X --resume`` runs after a Ctrl-C, with rank 0 alone
+    seeing the run folder (the other ranks work in an empty folder of their own, as on nodes that share
+    no file system): ``{"straight": summary, "resumed": summary}`` of a straight search and of one
+    interrupted on every rank after its first epoch and resumed by ``out`` and ``resume`` alone; then,
+    under ``"killed"``, what rank 0 stops with when rank 1 dies in a search (rank 1 returns nothing)."""
+    from flatarch.reference_spaces.engine import loop
+
+    os.chdir(folder if dist.get_rank() == 0 else tempfile.mkdtemp())
+    out = {"straight": summary(search_one(TINY.replace(out="straight")))}
+    real = loop._Searcher._epoch
+
+    def epoch_then_ctrl_c(self, *args):
+        real(self, *args)
+        raise KeyboardInterrupt  # Ctrl-C reaches every rank under torchrun
+
+    loop._Searcher._epoch = epoch_then_ctrl_c
+    try:
+        search_one(TINY.replace(out="run"))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        loop._Searcher._epoch = real
+    out["resumed"] = summary(search_one(out="run", resume=True))
+    out["killed"] = failing_rank(TINY, 1, "killed", fail=killed)
+    return out

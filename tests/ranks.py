@@ -5,6 +5,8 @@
 and returns each rank's return value, rank order. Spawning and importing torch costs seconds, so
 a test runs many cases in one call (``fn`` loops over them) rather than one spawn per case.
 ``fn`` must be a module-level function of an importable module (tests/ is on the children's path).
+A rank that ends its process with exit code 0 inside ``fn`` (``os._exit(0)``: a rank that dies, in a
+test that the other ranks survive it) returns ``None``.
 """
 
 from __future__ import annotations
@@ -43,4 +45,5 @@ def on_ranks(fn, world: int, *args, timeout: float = 600.0):
                 for process in context.processes:
                     process.kill()
                 raise TimeoutError(f"the {world} ranks did not finish within {timeout} s")
-        return [torch.load(os.path.join(folder, f"rank-{r}.pt"), weights_only=False) for r in range(world)]
+        paths = [os.path.join(folder, f"rank-{r}.pt") for r in range(world)]
+        return [torch.load(path, weights_only=False) if os.path.exists(path) else None for path in paths]

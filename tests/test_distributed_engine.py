@@ -81,6 +81,29 @@ def test_a_failure_on_one_rank_ends_every_rank_with_its_message(quick):
     assert quick[0]["failure"] == "PeerFailed: rank 1: out of memory (a stand-in)"
 
 
+def _resumed_then_killed(folder):
+    from dist_engine_cases import resumed_then_killed
+
+    return resumed_then_killed(folder)
+
+
+@pytest.fixture(scope="module")
+def resumed_then_killed(tmp_path_factory):
+    return on_ranks(_resumed_then_killed, 2, str(tmp_path_factory.mktemp("ranks")), timeout=300)
+
+
+def test_two_ranks_resume_by_out_and_resume_alone_as_an_uninterrupted_search(resumed_then_killed):
+    """Rank 0 alone sees the run folder; it hands the checkpoint's settings and state to the other rank."""
+    done = resumed_then_killed[0]
+    assert len(done["resumed"]["epochs"]) == 2 and done["resumed"] == done["straight"]
+
+
+def test_a_rank_that_dies_without_a_word_ends_the_others_with_one_line(resumed_then_killed):
+    assert resumed_then_killed[1] is None  # it died
+    message = resumed_then_killed[0]["killed"]
+    assert message.startswith("PeerFailed: rank 0: another rank stopped without a message") and "\n" not in message
+
+
 @pytest.mark.slow
 def test_every_method_and_update_on_two_ranks_equals_one_device():
     ranks = on_ranks(_run, 2, list(MATRIX.items()), list(MATRIX), False, timeout=3600)

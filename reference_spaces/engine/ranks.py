@@ -20,13 +20,16 @@ batches. What keeps the ranks one search (docs/distributed.md):
   (:func:`joined`), their errors are not;
 * a failure on one rank ends every rank (:meth:`Ranks.failed`): the failing rank leaves its one-line
   message in the process group's store and destroys its group, so the others' pending collectives
-  fail at once (instead of waiting for the backend's timeout) and they stop with that message.
+  fail at once (instead of waiting for the backend's timeout) and they stop with that message; a
+  rank that dies without a word (killed, out of memory) leaves the others a failed collective, which
+  they report in one line as such.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -42,6 +45,9 @@ from .config import SearchError
 
 T = TypeVar("T")
 FAILURE_KEY = "flatarch/failure"
+#: what a rank stops with when a collective fails and no rank has said why
+LOST = ("another rank stopped without a message (killed, out of memory or crashed; the launcher, e.g. torchrun, "
+        "says which)")
 #: failures every rank meets at the same point, as they are decided on values all ranks share (the
 #: reduced losses and gradients, the weights): the group stays usable, e.g. for the next seed
 COLLECTIVE_ERRORS = (NonFiniteError, DivergedError)
@@ -130,18 +136,23 @@ class Ranks:
     def failed(self, exc: BaseException) -> BaseException:
         """The error this rank stops with, after making sure every other rank stops too: its own
         (posted to the others, its group destroyed), or a :class:`PeerFailed` carrying the message of
-        the rank that failed first, when this rank only met that failure in a collective."""
+        the rank that failed first, when this rank only met that failure in a collective; a collective
+        that failed with no message posted is a :class:`PeerFailed` too (:data:`LOST`), posted in turn."""
         if self.world == 1 or isinstance(exc, (KeyboardInterrupt, *COLLECTIVE_ERRORS)):
             return exc
         store = _store()
         posted = _read(store)
         if posted is not None and not isinstance(exc, UsageError):
             return PeerFailed(posted)
+        stop, message = exc, f"rank {self.rank}: {_one_line(exc)}"
+        if _from_collective(exc):  # and no message posted: a rank left without one; the others are told too
+            stop = PeerFailed(f"rank {self.rank}: {LOST}; the backend said: {_backend_said(exc)}")
+            message = str(stop)
         with contextlib.suppress(Exception):  # the first failure's message stays
-            store.compare_set(FAILURE_KEY, "", f"rank {self.rank}: {_one_line(exc)}")
+            store.compare_set(FAILURE_KEY, "", message)
         with contextlib.suppress(Exception):
             dist.destroy_process_group()
-        return exc
+        return stop
 
 
 def _store():
@@ -164,6 +175,20 @@ def _read(store) -> str | None:
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def _from_collective(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised inside ``torch.distributed`` (a collective, the store): the innermost
+    frame of its traceback is there."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and os.path.join("torch", "distributed", "") in tb.tb_frame.f_code.co_filename
+
+
+def _backend_said(exc: BaseException) -> str:
+    """The backend's error in a few words: its first sentence, without gloo's ``[file:line]`` prefix."""
+    return re.sub(r"^\[[^\]]*\]\s*", "", _one_line(exc)).split(". ")[0]
 
 
 @contextlib.contextmanager
