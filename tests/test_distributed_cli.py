@@ -48,6 +48,27 @@ def test_torchrun_search_equals_one_device_and_rank_0_alone_prints(tmp_path, cap
     assert "world_size: 2 -> 1" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("world, local, stop, launcher", [
+    ("2", "2", KeyboardInterrupt(), "torchrun --nproc_per_node=2 -m flatarch"),
+    ("16", "8", OSError("No space left on device"), "torchrun --nnodes=2 --nproc_per_node=8 ... -m flatarch"),
+])
+def test_a_stopped_search_under_torchrun_says_how_to_resume_it_on_as_many_ranks(world, local, stop, launcher,
+                                                                                  tmp_path, monkeypatch, capsys):
+    """``flatarch search --out X --resume`` alone would be refused: the checkpoint resumes on its number of ranks."""
+    from flatarch.reference_spaces import engine
+
+    def stopped(**settings):
+        raise stop
+
+    monkeypatch.setattr(engine, "search", stopped)
+    monkeypatch.setenv("WORLD_SIZE", world)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", local)
+    out = str(tmp_path / "run")
+    assert main(["search", "--seeds", "1", "2", "--out", out]) in (1, 130)
+    hint = f"continue with: {launcher} search --out {out} --seeds 1 2 --resume"
+    assert capsys.readouterr().err.rstrip().endswith(hint)
+
+
 @pytest.mark.slow
 def test_a_batch_that_does_not_split_over_the_ranks_is_refused_in_one_line(tmp_path):
     done = torchrun("search", *TINY, "--batch-size", "7", "--out", str(tmp_path / "run"))

@@ -280,6 +280,17 @@ def _rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
+def _launcher() -> str:
+    """How this command was started: ``flatarch``, or under torchrun the same number of ranks (a
+    checkpoint of N ranks resumes on N ranks only); on several nodes ``...`` stands for the rendezvous."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return "flatarch"
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+    nodes = f"--nnodes={world // local} --nproc_per_node={local} ..." if world > local else f"--nproc_per_node={world}"
+    return f"torchrun {nodes} -m flatarch"
+
+
 def run(args) -> int:
     import flatarch
     from flatarch.cli.stops import stopped
@@ -310,7 +321,7 @@ def run(args) -> int:
         return 2
     except (KeyboardInterrupt, OSError) as exc:
         seeds = f" --seeds {' '.join(map(str, args.seeds))}" if args.seeds else ""
-        where = f"flatarch search --out {settings['out']}{seeds} --resume" if settings.get("out") else \
+        where = f"{_launcher()} search --out {settings['out']}{seeds} --resume" if settings.get("out") else \
             "the same command plus --resume"
         return stopped("flatarch search", exc, f"continue with: {where}")
     return 0
