@@ -91,3 +91,18 @@ def test_the_imagenet_recipe_is_pc_darts_imagenet_search():
     recipe = METHODS["pcdarts"].recipe("imagenet", "darts")
     assert {k: recipe[k] for k in ("batch_size", "lr", "lr_min", "arch_lr", "warmup_epochs", "lr_warmup_epochs")} == \
         {"batch_size": 1024, "lr": 0.5, "lr_min": 0.0, "arch_lr": 6e-3, "warmup_epochs": 35, "lr_warmup_epochs": 5}
+
+
+def test_after_the_lr_warm_up_the_weights_follow_the_cosine():
+    """PC-DARTS' warm-up sets the rate of its first epochs only (train_search_imagenet.py L150-L158); torch's
+    cosine computes each epoch's rate from the last one's, so a warm-up rate left in place would shift
+    every later one (by 1.6% over PC-DARTS' 50 epochs)."""
+    import math
+
+    from flatarch.reference_spaces.engine import search
+
+    lr, epochs = 0.1, 4
+    result = search(dataset="digits", subset=32, batch_size=8, channels=4, cells_per_stage=1, epochs=epochs,
+                    max_batches=1, lr=lr, lr_min=0.0, lr_warmup_epochs=2, early_stop=0, progress=False, plot=False)
+    cosine = [lr * (1 + math.cos(math.pi * e / epochs)) / 2 for e in range(epochs)]
+    assert [r["lr"] for r in result.history] == pytest.approx([lr / 2, lr, *cosine[2:]], rel=1e-12)

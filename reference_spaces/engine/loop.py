@@ -442,7 +442,7 @@ class _Searcher:
             per_epoch.start_epoch(self.ctx, epoch)
         genotype_start = self.space.genotype(self.net, self.mixing(self.net))
         if epoch < cfg.lr_warmup_epochs and self.projection is None:
-            # PC-DARTS' ImageNet warm-up (train_search_imagenet.py L155-158): lr (e + 1) / W over the cosine's value
+            # PC-DARTS' ImageNet warm-up (train_search_imagenet.py L150-158): lr (e + 1) / W instead of the cosine's
             for group in self.w_opt.param_groups:
                 group["lr"] = cfg.lr * (epoch + 1) / cfg.lr_warmup_epochs
         self.net.train()
@@ -461,6 +461,10 @@ class _Searcher:
         if not self.cfg.sync_bn:  # rank 0's BatchNorm statistics for validation (DDP's broadcast_buffers)
             self.ranks.broadcast(list(self.net.buffers()))
         if self.sched is not None:
+            # the warm-up's rate is this epoch's only: torch's cosine computes the next rate from the one in place
+            if epoch < cfg.lr_warmup_epochs:
+                for group, rate in zip(self.w_opt.param_groups, self.sched.get_last_lr()):
+                    group["lr"] = rate
             self.sched.step()
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
