@@ -104,6 +104,25 @@ def test_a_rank_that_dies_without_a_word_ends_the_others_with_one_line(resumed_t
     assert message.startswith("PeerFailed: rank 0: another rank stopped without a message") and "\n" not in message
 
 
+def test_a_split_smaller_than_the_batch_must_split_over_the_ranks_too(tmp_path):
+    """--subset 10 --batch-size 8: the training half's 5 images are its batch, 3 and 2 on two ranks, and the
+    mean of the two means is not the batch's mean. Rank 0 of 2 (on a group of one process: nothing is
+    reduced before the refusal)."""
+    import torch.distributed as dist
+    from dist_engine_cases import TINY
+    from flatarch.reference_spaces.engine import SearchError
+    from flatarch.reference_spaces.engine.loop import _Searcher
+    from flatarch.reference_spaces.engine.ranks import Ranks
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        with pytest.raises(SearchError, match="the training split holds 5 images, fewer than --batch-size"):
+            _Searcher(TINY.replace(subset=10), None, Ranks(0, 2, dist.group.WORLD))
+        _Searcher(TINY.replace(subset=12), None, Ranks(0, 2, dist.group.WORLD))  # 6 and 6: 3 images a rank
+    finally:
+        dist.destroy_process_group()
+
+
 @pytest.mark.slow
 def test_every_method_and_update_on_two_ranks_equals_one_device():
     ranks = on_ranks(_run, 2, list(MATRIX.items()), list(MATRIX), False, timeout=3600)

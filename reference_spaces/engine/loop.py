@@ -227,6 +227,8 @@ class _Searcher:
             self.train = BatchStream(data, train_idx, cfg.batch_size, True, cfg.seed, 0, self.device, shard, dtype)
             self.valid = BatchStream(data, val_idx, cfg.batch_size, cfg.val_augment, cfg.seed, 1, self.device, shard,
                                      dtype)
+        for split, stream in (("training", self.train), ("validation", self.valid)):
+            self.ranks.check_batch(stream.batch_size, split)  # a split smaller than the batch makes smaller ones
         self.iters = min(len(self.train), len(self.valid))
         if cfg.max_batches:
             self.iters = min(self.iters, cfg.max_batches)

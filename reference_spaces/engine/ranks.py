@@ -81,11 +81,18 @@ class Ranks:
         """The core's ``grad_reduce``: the mean over the ranks (``None`` on one rank)."""
         return None if self.world == 1 else reducer(process_group=self.group)
 
-    def check_batch(self, batch_size: int) -> None:
-        if batch_size % self.world:
+    def check_batch(self, batch_size: int, split: str | None = None) -> None:
+        """``--batch-size``, or with ``split`` the batch of a split smaller than it (all its images), must
+        split evenly over the ranks: each rank's loss is the mean over an equal shard."""
+        if not batch_size % self.world:
+            return
+        if split is None:
             raise SearchError(f"--batch-size {batch_size} is the global batch; it must split evenly over the "
                               f"{self.world} ranks (each rank's loss is the mean over an equal shard); choose a "
                               f"multiple of {self.world}")
+        raise SearchError(f"the {split} split holds {batch_size} images, fewer than --batch-size, so each of its "
+                          f"batches is all of them, and {batch_size} images do not split evenly over the {self.world} "
+                          f"ranks; give more images (--subset) or a smaller --batch-size, a multiple of {self.world}")
 
     def shard(self, rows: torch.Tensor) -> torch.Tensor:
         """This rank's part of one batch's rows: the ``rank``-th of ``world`` near-equal consecutive pieces
