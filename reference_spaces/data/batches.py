@@ -29,6 +29,13 @@ def stream_seed(seed: int, stream_id: int, epoch: int, purpose: int) -> int:
     return (seed * 1_000_003 + stream_id * 10_007 + epoch + purpose * 7_919_000) % (2**63)
 
 
+def shard_of(rows: torch.Tensor, shard: tuple[int, int]) -> torch.Tensor:
+    """Rank ``r``'s part of one batch's rows, ``shard = (r, world)``: the ``r``-th of ``world`` near-equal
+    consecutive pieces (equal when the batch divides, as every training batch does)."""
+    rank, world = shard
+    return rows if world == 1 else rows.tensor_split(world)[rank]
+
+
 def split_half(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """DARTS' split: the first half of the training set for weights, the second for alphas."""
     half = n // 2
@@ -78,7 +85,7 @@ class BatchStream:
         self.flip = data.flip
         self.seed = int(seed)
         self.stream_id = int(stream_id)
-        self.rank, self.world = shard
+        self.shard = shard
         shape = (1, -1, 1, 1)
         self.mean = torch.tensor(data.mean, device=self.device, dtype=dtype).view(shape)
         self.std = torch.tensor(data.std, device=self.device, dtype=dtype).view(shape)
@@ -109,7 +116,7 @@ class BatchStream:
         pad, flip = (self.pad, self.flip) if self.augment else (0, False)
         h, w = self.images.shape[-2:]
         plan = augment.draw_plan(batches, g, pad=pad, flip=flip, cutout_length=0, height=h, width=w)
-        own = [rows.tensor_split(self.world)[self.rank] for rows in plan.split([len(idx) for idx in batches])]
+        own = [shard_of(rows, self.shard) for rows in plan.split([len(idx) for idx in batches])]
         for rows in to_device(torch.cat(own), self.device).split([len(rows) for rows in own]):
             x = augment.apply_plan(self.images, rows, self.mean, self.std, pad=pad, flip=flip, cutout_length=0)
             yield x, self.labels[rows[:, 0]]

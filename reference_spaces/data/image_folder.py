@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .batches import stream_seed
+from .batches import shard_of, stream_seed
 from .datasets import DataError
 
 #: PC-DARTS' ImageNet subsets: per class, the fraction for the weights and for the architecture
@@ -155,7 +155,7 @@ class LoaderStream:
         self.batch_size = min(batch_size, len(indices))
         self.seed, self.stream_id = seed, stream_id
         self.device, self.dtype = torch.device(device), dtype
-        self.rank, self.world = shard
+        self.shard = shard
         self.plan = _Plan()
         # workers start for each pass over the split (forked: milliseconds beside an ImageNet epoch);
         # persistent ones took seconds each to stop when the search ended
@@ -178,7 +178,7 @@ class LoaderStream:
 
     def _batches(self, batches: list[torch.Tensor], epoch: int, purpose: int
                  ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        own = [b.tensor_split(self.world)[self.rank] for b in batches]
+        own = [shard_of(b, self.shard) for b in batches]
         self.plan.batches = [[(int(self.indices[i]), epoch, purpose) for i in b] for b in own]
         loaded = iter(self.loader)
         for b in own:

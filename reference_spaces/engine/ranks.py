@@ -3,7 +3,7 @@
 A search runs on ``N`` ranks when ``torch.distributed`` is initialised (by the caller, or here
 from torchrun's environment: ``torchrun --nproc_per_node=N -m flatarch search ...``). The global
 batch stays ``--batch-size``; every rank draws the epoch's whole batch plan and keeps its own
-``1/N`` of each batch (:meth:`Ranks.shard`), so the ranks together see exactly the one-device
+``1/N`` of each batch (the batch streams' ``shard``), so the ranks together see exactly the one-device
 batches. What keeps the ranks one search (docs/distributed.md):
 
 * every gradient evaluation of the architecture update, the Hessian-vector products, lambda-DARTS'
@@ -93,11 +93,6 @@ class Ranks:
         raise SearchError(f"the {split} split holds {batch_size} images, fewer than --batch-size, so each of its "
                           f"batches is all of them, and {batch_size} images do not split evenly over the {self.world} "
                           f"ranks; give more images (--subset) or a smaller --batch-size, a multiple of {self.world}")
-
-    def shard(self, rows: torch.Tensor) -> torch.Tensor:
-        """This rank's part of one batch's rows: the ``rank``-th of ``world`` near-equal consecutive pieces
-        (equal when the batch divides, as every training batch does)."""
-        return rows if self.world == 1 else rows.tensor_split(self.world)[self.rank]
 
     def sum(self, tensor: torch.Tensor) -> torch.Tensor:
         """``tensor`` summed over the ranks, in place."""
