@@ -126,14 +126,19 @@ def failing_rank(config: SearchConfig, fail_rank: int, out: str, fail=out_of_mem
 
 def resumed_then_killed(folder: str) -> dict:
     """What ``torchrun ... -m flatarch search --out X --resume`` runs after a Ctrl-C, with rank 0 alone
-    seeing the run folder (the other ranks work in an empty folder of their own, as on nodes that share
-    no file system): ``{"straight": summary, "resumed": summary}`` of a straight search and of one
-    interrupted on every rank after its first epoch and resumed by ``out`` and ``resume`` alone; then,
-    under ``"killed"``, what rank 0 stops with when rank 1 dies in a search (rank 1 returns nothing)."""
+    seeing the run folder (rank ``r > 0`` works in an empty ``folder/rank-r`` of its own, as on nodes
+    that share no file system): ``{"straight": summary, "resumed": summary}`` of a straight search (with
+    ``--log-to tensorboard``) and of one interrupted on every rank after its first epoch and resumed by
+    ``out`` and ``resume`` alone; then, under ``"killed"``, what rank 0 stops with when rank 1 dies in a
+    search (rank 1 returns nothing)."""
     from flatarch.reference_spaces.engine import loop
 
-    os.chdir(folder if dist.get_rank() == 0 else tempfile.mkdtemp())
-    out = {"straight": summary(search_one(TINY.replace(out="straight")))}
+    rank = dist.get_rank()
+    if rank:
+        folder = os.path.join(folder, f"rank-{rank}")
+        os.makedirs(folder)
+    os.chdir(folder)
+    out = {"straight": summary(search_one(TINY.replace(out="straight", log_to="tensorboard")))}
     real = loop._Searcher._epoch
 
     def epoch_then_ctrl_c(self, *args):

@@ -8,6 +8,7 @@ tolerance, 1e-9 relative, leaves room for that noise (about 1e-16 per operation,
 epochs of steps) and is still far below what a per-rank A2M moves the alphas (about 1e-4)."""
 
 import math
+import os
 
 import pytest
 from dist_engine_cases import UPDATES, case_config
@@ -88,14 +89,21 @@ def _resumed_then_killed(folder):
 
 
 @pytest.fixture(scope="module")
-def resumed_then_killed(tmp_path_factory):
-    return on_ranks(_resumed_then_killed, 2, str(tmp_path_factory.mktemp("ranks")), timeout=300)
+def ranks_folder(tmp_path_factory):
+    return tmp_path_factory.mktemp("ranks")
 
 
-def test_two_ranks_resume_by_out_and_resume_alone_as_an_uninterrupted_search(resumed_then_killed):
-    """Rank 0 alone sees the run folder; it hands the checkpoint's settings and state to the other rank."""
+@pytest.fixture(scope="module")
+def resumed_then_killed(ranks_folder):
+    return on_ranks(_resumed_then_killed, 2, str(ranks_folder), timeout=300)
+
+
+def test_two_ranks_resume_by_out_and_resume_alone_as_an_uninterrupted_search(resumed_then_killed, ranks_folder):
+    """Rank 0 alone sees the run folder; it hands the checkpoint's settings and state to the other rank,
+    which writes nothing: no run folder, no tracker's files."""
     done = resumed_then_killed[0]
     assert len(done["resumed"]["epochs"]) == 2 and done["resumed"] == done["straight"]
+    assert os.listdir(ranks_folder / "straight" / "tensorboard") and os.listdir(ranks_folder / "rank-1") == []
 
 
 def test_a_rank_that_dies_without_a_word_ends_the_others_with_one_line(resumed_then_killed):
