@@ -15,7 +15,7 @@ import os
 import tempfile
 
 import torch.distributed as dist
-from flatarch.reference_spaces.engine import SearchConfig
+from flatarch.reference_spaces.engine import SearchConfig, search
 from flatarch.reference_spaces.engine.loop import _Searcher, search_one
 from flatarch.reference_spaces.engine.ranks import Ranks
 
@@ -129,8 +129,9 @@ def resumed_then_killed(folder: str) -> dict:
     seeing the run folder (rank ``r > 0`` works in an empty ``folder/rank-r`` of its own, as on nodes
     that share no file system): ``{"straight": summary, "resumed": summary}`` of a straight search (with
     ``--log-to tensorboard``) and of one interrupted on every rank after its first epoch and resumed by
-    ``out`` and ``resume`` alone; then, under ``"killed"``, what rank 0 stops with when rank 1 dies in a
-    search (rank 1 returns nothing)."""
+    ``out`` and ``resume`` alone; under ``"seeds"`` the summaries of ``--seeds`` (the straight search's
+    and the next); then, under ``"killed"``, what rank 0 stops with when rank 1 dies in a search (rank 1
+    returns nothing)."""
     from flatarch.reference_spaces.engine import loop
 
     rank = dist.get_rank()
@@ -153,5 +154,6 @@ def resumed_then_killed(folder: str) -> dict:
     finally:
         loop._Searcher._epoch = real
     out["resumed"] = summary(search_one(out="run", resume=True))
+    out["seeds"] = [summary(r) for r in search(TINY, seeds=[TINY.seed, TINY.seed + 1], out="seeds").results]
     out["killed"] = failing_rank(TINY, 1, "killed", fail=killed)
     return out

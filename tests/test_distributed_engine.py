@@ -106,6 +106,12 @@ def test_two_ranks_resume_by_out_and_resume_alone_as_an_uninterrupted_search(res
     assert os.listdir(ranks_folder / "straight" / "tensorboard") and os.listdir(ranks_folder / "rank-1") == []
 
 
+def test_seeds_run_one_after_another_over_all_the_ranks(resumed_then_killed, ranks_folder):
+    first, second = resumed_then_killed[0]["seeds"]
+    assert first == resumed_then_killed[0]["straight"] and second != first  # the same search as alone, seed by seed
+    assert (ranks_folder / "seeds" / "summary.json").exists()
+
+
 def test_a_rank_that_dies_without_a_word_ends_the_others_with_one_line(resumed_then_killed):
     assert resumed_then_killed[1] is None  # it died
     message = resumed_then_killed[0]["killed"]
