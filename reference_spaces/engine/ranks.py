@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 import torch
 import torch.distributed as dist
 
+from flatarch import distributed
 from flatarch.distributed import GradReduce, mean_across_ranks, reducer
 from flatarch.errors import NonFiniteError
 
@@ -67,9 +68,8 @@ class Ranks:
 
     @classmethod
     def current(cls) -> Ranks:
-        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-            return cls()
-        return cls(dist.get_rank(), dist.get_world_size(), dist.group.WORLD)
+        world = distributed.world_size()
+        return cls() if world == 1 else cls(distributed.rank(), world, dist.group.WORLD)
 
     @property
     def writer(self) -> bool:
