@@ -27,19 +27,29 @@ def _plan(tmp_path, seeds, run):
     return path, read_sweep_file(path)
 
 
+class _Launched(list):
+    """(command, CUDA_VISIBLE_DEVICES) of every unit's process, and per GPU the most units on it at once."""
+
+    def __init__(self):
+        super().__init__()
+        self.most_at_once: dict[str, int] = {}
+
+
 @pytest.fixture
 def four_gpus(monkeypatch):
     """This machine as one with 4 GPUs, and the units' processes replaced by a recorder."""
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    launched, active, lock = [], [], threading.Lock()
+    launched, active, lock = _Launched(), [], threading.Lock()
 
     def run_command(command, env, log, running):
         gpus = env["CUDA_VISIBLE_DEVICES"]
         with lock:
-            assert not set(gpus.split(",")) & {g for a in active for g in a.split(",")}  # never shared
             active.append(gpus)
             launched.append((command, gpus))
+            for gpu in gpus.split(","):
+                at_once = sum(gpu in a.split(",") for a in active)
+                launched.most_at_once[gpu] = max(launched.most_at_once.get(gpu, 0), at_once)
         time.sleep(0.2)
         with lock:
             active.remove(gpus)
@@ -69,10 +79,34 @@ def test_the_local_backend_gives_each_unit_its_own_gpus(tmp_path, four_gpus, gpu
         backend.close()
     assert [o["state"] for _, o in outcomes] == ["finished"] * 5
     assert {gpus for _, gpus in four_gpus} == groups
+    assert set(four_gpus.most_at_once.values()) <= {1}  # a unit's GPUs are its own
     for command, _ in four_gpus:
         assert ("torch.distributed.run" in command) == (ranks > 1)
         assert ranks == 1 or f"--nproc_per_node={ranks}" in command
         assert command[command.index("-m", 3 if ranks > 1 else 0) + 1] == "flatarch.reference_spaces.sweep.placement"
+
+
+def test_units_asking_for_a_fraction_of_a_gpu_share_each_gpu(tmp_path, four_gpus):
+    """gpus = 0.5: two units per GPU at once (as Ray's fractional GPUs), each a one-rank search."""
+    _, plan = _plan(tmp_path, list(range(1, 17)), {"backend": "local", "gpus": 0.5})
+    backend = make_backend("local", root=plan.root, cwd=plan.cwd, workers=None, options=plan.options)
+    backend.start()
+    try:
+        handles = backend.submit([run.search for run in plan.runs])
+        while handles:
+            ended = {handle for handle, _ in backend.wait(handles, 5.0)}
+            handles = [h for h in handles if h not in ended]
+    finally:
+        backend.close()
+    assert four_gpus.most_at_once == {"0": 2, "1": 2, "2": 2, "3": 2}
+    assert all("torch.distributed.run" not in command for command, _ in four_gpus)
+
+
+@pytest.mark.parametrize("gpus", [0.3, 1.5])
+def test_a_gpu_count_that_is_neither_whole_nor_one_over_k_is_refused(tmp_path, gpus):
+    _, plan = _plan(tmp_path, [1], {"backend": "local"})
+    with pytest.raises(BackendError, match=r"1/k \(0.5, 0.25, ...\)"):
+        make_backend("local", root=plan.root, cwd=plan.cwd, workers=None, options={"gpus": gpus})
 
 
 def test_more_gpus_per_unit_than_the_machine_has_is_refused(tmp_path, four_gpus, capsys):

@@ -37,10 +37,10 @@ def visible_gpus() -> list[str]:
     return listed[:count] if listed else [str(i) for i in range(count)]
 
 
-def unit_ranks(unit: Unit, gpus: int) -> int:
-    """How many ranks ``unit`` runs on when each unit has ``gpus`` GPUs: a search one per GPU, a
+def unit_ranks(unit: Unit, gpus: float) -> int:
+    """How many ranks ``unit`` runs on when each unit has ``gpus`` GPUs: a search one per whole GPU, a
     training one."""
-    return max(1, gpus) if isinstance(unit, SearchUnit) else 1
+    return max(1, int(gpus)) if isinstance(unit, SearchUnit) else 1
 
 
 def launch_command(ranks: int, outcome: str, unit_file: str, cwd: str) -> list[str]:

@@ -9,8 +9,11 @@
   dealt out in groups of ``N``, one group per unit running at once (at most ``workers`` units); each
   unit runs in its own process with ``CUDA_VISIBLE_DEVICES`` set to its group, a search with
   ``N > 1`` as an ``N``-rank search through torchrun (:mod:`..placement`);
-* ``N >= 1`` on a machine without GPUs: the units run on CPUs, said once; with ``N > 1`` each as an
-  ``N``-rank search on CPU ranks (gloo), ``workers`` units at once.
+* ``1/k`` (``0.5``, ``0.25``, ...) on a machine with GPUs: ``k`` units share each GPU, as Ray's
+  fractional GPUs do (a NAS-Bench-201 search keeps a GPU busy only part of the time: its steps are
+  bound by the host's work per operator call, docs/performance.md);
+* ``N >= 1`` (or a fraction) on a machine without GPUs: the units run on CPUs, said once; with ``N > 1``
+  each as an ``N``-rank search on CPU ranks (gloo), ``workers`` units at once.
 """
 
 from __future__ import annotations
@@ -52,14 +55,17 @@ def run_command(command: list[str], env: dict[str, str], log, running: set) -> i
 
 class LocalBackend:
     OPTIONS = {
-        "gpus": Option((int,), "GPUs per unit, each unit its own (CUDA_VISIBLE_DEVICES); N > 1 runs a search as an "
-                       "N-rank search through torchrun; 0 runs on CPUs (default: 1 where this machine has GPUs, "
-                       "else 0)"),
+        "gpus": Option((int, float), "GPUs per unit, each unit its own (CUDA_VISIBLE_DEVICES); N > 1 runs a search "
+                       "as an N-rank search through torchrun; 1/k (0.5, 0.25, ...) lets k units share each GPU; 0 "
+                       "runs on CPUs (default: 1 where this machine has GPUs, else 0)"),
     }
 
-    def __init__(self, *, root: str, cwd: str, workers: int | None, gpus: int | None):
+    def __init__(self, *, root: str, cwd: str, workers: int | None, gpus: float | None):
         if gpus is not None and gpus < 0:
             raise BackendError(f"[run] gpus must be >= 0, got {gpus}")
+        if gpus is not None and gpus != int(gpus) and (gpus > 1 or abs(1 / gpus - round(1 / gpus)) > 1e-9):
+            raise BackendError(f"[run] gpus must be a whole number of GPUs per unit, or 1/k (0.5, 0.25, ...) for k "
+                               f"units sharing each GPU; got {gpus}")
         self.cwd = cwd
         self.workers = workers
         self.gpus = gpus
@@ -77,12 +83,16 @@ class LocalBackend:
             print(f"flatarch sweep: note: this machine has no GPU; each unit runs on CPUs{ranks}", file=sys.stderr)
         if gpus > len(have) > 0:
             raise BackendError(f"each unit asks for {gpus} GPUs but this machine has {len(have)}; lower gpus in [run]")
-        if gpus == 0 or (gpus == 1 and not have):  # CPU units, one process each: the pool
+        if gpus == 0 or (gpus <= 1 and not have):  # CPU units, one process each: the pool
             if (self.workers or 1) > 1:
                 self.pool = ProcessPool(self.workers)
             return
-        groups: list[tuple[str, ...] | None] = ([tuple(have[i * gpus:(i + 1) * gpus]) for i in range(len(have) // gpus)]
-                                                if have else [None] * (self.workers or 1))
+        groups: list[tuple[str, ...] | None] = [None] * (self.workers or 1)  # CPU ranks
+        if have and gpus < 1:  # k units share each GPU, taken GPU by GPU in turn
+            groups = [(gpu,) for _ in range(round(1 / gpus)) for gpu in have]
+        elif have:
+            whole = int(gpus)
+            groups = [tuple(have[i * whole:(i + 1) * whole]) for i in range(len(have) // whole)]
         groups = groups[:self.workers] if self.workers else groups
         for group in groups:
             self.groups.put(group)
