@@ -58,6 +58,25 @@ def test_sequential_seeds(tmp_path):
         search(TINY, seeds=[1, 1])
 
 
+def test_several_seeds_resume_without_retyping(tmp_path):
+    """``--seeds 1 2 --out X --resume`` alone: a seed with no checkpoint yet (killed before its first
+    epoch ended, or not started) runs the settings the other seeds' checkpoints record, not the
+    defaults; ``--out X --resume`` without ``--seeds`` is refused instead of starting a search in X."""
+    out = str(tmp_path)
+    search(TINY, seeds=[1], out=out)
+    multi = search(seeds=[1, 2], out=out, resume=True, progress=False)
+
+    def settings(result):
+        return {k: v for k, v in result.config.items() if k not in ("seed", "out", "tag")}
+
+    assert settings(multi.results[1]) == settings(multi.results[0])
+    assert multi.results[1].history[-1]["alphas"] == search(TINY, seed=2).history[-1]["alphas"]
+    before = sorted(os.listdir(out))
+    with pytest.raises(SearchError, match=f"continue them with: flatarch search --out {out} --seeds 1 2 --resume"):
+        search(out=out, resume=True, progress=False)
+    assert sorted(os.listdir(out)) == before == ["seed-1", "seed-2", SUMMARY_NAME]
+
+
 @pytest.mark.slow
 def test_parallel_workers_match_sequential():
     seq = search(TINY, seeds=[1, 2])

@@ -26,7 +26,7 @@ from ..data import DataError, ImageData
 from .config import SearchConfig, SearchError
 from .loop import SearchResult, search_one
 from .methods import METHODS, Method, get_method
-from .multiseed import PROTOCOL, MultiSeedResult, aggregate, format_summary, search_seeds
+from .multiseed import PROTOCOL, MultiSeedResult, aggregate, format_summary, refuse_seed_folders, search_seeds
 
 
 def search(
@@ -51,6 +51,7 @@ def search(
         if data is not None:
             raise SearchError("data= works with one seed; run search(data=..., seed=s) per seed")
         return search_seeds(config, seeds=seeds, workers=workers, **settings)
+    refuse_seed_folders((config or SearchConfig()).replace(**settings))
     return search_one(config, data=data, **settings)
 
 

@@ -10,6 +10,7 @@ named, with the epoch it diverged from, beside the table.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +20,7 @@ import numpy as np
 from flatarch import NonFiniteError
 
 from ..errors import DivergedError
-from ..run_folder import checkpoint_settings
+from ..run_folder import CHECKPOINT_NAME, checkpoint_settings
 from .checkpoint import write_json
 from .config import SearchConfig, SearchError, resolve_device
 from .loop import SearchResult, search_one
@@ -79,9 +80,38 @@ def aggregate(results: Sequence[SearchResult | None]) -> dict[str, dict[str, Any
     }
 
 
+def seed_folder(out: str, seed: int) -> str:
+    """Where one seed of a multi-seed search in ``out`` runs."""
+    return os.path.join(out, f"seed-{seed}")
+
+
 def _seed_config(config: SearchConfig, seed: int, parallel: bool) -> SearchConfig:
-    out = os.path.join(config.out, f"seed-{seed}") if config.out else None
+    out = seed_folder(config.out, seed) if config.out else None
     return config.replace(seed=seed, out=out, progress=config.progress and not parallel, tag=f"seed {seed}")
+
+
+def _recorded(configs: Sequence[SearchConfig], given: Sequence[str]) -> list[SearchConfig]:
+    """``--resume`` without retyping: each seed's settings as its checkpoint records them. A seed
+    without one yet (a kill came before its first epoch ended, or before it started) takes another
+    seed's, its seed aside: every seed of a multi-seed search runs the one command's settings."""
+    recorded = [checkpoint_settings(c.out) for c in configs]
+    shared = next((r for r in recorded if r is not None), None)
+    return [c.with_recorded(r or shared, {*given, "seed", "out", "tag"}) for c, r in zip(configs, recorded)]
+
+
+def refuse_seed_folders(config: SearchConfig) -> None:
+    """``--resume`` of one search in a folder that holds a multi-seed search's seeds and no search of
+    its own: refused, with the command that continues them (else a new search would start there)."""
+    out = config.out
+    if not (config.resume and out and os.path.isdir(out)) or os.path.exists(os.path.join(out, CHECKPOINT_NAME)):
+        return
+    found = sorted(int(m[1]) for name in os.listdir(out) if (m := re.fullmatch(r"seed-(\d+)", name))
+                   and os.path.exists(os.path.join(out, name, CHECKPOINT_NAME)))
+    if found:
+        seeds = " ".join(map(str, found))
+        raise SearchError(f"--resume: {out} holds the searches of seeds {seeds} (OUT/seed-N), not one search; "
+                          f"continue them with: flatarch search --out {out} --seeds {seeds} --resume "
+                          "(and the seeds of the first command that have no folder yet)")
 
 
 def _search_seed(config: SearchConfig) -> SearchResult | Exception:
@@ -120,8 +150,8 @@ def search_seeds(
         raise SearchError(f"--workers must be a whole number >= 1, got {workers!r}")
     parallel = workers > 1 and len(seeds) > 1
     configs = [_seed_config(config, s, parallel) for s in seeds]
-    if not given and config.resume:  # --resume without retyping: each seed's settings from its own checkpoint
-        configs = [c.with_recorded(checkpoint_settings(c.out), {*overrides, "seed", "out"}) for c in configs]
+    if not given and config.resume:
+        configs = _recorded(configs, list(overrides))
     with joined(resolve_device(config.device, config.amp)) as ranks:  # one process group for all the seeds
         if ranks.world > 1 and parallel:
             raise SearchError(f"--workers {workers} runs seeds in separate processes; on {ranks.world} ranks the seeds "
