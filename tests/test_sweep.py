@@ -448,6 +448,25 @@ def test_a_sweep_file_whose_settings_its_runs_cannot_take_is_refused_before_anyt
     assert re.search(r"\| darts \| \d+\.\d\d ± ", open(os.path.join(plan.root, "report.md")).read())
 
 
+def test_a_finished_run_reported_with_another_select_is_reported_again(tmp_path, capsys):
+    """``select`` (like ``early-stop``) may change on --resume but decides what a search reports: a
+    sweep file that changes it does not leave the runs' results as the old selection made them."""
+    def sweep_file(**settings):
+        return write_sweep(tmp_path / "s.toml", grid={"seed": [1]}, settings={**TINY_SETTINGS, **settings},
+                           run={"backend": "local", "root": str(tmp_path / "root")})
+
+    assert main(["sweep", sweep_file()]) == 0
+    plan = read_sweep_file(sweep_file(select="final"))
+    path = os.path.join(plan.root, plan.runs[0].key, RESULT_NAME)
+    assert json.load(open(path))["selection"].startswith("best-val-loss")
+    assert states(plan.runs)[plan.runs[0].search.key][1:] == ("missing", "finished with other settings (select: "
+                                                                         "'best-val-loss' -> 'final')")
+    capsys.readouterr()
+    assert main(["sweep", sweep_file(select="final")]) == 0
+    assert "0 finished, 1 to run" in capsys.readouterr().out
+    assert json.load(open(path))["selection"].startswith("final")
+
+
 def test_a_lock_file_removed_by_its_holder_is_never_held_twice(tmp_path, monkeypatch):
     """A holder removes the lock file when it lets go; a process that opened the file just before
     and locks it after sees it is no longer the file at the path and locks the new one instead."""

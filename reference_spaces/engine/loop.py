@@ -65,10 +65,13 @@ RUN_FILES = (LOG_NAME, RESULT_NAME, PLOT_NAME, "genotype.json", "genotype.png", 
 #: settings a checkpoint records since data parallelism came, and their value in older checkpoints;
 #: they must match for --resume too
 LATER_SETTINGS = {"world_size": 1, "sync_bn": False, "dtype": "float32", "image_size": None, "lr_warmup_epochs": 0}
-#: settings that may differ on --resume: how the command runs and shows the search, and when it
-#: reports and stops (``select``; ``early_stop``, like a larger ``epochs``, may extend a run)
-RESUME_MAY_CHANGE = (*INVOCATION, "data_dir", "device", "compile", "loader_workers", "tag", "log_to", "plot", "select",
-                     "early_stop")
+#: settings that may differ on --resume and still decide what a finished search reports: which epoch
+#: (``select``) and when it stops (``early_stop``, like a larger ``epochs``, may extend a run); a
+#: result.json made with others is not the command's result (--resume rewrites or extends it)
+REPORTING = ("select", "early_stop")
+#: settings that may differ on --resume: how the command runs and shows the search, and :data:`REPORTING`
+RESUME_MAY_CHANGE = (*INVOCATION, "data_dir", "device", "compile", "loader_workers", "tag", "log_to", "plot",
+                     *REPORTING)
 #: settings that must match for --resume to continue a checkpoint (epochs may grow): every other one
 RESUME_KEYS = tuple(f.name for f in fields(SearchConfig) if f.name not in (*RESUME_MAY_CHANGE, *LATER_SETTINGS))
 

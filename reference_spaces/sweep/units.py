@@ -3,10 +3,12 @@
 A unit knows its folder, how to run itself (the engine's own resume rules: a unit started again
 continues from its checkpoint) and whether it has finished *with its settings*: a search is
 finished when its ``result.json`` records the settings the sweep asks for (the settings the
-engine compares on ``--resume``), a training when its ``report.json`` does. Changing a setting in
-the sweep file therefore makes the affected runs unfinished; running them again extends them
-(more epochs). A change ``--resume`` would refuse (:meth:`SearchUnit.conflicts`) is refused for
-the whole sweep before anything runs, naming the run and the settings.
+engine compares on ``--resume``, and those that decide what it reports: ``select``,
+``early_stop``), a training when its ``report.json`` does. Changing a setting in the sweep file
+therefore makes the affected runs unfinished; running them again extends them (more epochs) or
+rewrites their result from the checkpoint (another ``select``). A change ``--resume`` would
+refuse (:meth:`SearchUnit.conflicts`) is refused for the whole sweep before anything runs, naming
+the run and the settings.
 """
 
 from __future__ import annotations
@@ -84,13 +86,14 @@ class SearchUnit:
         return _read_record(os.path.join(self.folder, RESULT_NAME))
 
     def changed(self) -> list[str] | None:
-        """``None`` while there is no result; else the settings in which it differs from this unit's."""
-        from ..engine.loop import RESUME_KEYS
+        """``None`` while there is no result; else the settings in which it differs from this unit's (those
+        ``--resume`` compares, and those that decide what it reports: running it again rewrites the result)."""
+        from ..engine.loop import REPORTING, RESUME_KEYS
 
         result = self.result()
         if result is None:
             return None
-        return differences(as_recorded_now(result["config"]), self.resolved.to_json(), RESUME_KEYS,
+        return differences(as_recorded_now(result["config"]), self.resolved.to_json(), (*RESUME_KEYS, *REPORTING),
                            bool(result.get("stopped_early")))
 
     def conflicts(self) -> list[str]:
