@@ -5,6 +5,8 @@ message names what is wrong and what to do. Nothing on disk has changed when one
 before a run starts (bad settings, a folder in the way, a damaged checkpoint).
 """
 
+from flatarch.errors import NonFiniteError
+
 
 class UsageError(ValueError):
     """Bad input: settings, files or folders the user can fix; the message says how."""
@@ -20,3 +22,8 @@ class RunFolderError(UsageError):
 
 class DivergedError(UsageError):
     """The weights became NaN or infinite; the last good checkpoint is kept, nothing is saved."""
+
+
+#: what a run that diverged raises: NaN/Inf weights or losses, or a NaN/Inf architecture step
+#: (:class:`flatarch.NonFiniteError`); the same settings diverge again, so it is the run's outcome
+DIVERGENCES = (DivergedError, NonFiniteError)

@@ -467,6 +467,31 @@ def test_a_finished_run_reported_with_another_select_is_reported_again(tmp_path,
     assert json.load(open(path))["selection"].startswith("final")
 
 
+def test_a_run_that_diverged_without_a_finite_epoch_is_diverged_not_failed(tmp_path, monkeypatch, capsys):
+    """Seed 2's validation loss is NaN in every epoch, so its search has no result: the sweep says it
+    diverged (not FAILED), counts it so in the report and does not run it again; exit status 0.
+    Seed 3 diverges in its second epoch: it reports the first, and the sweep says it diverged too."""
+    from flatarch.reference_spaces.engine import loop
+
+    validate = loop._Searcher.validate
+    monkeypatch.setattr(loop._Searcher, "validate", lambda self, epoch: (float("nan"), 10.0) if self.cfg.seed == 2
+                        or self.cfg.seed == 3 and epoch == 1 else validate(self, epoch))
+    path = write_sweep(tmp_path / "s.toml", grid={"seed": [1, 2, 3]},
+                       settings={**TINY_SETTINGS, "epochs": 2, "table": synthetic_table(str(tmp_path))},
+                       run={"backend": "local", "root": str(tmp_path / "root")})
+    plan = read_sweep_file(path)
+    assert main(["sweep", path]) == 0
+    out = capsys.readouterr().out
+    assert f"{plan.runs[1].key}: diverged, no result: DivergedError: the search diverged from epoch 1" in out
+    assert f"{plan.runs[2].key}: finished in" in out and "; diverged from epoch 2, so not a value" in out
+    assert "FAILED" not in out and "1 diverged, 0 failed" in out
+    assert json.load(open(os.path.join(plan.root, plan.runs[1].key, STATUS_NAME)))["state"] == "diverged"
+    (table,) = build_tables(plan.runs)
+    assert "(1/3; 2 diverged)" in table.cells[("darts", "a2m", "cifar10")].text()
+    assert main(["sweep", path]) == 0
+    assert "2 finished, 1 diverged (not run again), 0 to run" in capsys.readouterr().out
+
+
 def test_a_lock_file_removed_by_its_holder_is_never_held_twice(tmp_path, monkeypatch):
     """A holder removes the lock file when it lets go; a process that opened the file just before
     and locks it after sees it is no longer the file at the path and locks the new one instead."""

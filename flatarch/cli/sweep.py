@@ -19,17 +19,18 @@ def register(subparsers) -> None:
             "Runs every search of the grid in FILE (TOML: [grid] lists crossed, [settings] flatarch search options, "
             "[methods.NAME] settings of one method's runs, [train] optional trainings of DARTS-space genotypes, "
             "[run] backend local | slurm | ray, workers, root), "
-            "each in ROOT/SPACE/METHOD-OPTIMIZER/seed-N. Finished runs are skipped; failed, interrupted and missing "
-            "ones run again and continue from their checkpoints. Example: flatarch sweep examples/table2-nb201.toml"
+            "each in ROOT/SPACE/METHOD-OPTIMIZER/seed-N. Finished and diverged runs are skipped; failed, interrupted "
+            "and missing ones run again and continue from their checkpoints. Example: flatarch sweep "
+            "examples/table2-nb201.toml"
         ),
     )
     p.add_argument("file", metavar="FILE", help="the sweep file (TOML)")
     p.add_argument("--report", action="store_true", help="run nothing: print the table of whatever has finished "
-                   "(mean ± std over seeds, with the count of failed and missing runs) and write ROOT/report.md, "
-                   "ROOT/report.csv and a bar chart per table (default: off)")
+                   "(mean ± std over seeds, with the count of failed, diverged and missing runs) and write "
+                   "ROOT/report.md, ROOT/report.csv and a bar chart per table (default: off)")
     p.add_argument("--csv", action="store_true", help="with --report: print CSV instead of Markdown (default: off)")
     p.add_argument("--dry-run", action="store_true", help="run nothing: list every unit and whether it is finished, "
-                   "failed, running or missing (default: off)")
+                   "diverged, failed, running or missing (default: off)")
     p.set_defaults(func=run)
 
 

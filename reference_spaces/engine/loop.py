@@ -44,7 +44,7 @@ from flatarch.sync_batch_norm import convert_global_batch_norm
 
 from ..data import BatchStream, DataError, ImageData, load_dataset, split_half
 from ..data.image_folder import FolderData, FolderImages, LoaderStream, load_image_folder
-from ..errors import CheckpointError, DivergedError
+from ..errors import DIVERGENCES, CheckpointError, DivergedError
 from ..registry import get_space
 from ..run_folder import RunFolder, assert_finite_state, checkpoint_settings, written_as
 from ..space import NetworkOptions, compile_cells
@@ -535,7 +535,7 @@ class _Searcher:
                     self._print(message)
             if self.tune_epochs:
                 self._tune(bar)
-        except (DivergedError, flatarch.NonFiniteError) as exc:
+        except DIVERGENCES as exc:
             # an epoch that cannot be committed ends the search; an earlier finite epoch is still reported
             if cfg.select == PROJECTED or reporting.selected(self.history, cfg.select) is None:
                 raise

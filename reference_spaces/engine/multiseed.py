@@ -17,9 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from flatarch import NonFiniteError
-
-from ..errors import DivergedError
+from ..errors import DIVERGENCES
 from ..run_folder import CHECKPOINT_NAME, checkpoint_settings
 from .checkpoint import write_json
 from .config import SearchConfig, SearchError, resolve_device
@@ -118,7 +116,7 @@ def _search_seed(config: SearchConfig) -> SearchResult | Exception:
     """One seed's search; its divergence is returned, not raised, so that the other seeds go on."""
     try:
         return search_one(config)
-    except (DivergedError, NonFiniteError) as exc:
+    except DIVERGENCES as exc:
         return exc
 
 

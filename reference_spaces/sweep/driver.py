@@ -23,7 +23,18 @@ from .backends import make_backend
 from .execute import BUSY, LOG_NAME
 from .lock import FileLock, LockError, describe
 from .plan import Run, SweepError, SweepPlan
-from .status import CLAIM_NAME, FAILED, FINISHED, MISSING, RUNNING, STATUS_NAME, read_status, unit_state, write_status
+from .status import (
+    CLAIM_NAME,
+    DIVERGED,
+    FAILED,
+    FINISHED,
+    MISSING,
+    RUNNING,
+    STATUS_NAME,
+    read_status,
+    unit_state,
+    write_status,
+)
 from .units import Unit
 
 LOCK_NAME = "sweep.lock"
@@ -86,7 +97,7 @@ def run_sweep(plan: SweepPlan, backend: Any = None, say: Callable[[str], None] =
         _Sweep(plan, backend, say).run()
     finally:
         lock.release()
-    counts = {state: 0 for state in (FINISHED, FAILED, RUNNING, MISSING)}
+    counts = {state: 0 for state in (FINISHED, DIVERGED, FAILED, RUNNING, MISSING)}
     for _, state, _ in states(plan.runs).values():
         counts[state] += 1
     return counts
@@ -116,8 +127,10 @@ class _Sweep:
                 if state in (FAILED, MISSING):
                     queue.append(unit)
         finished = sum(state == FINISHED for _, state, _ in now.values())
-        self.say(f"sweep {self.plan.root}: {len(self.plan.runs)} runs, {len(now)} units: {finished} finished, "
-                 f"{len(queue)} to run ({retried} failed before), {elsewhere} running elsewhere; "
+        diverged = sum(state == DIVERGED for _, state, _ in now.values())
+        diverged = f", {diverged} diverged (not run again)" if diverged else ""
+        self.say(f"sweep {self.plan.root}: {len(self.plan.runs)} runs, {len(now)} units: {finished} finished"
+                 f"{diverged}, {len(queue)} to run ({retried} failed before), {elsewhere} running elsewhere; "
                  f"backend {self.plan.backend}")
         return queue
 
@@ -152,13 +165,18 @@ class _Sweep:
             return []
         if state == FINISHED and unit_state(unit).state != FINISHED:
             state, outcome = FAILED, {"error": "it ended without a result file that records its settings"}
+        if state == DIVERGED:
+            self.say(f"[{self.done}] {unit.key}: diverged, no result: {outcome.get('error')}")
+            return []
         if state != FINISHED:
             error = outcome.get("error") or "unknown error"
             if not outcome.get("recorded"):  # it ended outside the worker's record (a dead worker, a lost job)
                 _record_failure(unit, error)
             self.say(f"[{self.done}] {unit.key}: FAILED: {error} (log: {os.path.join(unit.folder, LOG_NAME)})")
             return []
-        self.say(f"[{self.done}] {unit.key}: finished in {outcome.get('seconds', 0.0):.1f} s")
+        diverged = (unit.result() or {}).get("diverged_epoch")
+        diverged = f"; diverged from epoch {diverged}, so not a value of the report" if diverged is not None else ""
+        self.say(f"[{self.done}] {unit.key}: finished in {outcome.get('seconds', 0.0):.1f} s{diverged}")
         return [t for t in self.trains_of.get(unit.key, ()) if unit_state(t).state in (FAILED, MISSING)]
 
 

@@ -3,7 +3,8 @@
 The unit's output (the engine's epoch lines and notices) goes to ``log.txt`` in its folder, not to
 the worker's terminal, so that parallel units do not interleave. An exception is the unit's
 failure: it is written to ``status.json`` (one line and the traceback) and returned, so the
-sweep goes on. ``KeyboardInterrupt`` and ``SystemExit`` are not failures (a stopped sweep, a
+sweep goes on; a run that diverged (:data:`~flatarch.reference_spaces.errors.DIVERGENCES`) is
+recorded as ``diverged``, its outcome. ``KeyboardInterrupt`` and ``SystemExit`` are not failures (a stopped sweep, a
 cluster's preemption signal): they pass through and the unit stays resumable.
 """
 
@@ -18,8 +19,9 @@ from typing import Any
 
 from flatarch.atomic_files import remove_temporaries
 
+from ..errors import DIVERGENCES
 from .lock import FileLock, LockError, describe, this_process
-from .status import CLAIM_NAME, FAILED, FINISHED, RUNNING, STATUS_NAME, write_status
+from .status import CLAIM_NAME, DIVERGED, FAILED, FINISHED, RUNNING, STATUS_NAME, write_status
 from .units import Unit
 
 LOG_NAME = "log.txt"
@@ -33,7 +35,7 @@ def one_line(exc: BaseException) -> str:
 
 def execute(unit: Unit, cwd: str | None = None) -> dict[str, Any]:
     """Run ``unit`` and return ``{"state", "error", "seconds", "recorded"}``: ``state`` is
-    ``finished``, ``failed`` or ``busy``; ``recorded`` whether ``status.json`` says so. ``cwd``:
+    ``finished``, ``failed``, ``diverged`` or ``busy``; ``recorded`` whether ``status.json`` says so. ``cwd``:
     the sweep's working directory, where relative paths in the settings (``data_dir``, tables)
     point, when this machine has it."""
     import torch
@@ -54,19 +56,21 @@ def execute(unit: Unit, cwd: str | None = None) -> dict[str, Any]:
     try:
         remove_temporaries(unit.folder, (STATUS_NAME,))  # a killed worker's (this one holds the claim now)
         write_status(unit.folder, state=RUNNING, **this_process())
-        error = _run_logged(unit)
+        failure = _run_logged(unit)
         seconds = time.perf_counter() - start
-        if error is None:
+        if failure is None:
             write_status(unit.folder, state=FINISHED, seconds=seconds, **this_process())
             return {"state": FINISHED, "error": None, "seconds": seconds, "recorded": True}
-        write_status(unit.folder, state=FAILED, error=error[0], traceback=error[1], seconds=seconds, **this_process())
-        return {"state": FAILED, "error": error[0], "seconds": seconds, "recorded": True}
+        exc, trace = failure
+        state = DIVERGED if isinstance(exc, DIVERGENCES) else FAILED
+        write_status(unit.folder, state=state, error=one_line(exc), traceback=trace, seconds=seconds, **this_process())
+        return {"state": state, "error": one_line(exc), "seconds": seconds, "recorded": True}
     finally:
         claim.release()
 
 
-def _run_logged(unit: Unit) -> tuple[str, str] | None:
-    """Run the unit with its output in its log; ``(error line, traceback)`` if it raised."""
+def _run_logged(unit: Unit) -> tuple[Exception, str] | None:
+    """Run the unit with its output in its log; ``(exception, traceback)`` if it raised."""
     with open(os.path.join(unit.folder, LOG_NAME), "a", buffering=1) as log:
         with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
             print(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {unit.kind} {unit.key}: {describe(this_process())}")
@@ -75,5 +79,5 @@ def _run_logged(unit: Unit) -> tuple[str, str] | None:
             except Exception as exc:  # a unit's failure is recorded; the sweep goes on
                 trace = traceback.format_exc()
                 print(trace, file=sys.stderr)
-                return one_line(exc), trace
+                return exc, trace
     return None

@@ -6,8 +6,9 @@ then any other update of the grid). A cell is the mean ± population std over th
 units finished (the protocol of :mod:`flatarch.reference_spaces.engine.multiseed`), with the count
 of seeds it covers and of failed, diverged, running and missing ones whenever that is not all of
 them; a cell with no finished seed says so, and is never filled from another. A seed whose search
-diverged (its ``result.json`` names a ``diverged_epoch``) is not a result: it is counted as
-diverged, as are the trainings of its genotype.
+diverged (its ``result.json`` names a ``diverged_epoch``, or it has none: no epoch had finite
+losses, :mod:`.status`) is not a result: it is counted as diverged, as are the trainings of its
+genotype.
 
 Values: on a space with trainings (DARTS), each training's ``final_test_acc`` from its
 ``report.json``; otherwise the search's ``result.json`` ``benchmark`` (NAS-Bench-201: the
@@ -33,7 +34,7 @@ from flatarch.provenance import provenance
 from ..engine.multiseed import PROTOCOL
 from .driver import states
 from .plan import Run, axis_value
-from .status import FAILED, FINISHED, RUNNING
+from .status import DIVERGED, FAILED, FINISHED, RUNNING
 
 #: column names of the updates the paper compares; other updates keep their own name
 UPDATE_LABELS = {"first-order": "standard", "a2m": "A2"}
@@ -44,8 +45,6 @@ TRAIN_SOURCE = "the final test accuracy of each training of the found genotype (
 SENSITIVITY_AXES = ("rho", "eps")
 #: the one column of a table none of whose runs has a value yet (it still counts their states)
 NO_VALUES = "(no values yet)"
-#: a finished search that diverged: no value (:mod:`flatarch.reference_spaces.engine.reporting`)
-DIVERGED = "diverged"
 
 
 @dataclass

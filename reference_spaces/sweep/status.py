@@ -1,10 +1,12 @@
 """Where a unit stands, from its folder alone, and the status file a worker keeps there.
 
 States: ``finished`` (its result file records its settings), ``failed`` (the last attempt raised;
-``status.json`` holds the error), ``running`` (a process holds the unit's claim), ``missing``
-(never started, interrupted, killed, or finished with other settings). A sweep runs the failed
-and missing units again; the result files are the truth, ``status.json`` only tells the story of
-the last attempt.
+``status.json`` holds the error), ``diverged`` (the last attempt's run diverged with no epoch of
+finite losses to report, so it has no result file; ``status.json`` holds the message), ``running``
+(a process holds the unit's claim), ``missing`` (never started, interrupted, killed, or finished
+with other settings). A sweep runs the failed and missing units again, not the diverged ones: the
+same settings diverge again (move the folder away to start one over). The result files are the
+truth, ``status.json`` only tells the story of the last attempt, and the outcome of a diverged one.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ STATUS_NAME = "status.json"
 #: the lock file a worker holds while it runs a unit (no two processes run one unit)
 CLAIM_NAME = "unit.lock"
 
-FINISHED, FAILED, RUNNING, MISSING = "finished", "failed", "running", "missing"
+FINISHED, FAILED, DIVERGED, RUNNING, MISSING = "finished", "failed", "diverged", "running", "missing"
 
 
 @dataclass(frozen=True)
@@ -55,8 +57,8 @@ def unit_state(unit: Unit) -> UnitState:
     if is_held(claim):
         return UnitState(RUNNING, f"held by {describe(read_holder(claim))}")
     status = read_status(unit.folder)
-    if status.get("state") == FAILED:
-        return UnitState(FAILED, str(status.get("error", "")))
+    if status.get("state") in (FAILED, DIVERGED):
+        return UnitState(status["state"], str(status.get("error", "")))
     if changed:
         return UnitState(MISSING, f"finished with other settings ({'; '.join(changed)})")
     if status.get("state") == RUNNING:
