@@ -97,10 +97,13 @@ def test_a_diverged_seed_is_named_and_not_counted(monkeypatch, tmp_path, capsys)
     assert multi.counted == [1] and multi.results[1] is None and multi.results[2].diverged_epoch == 2
     assert multi.summary["search_val_acc"]["values"] == [multi.results[0].history[-1]["val_acc"]]
     assert "no epoch has finite losses" in multi.excluded[2] and "diverged from epoch 2" in multi.excluded[3]
+    assert multi.excluded[3].count("diverged") == 1 and "reports epoch 1: best-val-loss" in multi.excluded[3]
     saved = json.load(open(tmp_path / SUMMARY_NAME))
     assert saved["counted"] == [1] and set(saved["excluded"]) == {"2", "3"} and saved["genotypes"][1] is None
     text = format_summary(multi)
     assert "per seed (1)" in text and "not counted: seed 2: " in text and "not counted: seed 3: " in text
+    none = format_summary(MultiSeedResult([2], [None], aggregate([None]), excluded={2: multi.excluded[2]}))
+    assert none.startswith("no seed has a result to count\nnot counted: seed 2: ") and "per seed ()" not in none
     # the command line says so and exits 1: the table does not cover every seed
     assert main(["search", "--subset", "48", "--batch-size", "8", "--channels", "4", "--cells", "1", "--epochs", "2",
                  "--optimizer", "first-order", "--early-stop", "0", "--no-progress", "--no-plot", "--seeds", "1", "2",

@@ -124,8 +124,9 @@ def _not_counted(outcome: SearchResult | Exception) -> str | None:
     """Why a seed's outcome is left out of the summary, or ``None`` when it counts."""
     if not isinstance(outcome, SearchResult):
         return str(outcome)
-    if outcome.diverged_epoch is not None:
-        return f"the search diverged from epoch {outcome.diverged_epoch} ({outcome.selection})"
+    if outcome.diverged_epoch is not None:  # (its selection says it diverged too, with the losses)
+        return (f"the search diverged from epoch {outcome.diverged_epoch} (its result reports epoch "
+                f"{outcome.selected_epoch}: {outcome.config.get('select')} among the epochs with finite losses)")
     return None
 
 
@@ -165,7 +166,8 @@ def search_seeds(
 
 def format_summary(multi: MultiSeedResult) -> str:
     """A plain-text table: one row per metric, mean ± std over the seeds, then the protocol."""
-    lines = [f"{'metric':<16} {'mean ± std':>16}  per seed ({', '.join(map(str, multi.counted))})"]
+    lines = [f"{'metric':<16} {'mean ± std':>16}  per seed ({', '.join(map(str, multi.counted))})" if multi.summary
+             else "no seed has a result to count"]
     for key, s in multi.summary.items():
         values = ", ".join(f"{v:.2f}" for v in s["values"])
         lines.append(f"{key:<16} {s['mean']:>8.2f} ± {s['std']:<5.2f}  {values}")
