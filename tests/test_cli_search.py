@@ -64,6 +64,19 @@ def test_missing_data_dir_exits_2_without_traceback(tmp_path, capsys, dataset, e
     assert not os.path.exists(tmp_path / "run")
 
 
+def test_a_bare_resume_where_no_checkpoint_records_the_settings_is_refused(tmp_path, capsys):
+    """A search stopped before its first epoch ended has no checkpoint: ``--out X --resume`` alone has
+    no settings to continue with (it ran the demo's defaults in X), with or without --seeds."""
+    out = str(tmp_path / "run")
+    os.makedirs(out)
+    for seeds in ([], ["--seeds", "1", "2"]):
+        assert main(["search", "--out", out, "--resume", "--no-progress", *seeds]) == 2
+        err = capsys.readouterr().err
+        assert "yet (the search stopped before its first epoch ended" in err and "run the original command again" \
+            in err and err.count("\n") == 1, err
+    assert os.listdir(out) == []
+
+
 def test_resume_needs_out(capsys):
     assert main(["search", "--resume"]) == 2
     assert "--resume needs --out" in capsys.readouterr().err

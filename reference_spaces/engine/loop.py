@@ -30,7 +30,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -692,12 +692,23 @@ class _Searcher:
                 for group, alpha in self.net.alphas().items()}
 
 
+def settings_to_resume(recorded: dict[str, Any] | None, out: str, given: Iterable[str]) -> dict[str, Any] | None:
+    """``recorded`` (a checkpoint's settings) for ``--resume`` without retyping; refused when there is
+    no checkpoint yet and the command gives no setting either: the defaults would run in place of the
+    search that was stopped before its first epoch ended (a CIFAR search would go on as the demo)."""
+    if recorded is None and not set(given) - set(RESUME_MAY_CHANGE):
+        raise SearchError(f"--resume: there is no checkpoint in {out} yet (the search stopped before its first epoch "
+                          "ended, or never ran there), so nothing records its settings; run the original command "
+                          "again, with --resume")
+    return recorded
+
+
 def resumed_config(config: SearchConfig | None, overrides: dict[str, Any]) -> SearchConfig:
     """``config`` with ``overrides``; with ``resume`` and no ``config``, every setting the overrides do
     not give as the checkpoint in ``out`` records it (``flatarch search --out X --resume``)."""
     cfg = (config or SearchConfig()).replace(**overrides)
-    if config is None and cfg.resume:
-        cfg = cfg.with_recorded(checkpoint_settings(cfg.out), overrides)
+    if config is None and cfg.resume and cfg.out:
+        cfg = cfg.with_recorded(settings_to_resume(checkpoint_settings(cfg.out), cfg.out, overrides), overrides)
     return cfg
 
 

@@ -21,7 +21,7 @@ from ..errors import DIVERGENCES
 from ..run_folder import CHECKPOINT_NAME, checkpoint_settings
 from .checkpoint import write_json
 from .config import SearchConfig, SearchError, resolve_device
-from .loop import SearchResult, search_one
+from .loop import SearchResult, search_one, settings_to_resume
 from .pool import map_in_order
 from .ranks import joined
 
@@ -88,12 +88,12 @@ def _seed_config(config: SearchConfig, seed: int, parallel: bool) -> SearchConfi
     return config.replace(seed=seed, out=out, progress=config.progress and not parallel, tag=f"seed {seed}")
 
 
-def _recorded(configs: Sequence[SearchConfig], given: Sequence[str]) -> list[SearchConfig]:
+def _recorded(out: str, configs: Sequence[SearchConfig], given: Sequence[str]) -> list[SearchConfig]:
     """``--resume`` without retyping: each seed's settings as its checkpoint records them. A seed
     without one yet (a kill came before its first epoch ended, or before it started) takes another
     seed's, its seed aside: every seed of a multi-seed search runs the one command's settings."""
     recorded = [checkpoint_settings(c.out) for c in configs]
-    shared = next((r for r in recorded if r is not None), None)
+    shared = settings_to_resume(next((r for r in recorded if r is not None), None), f"{out}'s seed folders", given)
     return [c.with_recorded(r or shared, {*given, "seed", "out", "tag"}) for c, r in zip(configs, recorded)]
 
 
@@ -149,8 +149,8 @@ def search_seeds(
         raise SearchError(f"--workers must be a whole number >= 1, got {workers!r}")
     parallel = workers > 1 and len(seeds) > 1
     configs = [_seed_config(config, s, parallel) for s in seeds]
-    if not given and config.resume:
-        configs = _recorded(configs, list(overrides))
+    if not given and config.resume and config.out:
+        configs = _recorded(config.out, configs, list(overrides))
     with joined(resolve_device(config.device, config.amp)) as ranks:  # one process group for all the seeds
         if ranks.world > 1 and parallel:
             raise SearchError(f"--workers {workers} runs seeds in separate processes; on {ranks.world} ranks the seeds "
