@@ -64,17 +64,27 @@ def test_missing_data_dir_exits_2_without_traceback(tmp_path, capsys, dataset, e
     assert not os.path.exists(tmp_path / "run")
 
 
-def test_a_bare_resume_where_no_checkpoint_records_the_settings_is_refused(tmp_path, capsys):
-    """A search stopped before its first epoch ended has no checkpoint: ``--out X --resume`` alone has
-    no settings to continue with (it ran the demo's defaults in X), with or without --seeds."""
+def test_a_search_stopped_in_its_first_epoch_says_how_to_continue_and_a_bare_resume_is_refused(tmp_path, monkeypatch,
+                                                                                              capsys):
+    """Stopped before its first epoch ended, a search has no checkpoint: the hint asks for the same
+    command with --resume, and ``--out X --resume`` alone (with or without --seeds), which has no
+    settings to continue with (it ran the demo's defaults in X), is refused."""
+    from flatarch.reference_spaces.engine import loop
+
     out = str(tmp_path / "run")
-    os.makedirs(out)
+    with monkeypatch.context() as m:
+        m.setattr(loop._Searcher, "run_epoch", lambda self, epoch: (_ for _ in ()).throw(KeyboardInterrupt))
+        assert main(["search", *TINY, "--out", out]) == 130
+    assert "nothing records the settings yet; continue with: the same command plus --out " \
+           f"{out} --resume" in capsys.readouterr().err
+    before = os.listdir(out)
     for seeds in ([], ["--seeds", "1", "2"]):
         assert main(["search", "--out", out, "--resume", "--no-progress", *seeds]) == 2
         err = capsys.readouterr().err
         assert "yet (the search stopped before its first epoch ended" in err and "run the original command again" \
             in err and err.count("\n") == 1, err
-    assert os.listdir(out) == []
+    assert os.listdir(out) == before
+    assert main(["search", *TINY, "--out", out, "--resume"]) == 0
 
 
 def test_resume_needs_out(capsys):

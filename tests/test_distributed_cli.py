@@ -57,13 +57,16 @@ def test_a_stopped_search_under_torchrun_says_how_to_resume_it_on_as_many_ranks(
     """``flatarch search --out X --resume`` alone would be refused: the checkpoint resumes on its number of ranks."""
     from flatarch.reference_spaces import engine
 
-    def stopped(**settings):
+    out = str(tmp_path / "run")
+
+    def stopped(**settings):  # after seed 1's first checkpoint (before it, the hint asks for the whole command)
+        os.makedirs(os.path.join(out, "seed-1"))
+        open(os.path.join(out, "seed-1", "checkpoint.pt"), "wb").close()
         raise stop
 
     monkeypatch.setattr(engine, "search", stopped)
     monkeypatch.setenv("WORLD_SIZE", world)
     monkeypatch.setenv("LOCAL_WORLD_SIZE", local)
-    out = str(tmp_path / "run")
     assert main(["search", "--seeds", "1", "2", "--out", out]) in (1, 130)
     hint = f"continue with: {launcher} search --out {out} --seeds 1 2 --resume"
     assert capsys.readouterr().err.rstrip().endswith(hint)
