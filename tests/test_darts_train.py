@@ -241,7 +241,9 @@ def test_cli_interrupt_is_one_clean_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(train_module, "train_genotype", interrupted)
     assert cli_main(["train", "--genotype", "DARTS_V2", "--out", str(tmp_path / "o")]) == 130
     err = capsys.readouterr().err
-    assert f"interrupted; continue with: flatarch train --out {tmp_path / 'o'} --resume" in err
+    # stopped before a checkpoint recorded its settings: a bare --resume would have nothing to go on
+    assert "interrupted; no epoch had ended, so nothing records the settings yet; continue with: the same command " \
+           f"plus --out {tmp_path / 'o'} --resume" in err
     assert "Traceback" not in err
 
 

@@ -293,8 +293,9 @@ def _launcher() -> str:
 
 def run(args) -> int:
     import flatarch
-    from flatarch.cli.stops import stopped
+    from flatarch.cli.stops import resume_hint, stopped
     from flatarch.reference_spaces.engine import format_summary, search
+    from flatarch.reference_spaces.engine.multiseed import seed_folder
     from flatarch.reference_spaces.engine.ranks import PeerFailed
     from flatarch.reference_spaces.errors import UsageError
 
@@ -320,22 +321,8 @@ def run(args) -> int:
             print(f"flatarch search: error: {exc}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, OSError) as exc:
-        return stopped("flatarch search", exc, _how_to_continue(settings.get("out"), args.seeds))
+        out, seeds = settings.get("out"), args.seeds
+        folders = [seed_folder(out, s) for s in seeds] if out and seeds else [out]
+        resume = f"{_launcher()} search --out {out}{' --seeds ' + ' '.join(map(str, seeds)) if seeds else ''} --resume"
+        return stopped("flatarch search", exc, resume_hint(resume, out, folders))
     return 0
-
-
-def _how_to_continue(out: str | None, seeds: list[int] | None) -> str:
-    """The command that continues a stopped search: ``--out X --resume`` alone where a checkpoint
-    records its settings, else (stopped in its first epoch) the same command with ``--resume``."""
-    from flatarch.reference_spaces.engine.multiseed import seed_folder
-    from flatarch.reference_spaces.run_folder import CHECKPOINT_NAME
-
-    if not out:
-        return "continue with: the same command plus --resume"
-    folders = [seed_folder(out, s) for s in seeds] if seeds else [out]
-    if any(os.path.exists(os.path.join(folder, CHECKPOINT_NAME)) for folder in folders):
-        seeds_given = f" --seeds {' '.join(map(str, seeds))}" if seeds else ""
-        return f"continue with: {_launcher()} search --out {out}{seeds_given} --resume"
-    return ("no epoch had ended, so nothing records the settings yet; continue with: the same command plus "
-            f"--out {out} --resume")
-

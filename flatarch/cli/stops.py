@@ -11,6 +11,7 @@ container's stop.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -37,6 +38,20 @@ def sigterm_interrupts() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def resume_hint(resume: str, out: str | None, folders: list[str | None]) -> str:
+    """How to continue a stopped run: ``resume`` (its command with ``--resume`` and no settings) where a
+    checkpoint in one of ``folders`` records the settings; else (stopped before its first epoch
+    ended) the same command plus ``--out OUT --resume``."""
+    from flatarch.reference_spaces.run_folder import CHECKPOINT_NAME
+
+    if not out:
+        return "continue with: the same command plus --resume"
+    if any(folder and os.path.exists(os.path.join(folder, CHECKPOINT_NAME)) for folder in folders):
+        return f"continue with: {resume}"
+    return f"no epoch had ended, so nothing records the settings yet; continue with: the same command plus --out " \
+           f"{out} --resume"
 
 
 def stopped(prog: str, exc: KeyboardInterrupt | OSError, hint: str) -> int:

@@ -106,7 +106,7 @@ def _default_out(genotype: str, dataset: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from flatarch.cli.stops import stopped
+    from flatarch.cli.stops import resume_hint, stopped
     from flatarch.reference_spaces.errors import UsageError
 
     out = args.out
@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"flatarch train: error: {exc}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, OSError) as exc:
-        return stopped("flatarch train", exc, f"continue with: flatarch train --out {out} --resume")
+        return stopped("flatarch train", exc, resume_hint(f"flatarch train --out {out} --resume", out, [out]))
 
 
 def invocation(args: argparse.Namespace) -> dict[str, Any]:
