@@ -4,7 +4,9 @@ with that package's own reader and compared with search.jsonl (the source of tru
 import glob
 import json
 import os
+import re
 import struct
+import time
 
 import pytest
 from flatarch.reference_spaces.engine import SearchConfig, search, trackers
@@ -59,13 +61,24 @@ def _wandb_records(path):
     return out
 
 
+def _finished_wandb_records(path, seconds=60.0):
+    """The records of a finished run: W&B's service process writes the file after ``run.finish()``
+    returns (read at once, it can still be its 7-byte header), its ``exit`` record last."""
+    deadline = time.monotonic() + seconds
+    while True:
+        records = _wandb_records(path)
+        if any(r.HasField("exit") for r in records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.05)
+
+
 def test_wandb_offline_run_holds_the_settings_and_every_epoch(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     out = str(tmp_path / "run")
     search(TINY, out=out, log_to="wandb", rho=0.02)
     (path,) = glob.glob(os.path.join(out, "wandb", "offline-run-*", "run-*.wandb"))
-    records = _wandb_records(path)
+    records = _finished_wandb_records(path)
     updates = [i for r in records if r.HasField("run") for i in r.run.config.update]
     updates += [i for r in records if r.HasField("config") for i in r.config.update]
     config = {i.key: json.loads(i.value_json) for i in updates}
@@ -99,6 +112,58 @@ def test_mlflow_file_store_holds_params_metrics_and_the_result(tmp_path, monkeyp
     assert run.data.metrics["result/benchmark/cifar10"] == pytest.approx(result.benchmark["cifar10"])
     artifacts = [a.path for a in client.list_artifacts(run.info.run_id, "op_probability")]
     assert artifacts == ["op_probability/epoch-0001.json", "op_probability/epoch-0002.json"]
+
+
+def _mlflow_runs(store):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient("file:" + str(store))
+    (experiment,) = [e for e in client.search_experiments() if e.name == "flatarch"]
+    return client, client.search_runs([experiment.experiment_id])
+
+
+def test_each_seed_is_its_own_mlflow_run_in_its_own_store_named_by_its_folder(tmp_path, monkeypatch):
+    """The second seed of a process used to log into the first one's store, and both runs were
+    named ``seed-N`` as in every other --seeds run and sweep."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    search(TINY, seeds=[1, 2], epochs=1, out="study", log_to="mlflow")
+    for seed in (1, 2):
+        _, (run,) = _mlflow_runs(tmp_path / "study" / f"seed-{seed}" / "mlruns")
+        assert run.info.run_name == f"study/seed-{seed}" and run.data.tags["group"] == "study"
+        assert run.data.params["seed"] == str(seed) and run.info.status == "FINISHED"
+    assert "MLFLOW_TRACKING_URI" not in os.environ  # MLflow's global state left alone
+    assert trackers.run_name(str(tmp_path.parent)) == str(tmp_path.parent) and trackers.run_group("a/b") is None
+
+
+def test_a_resumed_search_continues_its_wandb_and_mlflow_runs(tmp_path, monkeypatch):
+    from flatarch.reference_spaces.engine import loop
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    validate = loop._Searcher.validate
+
+    def stopped_in_epoch_2(self, epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return validate(self, epoch)
+
+    out = str(tmp_path / "run")
+    monkeypatch.setattr(loop._Searcher, "validate", stopped_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        search(TINY, out=out, log_to="wandb,mlflow")
+    client, (run,) = _mlflow_runs(os.path.join(out, "mlruns"))
+    assert run.info.status == "KILLED"  # not left running for ever
+    monkeypatch.setattr(loop._Searcher, "validate", validate)
+    search(out=out, resume=True)
+    client, (resumed,) = _mlflow_runs(os.path.join(out, "mlruns"))
+    assert resumed.info.run_id == run.info.run_id and resumed.info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_acc")] == [1, 2]
+    folders = sorted(glob.glob(os.path.join(out, "wandb", "offline-run-*")))
+    # one W&B run id, resumed (a second folder within the same second gets a "-1" suffix)
+    ids = {re.fullmatch(r"offline-run-\d{8}_\d{6}-([a-z0-9]+)(-\d+)?", os.path.basename(f))[1] for f in folders}
+    assert len(folders) == 2 and len(ids) == 1
 
 
 def test_a_missing_tracker_package_is_refused_before_anything_is_written(tmp_path, capsys, monkeypatch):

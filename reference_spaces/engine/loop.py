@@ -181,6 +181,7 @@ class _Searcher:
         self.iterations_done = 0
         self.projection: ProjectionState | None = None  # set when DARTS-PT's tuning phase starts
         self.blew_up: tuple[int, str] | None = None  # (epoch, why) when an epoch could not be committed
+        self.tracker_ids: dict[str, str] = {}  # the W&B/MLflow runs of this search, continued by --resume
         self._plan_projection()
         if checkpoint is not None:
             self._check_later_settings(checkpoint["config"])
@@ -316,6 +317,7 @@ class _Searcher:
             # what the recipe changed, as the run's first command resolved it (a resumed run's settings
             # all come from here, so the recipe would seem to change nothing)
             "recipe_changes": self.recipe_changes,
+            "trackers": self.tracker_ids,
             # batch order and augmentation are functions of (seed, epoch): see data.batches
         }
 
@@ -347,6 +349,7 @@ class _Searcher:
         self.elapsed = float(ckpt.get("elapsed", 0.0))
         self.iterations_done = int(ckpt.get("iterations_done", 0))
         self.recipe_changes = ckpt.get("recipe_changes", self.recipe_changes)
+        self.tracker_ids = dict(ckpt.get("trackers") or {})
         self.start_epoch = int(ckpt["epoch"])
 
     # --- one iteration -------------------------------------------------------------------------
@@ -513,6 +516,12 @@ class _Searcher:
         return self.search_finished() and tuned >= self.tune_epochs
 
     def run(self) -> SearchResult:
+        try:
+            return self._run()
+        finally:
+            self.trackers.close()  # after the result's finish() nothing; a stopped or failed search ends its runs
+
+    def _run(self) -> SearchResult:
         cfg = self.cfg
         self.folder.open()
         if self.records and self.finished():
@@ -524,7 +533,8 @@ class _Searcher:
                  f"{cfg.epochs + self.tune_epochs}")
         # rank 0's, as the run folder
         self.trackers = trackers.Trackers(trackers.parse(cfg.log_to) if self.ranks.writer else (), cfg.out,
-                                          self.settings())
+                                          self.settings(), self.tracker_ids)
+        self.tracker_ids = {**self.tracker_ids, **self.trackers.ids()}
         bar = _tqdm(range(cfg.epochs + self.tune_epochs), cfg.progress, initial=len(self.history), desc="search")
         try:
             while not self.search_finished():

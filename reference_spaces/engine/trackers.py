@@ -13,8 +13,14 @@ environment says (``WANDB_MODE=offline``), files under ``OUT/wandb/``, project `
 or ``flatarch``; MLflow the tracking URI of ``$MLFLOW_TRACKING_URI``, else a file store in
 ``OUT/mlruns`` (MLflow 3 keeps its file store in maintenance mode: flatarch then sets
 ``MLFLOW_ALLOW_FILE_STORE=true`` for its own process), experiment ``$MLFLOW_EXPERIMENT_NAME`` or
-``flatarch``. The packages are optional extras: ``pip install "flatarch[tensorboard]"`` (or
-``[wandb]``, ``[mlflow]``).
+``flatarch``, through a client of its own (MLflow's global tracking URI and active run, which a
+notebook or the next search in the process would share, are left alone). The packages are
+optional extras: ``pip install "flatarch[tensorboard]"`` (or ``[wandb]``, ``[mlflow]``).
+
+One search is one tracker run, named by its folder (:func:`run_name`; the seeds of ``--seeds`` and
+of a sweep's grid point grouped by their parent folder, :func:`run_group`); a resumed search
+continues the same W&B and MLflow runs (their ids are in its checkpoint), and a stopped or failed
+one ends them as killed.
 """
 
 from __future__ import annotations
@@ -23,7 +29,9 @@ import importlib.util
 import json
 import math
 import os
+import re
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -42,11 +50,17 @@ TRACKER_FILES = ("tensorboard", "wandb", "mlruns")
 
 
 class Tracker(Protocol):
-    """What the search hands a tracker: its settings once, each record, the result at the end."""
+    """What the search hands a tracker: its settings once (``__init__(out, config, run_id)``, the
+    id of the run to continue or ``None``), each record, the result at the end, or ``close`` when
+    the search stops without one. ``run_id``: what a resumed search continues (``None``: nothing)."""
+
+    run_id: str | None
 
     def log_record(self, record: Mapping[str, Any]) -> None: ...
 
     def finish(self, result: Mapping[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
 
 
 def parse(text: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -100,8 +114,24 @@ def _text(genotype: Any) -> str:
     return genotype if isinstance(genotype, str) else json.dumps(genotype)
 
 
+def run_name(out: str) -> str:
+    """A search's tracker run name: its folder, relative to the working directory when under it
+    (``runs/a2/seed-1``), else absolute; unique where the folder's own name (``seed-1``) is not."""
+    path = os.path.abspath(out)
+    relative = os.path.relpath(path)
+    return path if relative.startswith(os.pardir) else relative
+
+
+def run_group(out: str) -> str | None:
+    """The seeds' common folder (:func:`run_name`) of a seed's search (``.../seed-N``), else ``None``."""
+    path = os.path.abspath(out)
+    return run_name(os.path.dirname(path)) if re.fullmatch(r"seed--?\d+", os.path.basename(path)) else None
+
+
 class TensorBoardTracker:
-    def __init__(self, out: str, config: Mapping[str, Any]):
+    run_id = None  # the event files in OUT/tensorboard are the run: a resumed search adds a file there
+
+    def __init__(self, out: str, config: Mapping[str, Any], run_id: str | None = None):
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(os.path.join(out, "tensorboard"))
@@ -120,18 +150,27 @@ class TensorBoardTracker:
 
     def finish(self, result: Mapping[str, Any]) -> None:
         self.writer.add_text("result/genotype", _text(result["genotype"]))
-        for key, value in scalars({"result": {k: result.get(k) for k in ("benchmark", "profile")}}).items():
+        for key, value in scalars(_result_figures(result)).items():
             self.writer.add_scalar(key, value)
+        self.close()
+
+    def close(self) -> None:
         self.writer.close()
 
 
+def _result_figures(result: Mapping[str, Any]) -> dict[str, Any]:
+    return {"result": {k: result.get(k) for k in ("benchmark", "profile")}}
+
+
 class WandbTracker:
-    def __init__(self, out: str, config: Mapping[str, Any]):
+    def __init__(self, out: str, config: Mapping[str, Any], run_id: str | None = None):
         import wandb
 
         self.wandb = wandb
-        self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "flatarch"), dir=out,
-                              name=os.path.basename(os.path.abspath(out)), config=dict(config), reinit="create_new")
+        self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "flatarch"), dir=out, name=run_name(out),
+                              group=run_group(out), config=dict(config), reinit="create_new", id=run_id,
+                              resume="allow" if run_id else None)
+        self.run_id = self.run.id
 
     def log_record(self, record: Mapping[str, Any]) -> None:
         if "epoch" not in record:
@@ -144,49 +183,80 @@ class WandbTracker:
 
     def finish(self, result: Mapping[str, Any]) -> None:
         self.run.summary["result/genotype"] = _text(result["genotype"])
-        for key, value in scalars({"result": {k: result.get(k) for k in ("benchmark", "profile")}}).items():
+        for key, value in scalars(_result_figures(result)).items():
             self.run.summary[key] = value
         self.run.finish()
 
+    def close(self) -> None:
+        self.run.finish(exit_code=1)
+
 
 class MLflowTracker:
-    def __init__(self, out: str, config: Mapping[str, Any]):
-        import mlflow
+    def __init__(self, out: str, config: Mapping[str, Any], run_id: str | None = None):
+        from mlflow import MlflowClient
+        from mlflow.entities import Param
 
-        if not os.environ.get("MLFLOW_TRACKING_URI"):
+        uri = os.environ.get("MLFLOW_TRACKING_URI")
+        if not uri:
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # see the module docstring
-            mlflow.set_tracking_uri("file:" + os.path.abspath(os.path.join(out, "mlruns")))
-        mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", "flatarch"))
-        self.mlflow = mlflow
-        self.run = mlflow.start_run(run_name=os.path.basename(os.path.abspath(out)))
-        mlflow.log_params({k: json.dumps(v) if not isinstance(v, str) else v for k, v in config.items()})
+            uri = "file:" + os.path.abspath(os.path.join(out, "mlruns"))
+        self.client = client = MlflowClient(tracking_uri=uri)
+        if run_id:
+            client.update_run(run_id, status="RUNNING")
+        else:
+            name = os.environ.get("MLFLOW_EXPERIMENT_NAME", "flatarch")
+            experiment = client.get_experiment_by_name(name)
+            group = run_group(out)
+            run = client.create_run(experiment.experiment_id if experiment else client.create_experiment(name),
+                                    run_name=run_name(out), tags={"group": group} if group else None)
+            run_id = run.info.run_id
+            client.log_batch(run_id, params=[Param(k, v if isinstance(v, str) else json.dumps(v))
+                                             for k, v in config.items()])
+        self.run_id = run_id
+
+    def _metrics(self, values: Mapping[str, float], step: int = 0) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[Metric(k.replace("-", "_"), v, now, step)
+                                                    for k, v in values.items()])
 
     def log_record(self, record: Mapping[str, Any]) -> None:
         if "epoch" not in record:
             return
         step = record["epoch"]
-        self.mlflow.log_metrics({k.replace("-", "_"): v for k, v in scalars(record).items()}, step=step)
-        self.mlflow.log_dict({k: p.tolist() for k, p in probabilities(record).items()},
+        self._metrics(scalars(record), step)
+        self.client.log_dict(self.run_id, {k: p.tolist() for k, p in probabilities(record).items()},
                              f"op_probability/epoch-{step:04d}.json")
-        self.mlflow.set_tag("genotype", _text(record["genotype"]))
+        self.client.set_tag(self.run_id, "genotype", _text(record["genotype"]))
 
     def finish(self, result: Mapping[str, Any]) -> None:
-        self.mlflow.set_tag("result.genotype", _text(result["genotype"]))
-        metrics = scalars({"result": {k: result.get(k) for k in ("benchmark", "profile")}})
-        self.mlflow.log_metrics({k.replace("-", "_"): v for k, v in metrics.items()})
-        self.mlflow.end_run()
+        self.client.set_tag(self.run_id, "result.genotype", _text(result["genotype"]))
+        self._metrics(scalars(_result_figures(result)))
+        self.client.set_terminated(self.run_id)
+
+    def close(self) -> None:
+        self.client.set_terminated(self.run_id, status="KILLED")
 
 
 _CLASSES = {"tensorboard": TensorBoardTracker, "wandb": WandbTracker, "mlflow": MLflowTracker}
 
 
 class Trackers:
-    """The run's trackers; a call that fails switches that tracker off with one warning."""
+    """The run's trackers; a call that fails switches that tracker off with one warning.
+    ``run_ids``: per tracker, the run a resumed search continues (:meth:`ids` of the first command)."""
 
-    def __init__(self, names: Sequence[str], out: str | None, config: Mapping[str, Any]):
+    def __init__(self, names: Sequence[str], out: str | None, config: Mapping[str, Any],
+                 run_ids: Mapping[str, str] | None = None):
         self.active: dict[str, Any] = {}
+        run_ids = run_ids or {}
         for name in names:
-            self._call(name, lambda name=name: self.active.__setitem__(name, _CLASSES[name](out, config)))
+            self._call(name, lambda name=name: self.active.__setitem__(
+                name, _CLASSES[name](out, config, run_ids.get(name))))
+
+    def ids(self) -> dict[str, str]:
+        """Per tracker, the id of its run, for a resumed search to continue."""
+        return {name: tracker.run_id for name, tracker in self.active.items() if tracker.run_id}
 
     def _call(self, name: str, call) -> None:
         try:
@@ -203,4 +273,11 @@ class Trackers:
     def finish(self, result: Mapping[str, Any]) -> None:
         for name, tracker in list(self.active.items()):
             self._call(name, lambda tracker=tracker: tracker.finish(result))
+        self.active.clear()
+
+    def close(self) -> None:
+        """End the runs of a search that stopped without a result (Ctrl-C, a failure); after
+        :meth:`finish`, nothing."""
+        for name, tracker in list(self.active.items()):
+            self._call(name, tracker.close)
         self.active.clear()
