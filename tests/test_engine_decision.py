@@ -62,7 +62,7 @@ def test_the_initial_genotype_reported_is_warned_about(tmp_path, capsys):
     err = capsys.readouterr().err
     assert result.genotype_json == result.history[0]["genotype_start"]
     assert "warning: the reported genotype (epoch 1) is the initial one" in err
-    assert "warning: 6 of the cell's 6 edges are undecided after the last epoch" in err
+    assert "warning: 6 of the reported cell's 6 edges are undecided in the initial alphas" in err
     assert len(result.warnings) == 2 and result.to_json()["warnings"] == result.warnings
     moved = search(TINY, epochs=3, arch_lr=0.5, warmup_epochs=0, select="final", seed=5)
     assert moved.genotype_json != moved.history[0]["genotype_start"]
@@ -96,3 +96,19 @@ def test_the_demo_warms_up_unless_it_is_short_and_steps_alphas_faster():
     assert SearchConfig(epochs=2, warmup_epochs=1).resolved({}).warmup_epochs == 1  # given: kept
     assert SearchConfig(dataset="cifar10").resolved({}).arch_lr == PAPER_DEFAULTS["arch_lr"]
     assert SearchConfig(method="pcdarts", recipe="original").resolved({}).warmup_epochs == 15
+
+
+def test_the_undecided_warning_is_about_the_alphas_the_reported_cell_was_read_from(monkeypatch):
+    """best-val-loss reports the genotype read before the best epoch: its edges are judged there, not
+    after the last epoch (which, here, has all 6 decided); DARTS-PT's projection chose its ops itself."""
+    from flatarch.reference_spaces.engine import loop
+
+    losses = [3.0, 1.0, 2.0]  # the best epoch is 2: its genotype_start is the alphas after epoch 1
+    monkeypatch.setattr(loop._Searcher, "validate", lambda self, epoch: (losses[epoch], 50.0))
+    best = search(TINY, epochs=3, arch_lr=0.1, warmup_epochs=0, early_stop=0, seed=5)
+    decided = [h["decided_edges"] for h in best.history]
+    assert best.selected_epoch == 2 and decided[0] < decided[-1] == 6
+    (warning,) = best.warnings
+    assert warning.startswith(f"{6 - decided[0]} of the reported cell's 6 edges are undecided in the alphas after "
+                              "epoch 1, which it was read from")
+    assert not search(TINY, epochs=3, arch_lr=0.1, warmup_epochs=0, select="final", seed=5).warnings

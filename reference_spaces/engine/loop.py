@@ -631,8 +631,10 @@ class _Searcher:
                                 "report; lower --lr or --arch-lr, or pass --restart with other settings")
         genotype_json, epoch = chosen
         selection = reporting.describe_selection(cfg.select, epoch, self.history)
+        read_after = epoch - 1 if cfg.select == "best-val-loss" else epoch  # its genotype_start: the epoch before's
         if (stopped := hessian.selected(self.search_records(), cfg)) is not None:
             genotype_json, epoch, selection = stopped  # R-DARTS' rule reports an earlier epoch's genotype
+            read_after = epoch
         if diverged is not None:
             selection += f"; the search diverged from epoch {diverged[0]} ({diverged[1]})"
         genotype = space.genotype_from_json(genotype_json)
@@ -648,7 +650,8 @@ class _Searcher:
             stopped_early=len(self.search_records()) < cfg.epochs, reference=space.reference_accuracies(),
             recipe={"name": cfg.recipe, "source": self.method.recipe_source(cfg.recipe),
                     "changed": self.recipe_changes},
-            provenance=provenance(self.device), warnings=self.warnings(genotype_json, epoch, diverged),
+            provenance=provenance(self.device),
+            warnings=self.warnings(genotype_json, epoch, diverged, None if cfg.select == PROJECTED else read_after),
             profile=space.profile(genotype), diverged_epoch=diverged and diverged[0],
         )
         for warning in result.warnings:
@@ -677,9 +680,11 @@ class _Searcher:
         atomic_write_text(path, json_text(result.to_json()))
         self.trackers.finish(result.to_json())
 
-    def warnings(self, genotype_json: Any, epoch: int, diverged: tuple[int, str] | None = None) -> list[str]:
-        """The search diverged, the reported genotype is the one the random initial alphas give, or its
-        cell is undecided."""
+    def warnings(self, genotype_json: Any, epoch: int, diverged: tuple[int, str] | None = None,
+                 read_after: int | None = None) -> list[str]:
+        """The search diverged, the reported genotype is the one the random initial alphas give, or some
+        of its edges are undecided in the alphas it was read from, those after epoch ``read_after`` (0: the
+        initial alphas; ``None``: DARTS-PT, whose projection chose the ops by their validation accuracy)."""
         found = []
         if diverged is not None:
             found.append(f"the search diverged from epoch {diverged[0]}; it reports epoch {epoch}, and a summary over "
@@ -687,13 +692,24 @@ class _Searcher:
         if genotype_json == self.history[0]["genotype_start"]:
             found.append(f"the reported genotype (epoch {epoch}) is the initial one, that of the random initial "
                          "alphas: the search has not changed it")
-        last = self.history[-1]
-        if last.get("decided_edges", last.get("edges")) != last.get("edges"):  # records of older versions lack them
-            found.append(f"{last['edges'] - last['decided_edges']} of the cell's {last['edges']} edges are undecided "
-                         f"after the last epoch: their top-1/top-2 op margins are within {decision.NOISE_RATIO:g}x "
-                         f"the initial alphas' {self.noise_margin:.1e}, so their ops are the random start's choice; "
-                         "search longer or with a larger --arch-lr")
+        figures = self._figures_after(read_after)
+        undecided = figures.get("edges", 0) - figures.get("decided_edges", 0)  # records of older versions lack them
+        if undecided:
+            alphas = f"the alphas after epoch {read_after}" if read_after else "the initial alphas"
+            found.append(f"{undecided} of the reported cell's {figures['edges']} edges "
+                         f"{'is' if undecided == 1 else 'are'} undecided in {alphas}, which it was read from: the "
+                         f"lead of the chosen op over the runner-up is at most {decision.NOISE_RATIO:g}x the largest "
+                         f"lead among the random initial alphas ({self.noise_margin:.1e}), a choice a few more steps "
+                         "could reverse; search longer or with a larger --arch-lr")
         return found
+
+    def _figures_after(self, epoch: int | None) -> dict[str, Any]:
+        """:func:`decision.figures` of the alphas after ``epoch`` (0: the initial ones; ``None``: none)."""
+        if epoch is None:
+            return {}
+        if epoch == 0:
+            return decision.figures(self.initial_alphas, self.noise_margin)
+        return next(r for r in self.history if r["epoch"] == epoch)
 
     def plot_labels(self) -> dict[str, tuple[str, Any, Any]]:
         """Per architecture tensor name: its group, op names and edge names."""
