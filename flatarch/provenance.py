@@ -30,17 +30,24 @@ def device_name(device: torch.device | str) -> str:
     return f"cuda:{index} {torch.cuda.get_device_name(index)}"
 
 
-@functools.cache
-def git_commit() -> str | None:
-    """The commit of the checkout flatarch runs from, or ``None`` (an installed copy, no git)."""
-    here = os.path.dirname(os.path.abspath(__file__))
+def _git(folder: str, *args: str) -> str | None:
+    """``git -C folder ARGS``'s output, or ``None`` (no git, not a checkout, an error)."""
     try:
-        done = subprocess.run(["git", "-C", here, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                              check=False)
+        done = subprocess.run(["git", "-C", folder, *args], capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
-    commit = done.stdout.strip()
-    return commit if done.returncode == 0 and commit else None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+@functools.cache
+def git_commit(folder: str | None = None) -> str | None:
+    """The commit of the flatarch checkout that runs (``folder``: this package's), or ``None``: an
+    installed copy, also one inside another project's repository (a ``.venv`` in a checkout: git
+    would name that project's commit), where this file is not one git tracks."""
+    folder = folder or os.path.dirname(os.path.abspath(__file__))
+    if _git(folder, "ls-files", "--error-unmatch", os.path.basename(__file__)) is None:
+        return None
+    return _git(folder, "rev-parse", "HEAD") or None
 
 
 def provenance(device: torch.device | str, argv: list[str] | None = None) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 summary.json and the sweep report; ``flatarch --version``."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -39,6 +40,29 @@ def test_git_commit_is_null_outside_a_checkout(monkeypatch):
     checkout = subprocess.run(["git", "-C", P.__file__.rsplit("/", 1)[0], "rev-parse", "HEAD"], capture_output=True,
                               text=True)
     assert P.git_commit() == (checkout.stdout.strip() if checkout.returncode == 0 else None)
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_git_commit_is_flatarch_s_not_that_of_a_repository_around_an_installed_copy(tmp_path):
+    """flatarch installed in a project's .venv: git found the project's repository and its commit
+    was recorded as flatarch's."""
+    project = tmp_path / "project"
+    installed = project / ".venv" / "lib" / "site-packages" / "flatarch"
+    installed.mkdir(parents=True)
+    shutil.copy(P.__file__, installed / "provenance.py")
+
+    def git(*args):
+        return subprocess.run(["git", "-C", str(project), "-c", "user.name=u", "-c", "user.email=u@h", *args],
+                              check=True, capture_output=True, text=True).stdout.strip()
+
+    git("init", "-q")
+    (project / "train.py").write_text("")
+    git("add", "train.py")
+    git("commit", "-qm", "the project")
+    assert P.git_commit.__wrapped__(str(installed)) is None
+    git("add", "-f", ".venv")  # flatarch's files tracked in that repository: its commit pins them
+    git("commit", "-qm", "vendored")
+    assert P.git_commit.__wrapped__(str(installed)) == git("rev-parse", "HEAD")
 
 
 @pytest.mark.cuda
