@@ -59,6 +59,8 @@ def test_projection_lines_of_one_node_dropping_two_edges():
     names = {"normal": [f"{t + 2}<-{s}" for t in range(4) for s in range(t + 2)]}
     assert reporting.projection_lines(records, nodes, names) == [
         "topology: normal cell, node 5 keeps 5<-1, 5<-3, 5<-4; dropped 5<-0, 5<-2"]
+    nb201 = [{"kind": "op", "cell": "cell", "edge_name": "3<-2", "chosen": "skip_connect"}]  # its one group: "cell"
+    assert reporting.projection_lines(nb201, {}, {}) == ["operation: cell, edge 3<-2 keeps skip_connect"]
 
 
 def test_select_final_with_darts_pt_names_its_only_choice():

@@ -138,16 +138,19 @@ def projection_lines(records: Sequence[dict[str, Any]], nodes: dict[str, Sequenc
                      edge_names: dict[str, Sequence[str]]) -> list[str]:
     """DARTS-PT's projections of one round, one line per edge or node: ``operation: normal cell,
     edge 3<-1 keeps sep_conv_3x3``; ``topology: normal cell, node 3 keeps 3<-0, 3<-2; dropped 3<-1``."""
+    def cell(group: str) -> str:  # NAS-Bench-201's one group is named "cell": "cell", not "cell cell"
+        return group if group.endswith("cell") else f"{group} cell"
+
     lines, dropped = [], {}
     for r in records:
         if r["kind"] == "op":
-            lines.append(f"operation: {r['cell']} cell, edge {r['edge_name']} keeps {r['chosen']}")
+            lines.append(f"operation: {cell(r['cell'])}, edge {r['edge_name']} keeps {r['chosen']}")
         else:
             dropped.setdefault((r["cell"], r["node"]), []).append(r["edge"])
-    for (cell, node), gone in dropped.items():
-        names = edge_names[cell]
-        kept = [names[e] for e in nodes[cell][node] if e not in gone]
+    for (group, node), gone in dropped.items():
+        names = edge_names[group]
+        kept = [names[e] for e in nodes[group][node] if e not in gone]
         target = names[gone[0]].split("<-")[0]
-        lines.append(f"topology: {cell} cell, node {target} keeps {', '.join(kept)}; dropped "
+        lines.append(f"topology: {cell(group)}, node {target} keeps {', '.join(kept)}; dropped "
                      f"{', '.join(names[e] for e in gone)}")
     return lines
