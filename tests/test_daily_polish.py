@@ -6,6 +6,7 @@ import re
 
 import matplotlib
 import matplotlib.pyplot
+import numpy as np
 import pytest
 import torch
 from flatarch.reference_spaces.darts.geometry import DartsSpace as DartsGeometry
@@ -123,3 +124,15 @@ def test_darts_genotype_picture_numbers_nodes_as_the_search_plot(tmp_path, monke
     assert {"2", "3", "4", "5"} <= set(texts) and "0" not in texts
 
 
+
+
+def test_the_neighbour_histograms_legend_names_every_element(tmp_path, monkeypatch):
+    from flatarch.geometry import plots as geometry_plots
+
+    figures = []
+    monkeypatch.setattr(geometry_plots, "_save", lambda fig, path, dpi=80: figures.append(fig))
+    panels = {(tier, r): (np.array([90.0, 91.0]), (88.0, 92.0)) for tier in "AB" for r in (1, 2)}
+    geometry_plots.neighbour_histograms(str(tmp_path / "n.png"), np.linspace(10, 94, 50), panels)
+    (legend,) = [ax.get_legend() for ax in figures[0].axes if ax.get_legend()]  # one, shared by the panels
+    assert [t.get_text() for t in legend.get_texts()] == [  # it said "radius 1" of every panel's neighbours
+        "whole space", "neighbours at the panel's radius", "the tier's accuracy range"]

@@ -345,3 +345,19 @@ def test_ddp_two_processes_on_cpu(tmp_path):
     single = model()
     initial = single.state_dict()
     assert not torch.equal(initial["classifier.weight"], r0["state"]["classifier.weight"])
+
+
+def test_the_learning_curve_ticks_whole_epochs(monkeypatch, tmp_path):
+    from flatarch.reference_spaces.darts import plots
+
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig))
+    history = [{"epoch": e, "train_loss": 2.0 / e, "train_acc": 10.0 * e, "test_loss": 2.0, "test_acc": 10.0}
+               for e in (1, 2)]
+    plots.plot_learning_curve(history, tmp_path / "curve.png")
+    (fig,) = figures
+    fig.canvas.draw()
+    for ax in fig.axes:
+        low, high = ax.get_xlim()
+        ticks = [t for t in ax.get_xticks() if low <= t <= high]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks  # a 2-epoch run drew 1.2, 1.4, ...

@@ -54,11 +54,11 @@ def neighbour_histograms(
             _density(ax, space_acc, bins, fill=True, color="tab:green", alpha=0.45, label="whole space")
             nb, (low, high) = panels[(tier, radius)]
             if len(nb):
-                _density(ax, nb, bins, fill=True, color="tab:blue", alpha=0.6, label=f"radius {radius}")
-            ax.axvspan(low, high, color="tab:red", alpha=0.25)
+                _density(ax, nb, bins, fill=True, color="tab:blue", alpha=0.6, label="neighbours at the panel's radius")
+            ax.axvspan(low, high, color="tab:red", alpha=0.25, label="the tier's accuracy range")
             ax.set_title(f"{tier}, radius {radius}", fontsize=9)
             ax.tick_params(labelsize=7)
-            if i == 0 and j == 0:
+            if i == 0 and j == 0:  # one legend for every panel
                 ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.supxlabel("test accuracy (%)", fontsize=9)

@@ -9,6 +9,7 @@ import numpy as np
 
 matplotlib.use("Agg")  # files only: never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from flatarch.atomic_files import atomic_save_figure  # noqa: E402
 
@@ -34,6 +35,7 @@ def plot_learning_curve(history: list[dict[str, float]], path: str | os.PathLike
         ax_loss.plot([h["epoch"] for h in tested], [h["test_loss"] for h in tested], "o-", ms=3, label="test")
         ax_acc.plot([h["epoch"] for h in tested], [h["test_acc"] for h in tested], "o-", ms=3, label="test")
     for ax, name in ((ax_loss, "cross-entropy loss"), (ax_acc, "accuracy (%)")):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers (not 1.2, 1.4, ...)
         ax.set_xlabel("epoch")
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
