@@ -166,6 +166,13 @@ def test_a_resumed_search_continues_its_wandb_and_mlflow_runs(tmp_path, monkeypa
     assert len(folders) == 2 and len(ids) == 1
 
 
+def test_op_probabilities_are_those_of_the_op_choice_tensors_only():
+    record = {"alphas": {"alphas_normal": [[0.0, 1.0], [2.0, 2.0]], "betas_normal": [0.0, 1.0, 2.0]}}
+    probabilities = trackers.probabilities(record)
+    assert list(probabilities) == ["alphas_normal"]  # PC-DARTS' betas are normalised per node, not as one vector
+    assert probabilities["alphas_normal"].sum(-1).tolist() == pytest.approx([1.0, 1.0])
+
+
 def test_a_missing_tracker_package_is_refused_before_anything_is_written(tmp_path, capsys, monkeypatch):
     real = trackers.importlib.util.find_spec
     monkeypatch.setattr(trackers.importlib.util, "find_spec", lambda name: None if name == "wandb" else real(name))

@@ -101,10 +101,14 @@ def scalars(record: Mapping[str, Any]) -> dict[str, float]:
 
 
 def probabilities(record: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """Per architecture tensor of the record, ``softmax`` over its last axis (the op probabilities)."""
+    """Per op-choice tensor of the record (``[edges, ops]``), ``softmax`` over its last axis (the op
+    probabilities). PC-DARTS' 1-D edge weights are left out: the network normalises them per node,
+    not over the whole vector, so a softmax of all of them would be no distribution it uses."""
     out = {}
     for name, values in (record.get("alphas") or {}).items():
         a = np.asarray(values, dtype=np.float64)
+        if a.ndim < 2:
+            continue
         z = np.exp(a - a.max(axis=-1, keepdims=True))
         out[name] = z / z.sum(axis=-1, keepdims=True)
     return out
