@@ -128,7 +128,7 @@ def plan_runs(root: str, configs: Sequence[SearchConfig], train: TrainSpec | Seq
         _check_train(spec, configs)
     defaults = _SpaceDefaults()
     runs: dict[str, Run] = {}
-    for config, train, extra in zip(configs, trains, axes):
+    for config, spec, extra in zip(configs, trains, axes):
         key = run_key(config, dataset_in_path, extra)
         if key in runs:
             raise SweepError(f"two runs of the grid share the folder {key}; list each value once")
@@ -139,12 +139,12 @@ def plan_runs(root: str, configs: Sequence[SearchConfig], train: TrainSpec | Seq
         except UsageError as exc:
             raise SweepError(f"run {key}: {exc}") from None
         search = SearchUnit(key, folder, config, resolved)
-        trains = tuple(TrainUnit(f"{key}/train-{d}", os.path.join(folder, f"train-{d}"), folder, d,
-                                 train.for_search(config.seed))
-                       for d in (train.datasets if train and config.space in TRAINABLE_SPACES else ()))
+        trainings = tuple(TrainUnit(f"{key}/train-{d}", os.path.join(folder, f"train-{d}"), folder, d,
+                                    spec.for_search(config.seed))
+                          for d in (spec.datasets if spec and config.space in TRAINABLE_SPACES else ()))
         point = {**{name: getattr(config, name) for name in GRID_KEYS}, **extra}
         point["optimizer"] = canonical_update(config.optimizer)
-        runs[key] = Run(key, point, search, trains)
+        runs[key] = Run(key, point, search, trainings)
     return tuple(runs.values())
 
 

@@ -86,9 +86,8 @@ class Table:
     space: str
     search_dataset: str
     source: str
-    #: the rows: a method, with the values of the grid's further axes (``darts rho=0.01``)
-    methods: list[str] = field(default_factory=list)
-    #: per row: its method and the values of the further axes (:attr:`Run.axes`)
+    #: per row (a method, with the values of the grid's further axes: ``darts rho=0.01``), in the
+    #: grid's order: its method and the values of the further axes (:attr:`Run.axes`)
     rows: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
     updates: list[str] = field(default_factory=list)
     datasets: list[str] = field(default_factory=list)
@@ -96,6 +95,11 @@ class Table:
     optimum: dict[str, float] = field(default_factory=dict)
     #: where the finished searches ran (:func:`run_provenance`) -> how many
     provenance: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def methods(self) -> list[str]:
+        """The rows' labels, in order."""
+        return list(self.rows)
 
     @property
     def title(self) -> str:
@@ -142,8 +146,7 @@ def _table_for(tables: dict[tuple[str, str], Table], run: Run) -> Table:
     if key not in tables:
         tables[key] = Table(*key, source=TRAIN_SOURCE if run.trains else SEARCH_SOURCE)
     table = tables[key]
-    _add(table.methods, row_label(run))
-    table.rows[row_label(run)] = (run.point["method"], run.axes)
+    table.rows.setdefault(row_label(run), (run.point["method"], run.axes))
     _add(table.updates, run.point["optimizer"])
     return table
 
