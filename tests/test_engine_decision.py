@@ -112,3 +112,15 @@ def test_the_undecided_warning_is_about_the_alphas_the_reported_cell_was_read_fr
     assert warning.startswith(f"{6 - decided[0]} of the reported cell's 6 edges are undecided in the alphas after "
                               "epoch 1, which it was read from")
     assert not search(TINY, epochs=3, arch_lr=0.1, warmup_epochs=0, select="final", seed=5).warnings
+
+
+def test_epoch_lines_show_a_diverging_loss_short_and_sharpness_only_for_perturbed_updates():
+    record = {"epoch": 2, "train_loss": 2.3, "train_acc": 10.0, "val_loss": 8.877e26, "val_acc": 9.8,
+              "seconds": 1.0, "genotype": "g", "step": {"steps": 4, "sharpness": 0.0, "evaluations": 1.0}}
+    line = reporting.format_epoch(record, 2)
+    assert "val 8.877e+26 9.80%" in line and "train 2.3000" in line
+    assert "sharpness" not in line  # first-order: one evaluation, no perturbed point
+    a2m = reporting.format_epoch({**record, "step": {"steps": 4, "sharpness": 1e-4, "evaluations": 4.0}}, 2)
+    assert "sharpness 1.00e-04" in a2m
+    text = reporting.describe_selection("best-val-loss", 2, [record])
+    assert "validation loss 8.877e+26 was lowest" in text

@@ -205,6 +205,6 @@ def test_the_default_install_pulls_no_tracker():
     heavy = ("tensorboard", "wandb", "mlflow", "ray")
     assert not [d for d in project["dependencies"] if d.startswith(heavy)]
     extras = project["optional-dependencies"]
-    assert {name for name, (_, extra) in trackers.TRACKERS.items()} <= set(extras)
+    assert {tracker.extra for tracker in trackers.TRACKERS.values()} <= set(extras)
     assert not [d for d in extras["dev"] if d.startswith(heavy)]
     assert set(extras["test"][0].split("[")[1].rstrip("]").split(",")) >= {"dev", "ray", *trackers.TRACKERS}

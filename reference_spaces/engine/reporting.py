@@ -109,16 +109,21 @@ def describe_selection(selection: str, epoch: int, history: Sequence[dict[str, A
     if selection == "projection":
         return f"projection: DARTS-PT's projected genotype after its tuning (epoch {epoch})"
     loss = next(r["val_loss"] for r in history if r["epoch"] == epoch)
-    return f"best-val-loss: the genotype at the start of epoch {epoch}, whose validation loss {loss:.4f} was lowest"
+    return f"best-val-loss: the genotype at the start of epoch {epoch}, whose validation loss {_loss(loss)} was lowest"
+
+
+def _loss(value: float) -> str:
+    """A loss to 4 decimals, or to 4 significant digits once it is large (a diverging run's 5e27)."""
+    return f"{value:.4f}" if abs(value) < 1e4 else f"{value:.4g}"
 
 
 def format_epoch(record: dict[str, Any], epochs: int) -> str:
     """One line per epoch for the terminal or a log file."""
     parts = [f"epoch {record['epoch']}/{epochs}",
-             f"train {record['train_loss']:.4f} {record['train_acc']:.2f}%",
-             f"val {record['val_loss']:.4f} {record['val_acc']:.2f}%"]
+             f"train {_loss(record['train_loss'])} {record['train_acc']:.2f}%",
+             f"val {_loss(record['val_loss'])} {record['val_acc']:.2f}%"]
     step = record.get("step") or {}
-    if step.get("steps"):
+    if step.get("steps") and step.get("evaluations", 2) > 1:  # first-order evaluates no perturbed point
         parts.append(f"sharpness {step['sharpness']:.2e}")
     if "decided_edges" in record:
         parts.append(f"entropy {record['alpha_entropy']:.3f} margin {record['alpha_margin']:.3g} decided "

@@ -39,12 +39,6 @@ import numpy as np
 
 from .config import SearchError
 
-#: ``--log-to`` name -> (the module it needs, the extra that installs it)
-TRACKERS: dict[str, tuple[str, str]] = {
-    "tensorboard": ("tensorboard", "tensorboard"),
-    "wandb": ("wandb", "wandb"),
-    "mlflow": ("mlflow", "mlflow"),
-}
 #: the folders the trackers write into a run's folder (moved aside with it by --restart)
 TRACKER_FILES = ("tensorboard", "wandb", "mlruns")
 
@@ -77,7 +71,7 @@ def parse(text: str | Sequence[str] | None) -> tuple[str, ...]:
 def check_installed(names: Sequence[str]) -> None:
     """Refuse, before anything runs, a tracker whose package is not installed."""
     for name in names:
-        module, extra = TRACKERS[name]
+        module, extra = TRACKERS[name].module, TRACKERS[name].extra
         if importlib.util.find_spec(module) is None:
             raise SearchError(f"--log-to {name} needs the {module} package; install it with "
                               f"pip install \"flatarch[{extra}]\", or drop {name} from --log-to")
@@ -133,6 +127,7 @@ def run_group(out: str) -> str | None:
 
 
 class TensorBoardTracker:
+    module, extra = "tensorboard", "tensorboard"  # the package it needs, the extra that installs it
     run_id = None  # the event files in OUT/tensorboard are the run: a resumed search adds a file there
 
     def __init__(self, out: str, config: Mapping[str, Any], run_id: str | None = None):
@@ -167,6 +162,8 @@ def _result_figures(result: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class WandbTracker:
+    module, extra = "wandb", "wandb"
+
     def __init__(self, out: str, config: Mapping[str, Any], run_id: str | None = None):
         import wandb
 
@@ -196,6 +193,8 @@ class WandbTracker:
 
 
 class MLflowTracker:
+    module, extra = "mlflow", "mlflow"
+
     def __init__(self, out: str, config: Mapping[str, Any], run_id: str | None = None):
         from mlflow import MlflowClient
         from mlflow.entities import Param
@@ -243,7 +242,8 @@ class MLflowTracker:
         self.client.set_terminated(self.run_id, status="KILLED")
 
 
-_CLASSES = {"tensorboard": TensorBoardTracker, "wandb": WandbTracker, "mlflow": MLflowTracker}
+#: ``--log-to`` name -> its tracker
+TRACKERS: dict[str, type] = {"tensorboard": TensorBoardTracker, "wandb": WandbTracker, "mlflow": MLflowTracker}
 
 
 class Trackers:
@@ -256,7 +256,7 @@ class Trackers:
         run_ids = run_ids or {}
         for name in names:
             self._call(name, lambda name=name: self.active.__setitem__(
-                name, _CLASSES[name](out, config, run_ids.get(name))))
+                name, TRACKERS[name](out, config, run_ids.get(name))))
 
     def ids(self) -> dict[str, str]:
         """Per tracker, the id of its run, for a resumed search to continue."""
