@@ -4,7 +4,9 @@
 Keys: ``flatarch`` and ``torch`` (versions), ``device`` (the device that ran, named as a person
 would: ``"cpu"`` or ``"cuda:0 NVIDIA H100 80GB HBM3"``), ``argv`` (the command line), ``host``,
 ``threads`` (torch's CPU threads), ``git_commit`` (of the flatarch checkout that ran, ``None`` for
-an installed copy) and, when the device is a GPU, ``cuda`` and ``cudnn`` (the versions torch uses).
+an installed copy), ``git_dirty`` (whether that checkout's tracked files differed from the commit,
+so the commit alone does not name the code that ran; ``None`` for an installed copy) and, when the
+device is a GPU, ``cuda`` and ``cudnn`` (the versions torch uses).
 """
 
 from __future__ import annotations
@@ -50,6 +52,17 @@ def git_commit(folder: str | None = None) -> str | None:
     return _git(folder, "rev-parse", "HEAD") or None
 
 
+@functools.cache
+def git_dirty(folder: str | None = None) -> bool | None:
+    """Whether the flatarch checkout that runs has changes to tracked files that are not committed;
+    ``None`` where :func:`git_commit` is ``None``."""
+    folder = folder or os.path.dirname(os.path.abspath(__file__))
+    if git_commit(folder) is None:
+        return None
+    status = _git(folder, "status", "--porcelain", "--untracked-files=no")
+    return None if status is None else bool(status)
+
+
 def provenance(device: torch.device | str, argv: list[str] | None = None) -> dict[str, Any]:
     """The provenance of a run on ``device`` started by ``argv`` (default: this process's)."""
     device = torch.device(device)
@@ -61,6 +74,7 @@ def provenance(device: torch.device | str, argv: list[str] | None = None) -> dic
         "host": socket.gethostname(),
         "threads": torch.get_num_threads(),
         "git_commit": git_commit(),
+        "git_dirty": git_dirty(),
     }
     if device.type == "cuda":
         record["cuda"] = torch.version.cuda

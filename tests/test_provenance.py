@@ -13,7 +13,7 @@ import flatarch
 from flatarch import provenance as P
 from flatarch.cli import main
 
-KEYS = {"flatarch", "torch", "device", "argv", "host", "threads", "git_commit"}
+KEYS = {"flatarch", "torch", "device", "argv", "host", "threads", "git_commit", "git_dirty"}
 TINY = ["--subset", "48", "--batch-size", "8", "--channels", "4", "--cells", "1", "--epochs", "1", "--no-plot"]
 
 
@@ -63,6 +63,10 @@ def test_git_commit_is_flatarch_s_not_that_of_a_repository_around_an_installed_c
     git("add", "-f", ".venv")  # flatarch's files tracked in that repository: its commit pins them
     git("commit", "-qm", "vendored")
     assert P.git_commit.__wrapped__(str(installed)) == git("rev-parse", "HEAD")
+    assert P.git_dirty.__wrapped__(str(installed)) is False
+    (installed / "provenance.py").write_text("# changed after the commit\n")
+    (project / "notes.txt").write_text("untracked files do not change the code that ran")
+    assert P.git_dirty.__wrapped__(str(installed)) is True
 
 
 @pytest.mark.cuda
