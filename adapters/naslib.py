@@ -175,9 +175,17 @@ def _naslib_darts_optimizer() -> type:
     try:
         module = importlib.import_module(NASLIB_DARTS_MODULE)
     except ImportError as error:
+        missing = getattr(error, "name", None) or ""
+        if missing.split(".")[0] == "naslib":
+            hint = "install NASLib (automl/NASLib) in this environment"
+        else:  # NASLib is there, one of its own imports failed
+            hint = (
+                "NASLib is installed but does not import: install its requirements.txt, on the Python "
+                "3.7-3.9 its setup.py accepts (on 3.10 and later naslib.predictors fails to import)"
+            )
         raise ImportError(
             f"flatarch.adapters.naslib.A2MDARTSOptimizer extends NASLib's DARTSOptimizer, and importing "
-            f"{NASLIB_DARTS_MODULE} failed ({error}); install NASLib (automl/NASLib) in this environment"
+            f"{NASLIB_DARTS_MODULE} failed ({error}); {hint}"
         ) from error
     return module.DARTSOptimizer
 

@@ -183,7 +183,7 @@ def test_step_before_adapting_and_replaced_alphas_are_refused():
 def test_naslib_is_imported_only_when_the_class_is_used(monkeypatch):
     assert "naslib" not in sys.modules  # importing flatarch and this module did not need it
     monkeypatch.setitem(sys.modules, "naslib", None)  # NASLib not installed
-    with pytest.raises(ImportError, match="NASLib"):
+    with pytest.raises(ImportError, match="install NASLib"):
         naslib.A2MDARTSOptimizer  # noqa: B018
 
     names = ["naslib", "naslib.optimizers", "naslib.optimizers.oneshot", "naslib.optimizers.oneshot.darts"]
@@ -200,6 +200,24 @@ def test_naslib_is_imported_only_when_the_class_is_used(monkeypatch):
         assert naslib.A2MDARTSOptimizer is A2MDARTSOptimizer  # built once
     finally:
         naslib.__dict__.pop("A2MDARTSOptimizer", None)
+
+
+class _NaslibOnPython310:
+    """NASLib installed, failing to import as it does on Python >= 3.10 (its
+    ``naslib/predictors/gp/gpwl_utils/vertex_histogram.py`` imports ``collections.Iterable``)."""
+
+    def find_spec(self, name, path, target=None):
+        if name == "naslib":
+            raise ImportError("cannot import name 'Iterable' from 'collections'", name="collections")
+        return None
+
+
+def test_a_naslib_that_fails_to_import_is_not_called_missing(monkeypatch):
+    monkeypatch.setattr(sys, "meta_path", [_NaslibOnPython310(), *sys.meta_path])
+    with pytest.raises(ImportError, match="NASLib is installed but does not import") as error:
+        naslib.A2MDARTSOptimizer  # noqa: B018
+    assert "'Iterable' from 'collections'" in str(error.value) and "install NASLib (" not in str(error.value)
+    assert "A2MDARTSOptimizer" not in naslib.__dict__
 
 
 @pytest.mark.cuda
