@@ -1,7 +1,8 @@
 """Stand-ins with the shapes of NASLib's classes (automl/NASLib @ 0b51bc18), for the adapter tests.
 
-NASLib cannot be installed here, and its code must not be copied; these are written from its
-interfaces, at toy size:
+NASLib is not on the package index, and its code must not be copied; these are written from its
+interfaces, at toy size, for the default run (tests/test_adapters_naslib_real.py runs the adapter
+against NASLib's own code where ``$FLATARCH_NASLIB`` names a checkout):
 
 * :class:`EdgeData`: private and shared entries (``set(key, value, shared)``, attribute access,
   ``has``); a copy of a cell deep-copies the private entries and keeps the *same* shared dict
