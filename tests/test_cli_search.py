@@ -5,6 +5,7 @@ import os
 import re
 
 import pytest
+from interrupts import interrupt_at
 
 from flatarch.cli import build_parser, main
 
@@ -109,22 +110,14 @@ def test_resume_takes_every_setting_from_the_checkpoint(tmp_path, monkeypatch, c
     """Interrupted, then ``flatarch search --out X --resume`` alone: the settings, the benchmark table
     and --no-plot come from the checkpoint; the result is the uninterrupted run's. An option given
     that differs is refused by name; a larger --epochs extends the run."""
-    from flatarch.reference_spaces.engine import loop
     from sweep_files import synthetic_table
 
     options = [*TINY, "--epochs", "2", "--early-stop", "0", "--lr", "0.05", "--seed", "4", "--table",
                synthetic_table(str(tmp_path))]
     straight, out = str(tmp_path / "straight"), str(tmp_path / "run")
     assert main(["search", *options, "--out", straight]) == 0
-    real = loop._Searcher.run_epoch
-
-    def interrupted_in_epoch_2(self, epoch):
-        if epoch == 1:
-            raise KeyboardInterrupt
-        return real(self, epoch)
-
     with monkeypatch.context() as m:
-        m.setattr(loop._Searcher, "run_epoch", interrupted_in_epoch_2)
+        interrupt_at(m, 1)  # in epoch 2
         assert main(["search", *options, "--out", out]) == 130
     assert f"interrupted; continue with: flatarch search --out {out} --resume" in capsys.readouterr().err
     assert main(["search", "--out", out, "--resume", "--lr", "0.1", "--no-progress"]) == 2

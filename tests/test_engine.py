@@ -10,6 +10,7 @@ from flatarch.reference_spaces.engine import SearchConfig, SearchError, loop, re
 from flatarch.reference_spaces.engine.methods import METHODS
 from flatarch.reference_spaces.errors import UsageError
 from flatarch.reference_spaces.run_folder import CHECKPOINT_NAME, read_checkpoint
+from interrupts import interrupt_at
 
 import flatarch
 
@@ -222,23 +223,12 @@ def test_files_and_json_lines(tmp_path):
         search(TINY, epochs=2, out=out)  # never overwrite a finished search
 
 
-def _interrupt_at(monkeypatch, epoch_to_fail):
-    real = loop._Searcher.run_epoch
-
-    def run_epoch(self, epoch):
-        if epoch == epoch_to_fail:
-            raise KeyboardInterrupt
-        return real(self, epoch)
-
-    monkeypatch.setattr(loop._Searcher, "run_epoch", run_epoch)
-
-
 def _straight_and_interrupted(cfg, tmp_path, monkeypatch, epoch):
     """``cfg``'s uninterrupted search, and the folder of the same search interrupted in ``epoch``."""
     full = search(cfg, out=str(tmp_path / "full"))
     out = str(tmp_path / "cut")
     with monkeypatch.context() as m:
-        _interrupt_at(m, epoch)
+        interrupt_at(m, epoch)
         with pytest.raises(KeyboardInterrupt):
             search(cfg, out=out)
     return full, out

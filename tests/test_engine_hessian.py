@@ -8,9 +8,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 from flatarch.reference_spaces.data import BatchStream, load_dataset, split_half
-from flatarch.reference_spaces.engine import SearchConfig, SearchError, hessian, loop, plot, reporting, search
+from flatarch.reference_spaces.engine import SearchConfig, SearchError, hessian, plot, reporting, search
 from flatarch.reference_spaces.errors import UsageError
 from flatarch.reference_spaces.run_folder import CHECKPOINT_NAME, read_checkpoint
+from interrupts import interrupt_at
 
 import flatarch
 from flatarch import sharpness
@@ -118,15 +119,8 @@ def test_resume_keeps_the_measurements(tmp_path, monkeypatch):
     cfg = TINY.replace(hessian_every=1, early_stop=0)
     full = search(cfg)
     out = str(tmp_path / "cut")
-    real = loop._Searcher.run_epoch
-
-    def interrupted(self, epoch):
-        if epoch == 2:
-            raise KeyboardInterrupt
-        return real(self, epoch)
-
     with monkeypatch.context() as m:
-        m.setattr(loop._Searcher, "run_epoch", interrupted)
+        interrupt_at(m, 2)
         with pytest.raises(KeyboardInterrupt):
             search(cfg, out=out)
     saved = read_checkpoint(os.path.join(out, CHECKPOINT_NAME))["records"]

@@ -9,6 +9,7 @@ import torch
 from flatarch.reference_spaces.engine import SearchConfig, loop, search
 from flatarch.reference_spaces.engine.projection import check_schedule, schedule, tune_epochs
 from flatarch.reference_spaces.errors import UsageError
+from interrupts import interrupt_at
 
 from flatarch import regularizers
 
@@ -186,16 +187,9 @@ def test_a2_darts_pt_takes_a2m_steps_in_both_phases_and_resumes_across_them(tmp_
     cfg = TINY.replace(method="darts-pt", optimizer="a2m", projection_interval=2)
     full = search(cfg, out=str(tmp_path / "full"))
     assert all(h["step"]["evaluations"] == 4 for h in full.history)
-    real = loop._Searcher.run_epoch
-
-    def crash_in_tuning(self, epoch):
-        if epoch == 6:
-            raise KeyboardInterrupt
-        return real(self, epoch)
-
     out = tmp_path / "cut"
     with monkeypatch.context() as m:
-        m.setattr(loop._Searcher, "run_epoch", crash_in_tuning)
+        interrupt_at(m, 6)  # in the tuning phase
         with pytest.raises(KeyboardInterrupt):
             search(cfg, out=str(out))
     resumed = search(cfg, out=str(out), resume=True)
