@@ -61,7 +61,8 @@ def test_sequential_seeds(tmp_path):
 def test_several_seeds_resume_without_retyping(tmp_path):
     """``--seeds 1 2 --out X --resume`` alone: a seed with no checkpoint yet (killed before its first
     epoch ended, or not started) runs the settings the other seeds' checkpoints record, not the
-    defaults; ``--out X --resume`` without ``--seeds`` is refused instead of starting a search in X."""
+    defaults; ``--out X --resume`` without ``--seeds`` (or a new single search there) is refused instead of
+    starting a search in X."""
     out = str(tmp_path)
     search(TINY, seeds=[1], out=out)
     multi = search(seeds=[1, 2], out=out, resume=True, progress=False)
@@ -74,6 +75,9 @@ def test_several_seeds_resume_without_retyping(tmp_path):
     before = sorted(os.listdir(out))
     with pytest.raises(SearchError, match=f"continue them with: flatarch search --out {out} --seeds 1 2 --resume"):
         search(out=out, resume=True, progress=False)
+    for fresh in ({}, {"restart": True}):  # a new single search there would mix its files with the seeds'
+        with pytest.raises(SearchError, match=f"^{out} holds the searches of seeds 1 2 .* or choose another --out"):
+            search(TINY, out=out, progress=False, **fresh)
     assert sorted(os.listdir(out)) == before == ["seed-1", "seed-2", SUMMARY_NAME]
 
 
@@ -109,3 +113,14 @@ def test_a_diverged_seed_is_named_and_not_counted(monkeypatch, tmp_path, capsys)
                  "--optimizer", "first-order", "--early-stop", "0", "--no-progress", "--no-plot", "--seeds", "1", "2",
                  "--out", str(tmp_path / "cli")]) == 1
     assert "seed 2: no result" in capsys.readouterr().out
+
+
+def test_several_seeds_refuse_a_folder_holding_one_search(tmp_path):
+    """``--seeds`` into the folder of one search would put seed-N folders beside its files."""
+    out = str(tmp_path)
+    search(TINY, out=out)
+    before = {name: open(os.path.join(out, name), "rb").read() for name in os.listdir(out)}
+    for again in ({}, {"resume": True}):
+        with pytest.raises(SearchError, match=f"^{out} holds one search .*--out {out} --resume, or choose another"):
+            search(TINY, seeds=[1, 2], out=out, progress=False, **again)
+    assert {name: open(os.path.join(out, name), "rb").read() for name in os.listdir(out)} == before

@@ -63,7 +63,8 @@ PAPER_DEFAULTS: dict[str, Any] = {
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "digits": {"epochs": 10, "batch_size": 64, "cutout": 0, "channels": 8, "cells_per_stage": 1},
 }
-#: settings that may differ on --resume without changing the result (epochs may also grow)
+#: settings that may differ on --resume: where the data lie, the device, and when the run evaluates or stops
+#: early (epochs may also grow)
 NOT_COMPARED = ("eval_every", "stop_train_loss", "data_dir", "device")
 #: :func:`train_genotype`'s arguments that its checkpoint records besides the :class:`TrainConfig`
 RECORDED_ARGUMENTS = ("genotype", "dataset", "data_dir", "device")

@@ -21,7 +21,7 @@ from ..errors import DIVERGENCES
 from ..run_folder import CHECKPOINT_NAME, checkpoint_settings
 from .checkpoint import write_json
 from .config import SearchConfig, SearchError, resolve_device
-from .loop import SearchResult, search_one, settings_to_resume
+from .loop import LOG_NAME, RESULT_NAME, SearchResult, search_one, settings_to_resume
 from .pool import map_in_order
 from .ranks import joined
 
@@ -98,18 +98,29 @@ def _recorded(out: str, configs: Sequence[SearchConfig], given: Sequence[str]) -
 
 
 def refuse_seed_folders(config: SearchConfig) -> None:
-    """``--resume`` of one search in a folder that holds a multi-seed search's seeds and no search of
-    its own: refused, with the command that continues them (else a new search would start there)."""
+    """One search in a folder that holds a multi-seed search's seeds and no search of its own:
+    refused, with the command that continues them (else the two runs' files would mix there)."""
     out = config.out
-    if not (config.resume and out and os.path.isdir(out)) or os.path.exists(os.path.join(out, CHECKPOINT_NAME)):
+    if not (out and os.path.isdir(out)) or os.path.exists(os.path.join(out, CHECKPOINT_NAME)):
         return
     found = sorted(int(m[1]) for name in os.listdir(out) if (m := re.fullmatch(r"seed-(\d+)", name))
                    and os.path.exists(os.path.join(out, name, CHECKPOINT_NAME)))
     if found:
         seeds = " ".join(map(str, found))
-        raise SearchError(f"--resume: {out} holds the searches of seeds {seeds} (OUT/seed-N), not one search; "
+        flag = "--resume: " if config.resume else ""
+        raise SearchError(f"{flag}{out} holds the searches of seeds {seeds} (OUT/seed-N), not one search; "
                           f"continue them with: flatarch search --out {out} --seeds {seeds} --resume "
-                          "(and the seeds of the first command that have no folder yet)")
+                          "(and the seeds of the first command that have no folder yet), or choose another --out")
+
+
+def refuse_one_search_folder(out: str | None) -> None:
+    """Several seeds in a folder that holds one search of its own (OUT/checkpoint.pt, its log or
+    result): refused, with the command that continues that search (else the files would mix)."""
+    held = [n for n in (CHECKPOINT_NAME, LOG_NAME, RESULT_NAME) if out and os.path.exists(os.path.join(out, n))]
+    if held:
+        raise SearchError(f"{out} holds one search ({', '.join(held)}), not the searches of several seeds; "
+                          f"continue it with: flatarch search --out {out} --resume, or choose another --out "
+                          "for --seeds")
 
 
 def _search_seed(config: SearchConfig) -> SearchResult | Exception:
@@ -147,6 +158,7 @@ def search_seeds(
         raise SearchError(f"--seeds has repeated seeds: {seeds}")
     if not isinstance(workers, int) or workers < 1:
         raise SearchError(f"--workers must be a whole number >= 1, got {workers!r}")
+    refuse_one_search_folder(config.out)
     parallel = workers > 1 and len(seeds) > 1
     configs = [_seed_config(config, s, parallel) for s in seeds]
     if not given and config.resume and config.out:
