@@ -408,6 +408,11 @@ def test_any_search_setting_is_an_axis_with_folders_rows_and_a_sensitivity_plot(
     assert table.methods == ["darts rho=0.01 arch_lr=0.001", "darts rho=0.1 arch_lr=0.001"]
     text = markdown([table])
     assert "| darts rho=0.1 arch_lr=0.001 |" in text and "Searches ran on: flatarch" in text
+    warned = [r for r in plan.runs if json.load(open(os.path.join(r.search.folder, RESULT_NAME)))["warnings"]]
+    assert warned, "the tiny searches report cells with warnings (their initial cell, undecided edges)"
+    listed = re.findall(r"^- (\S+): (.+)$", text, re.M)
+    assert [key for key, _ in listed] == [r.key for r in warned]  # each run whose result warns, with its gist
+    assert all(":" not in gist and gist for _, gist in listed)
     rows = list(csv.DictReader(io.StringIO(csv_text([table]))))
     assert [(r["method"], r["rho"], r["arch_lr"]) for r in rows] == [("darts", "0.01", "0.001"),
                                                                      ("darts", "0.1", "0.001")]

@@ -22,6 +22,7 @@ import functools
 import io
 import math
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -95,6 +96,9 @@ class Table:
     optimum: dict[str, float] = field(default_factory=dict)
     #: where the finished searches ran (:func:`run_provenance`) -> how many
     provenance: dict[str, int] = field(default_factory=dict)
+    #: the finished searches whose result warns about its cell (the initial one, undecided edges):
+    #: unit key -> each warning's gist, so that a table of such cells does not read as findings
+    warnings: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def methods(self) -> list[str]:
@@ -180,6 +184,8 @@ def build_tables(runs: Sequence[Run]) -> list[Table]:
             result = run.search.result() or {}
             where = run_provenance(result.get("provenance") or {})
             table.provenance[where] = table.provenance.get(where, 0) + 1
+            if result.get("warnings"):
+                table.warnings[run.search.key] = [gist(w) for w in result["warnings"]]
             if not table.optimum and not run.trains:
                 table.optimum = dict((result.get("reference") or {}).get("optimum", {}))
     for table in tables.values():
@@ -188,6 +194,11 @@ def build_tables(runs: Sequence[Run]) -> list[Table]:
     for table, run, values in per_run:
         _count(table, run, values, now[run.search.key][1])
     return list(tables.values())
+
+
+def gist(warning: str) -> str:
+    """A search's warning up to its explanation (the text before the first colon or semicolon)."""
+    return re.split(r"[:;]", warning, maxsplit=1)[0].strip()
 
 
 def run_provenance(record: dict[str, Any]) -> str:
@@ -214,6 +225,10 @@ def markdown(tables: Sequence[Table]) -> str:
             parts[-1] += "\n\noptimal cell: " + ", ".join(f"{d} {v:.2f}" for d, v in t.optimum.items())
         if t.provenance:
             parts[-1] += "\n\nSearches ran on: " + "; ".join(f"{where} ({n})" for where, n in t.provenance.items())
+        if t.warnings:
+            parts[-1] += (f"\n\nWarnings of {len(t.warnings)} finished search(es) about the cell they report (each "
+                          "result.json says more):\n" + "\n".join(f"- {key}: {'; '.join(gists)}"
+                                                                  for key, gists in t.warnings.items()))
     parts.append(f"Cells: {PROTOCOL}; (k/n): k of the grid's n seeds have a value.")
     mine = provenance("cpu")  # the report's own process: its command, host, versions and commit
     parts.append(f"Report written by `{' '.join(mine['argv'])}` on {mine['host']} with flatarch {mine['flatarch']}, "
