@@ -20,8 +20,9 @@ SPACE = DartsSpace()
 
 def tiny(method: str, ops: str | None = None):
     torch.manual_seed(0)
-    options = NetworkOptions(**{**get_method(method).network.__dict__, "ops": ops,
-                                "edge_normalization": method == "pcdarts"})  # the method's default on this space
+    options = NetworkOptions(**{**get_method(method).network.__dict__, "ops": ops,  # the method's defaults here
+                                "partial_channels": get_method(method).defaults.settings.get("partial_channels", 1),
+                                "edge_normalization": method == "pcdarts"})
     return SPACE.build_network(num_classes=5, in_channels=3, options=options, channels=8, cells_per_stage=1)
 
 

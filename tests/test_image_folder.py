@@ -89,8 +89,10 @@ def test_imagenet_settings_are_refused_where_they_do_not_apply(image_folder, tmp
 
 def test_the_imagenet_recipe_is_pc_darts_imagenet_search():
     recipe = METHODS["pcdarts"].recipe("imagenet", "darts")
-    assert {k: recipe[k] for k in ("batch_size", "lr", "lr_min", "arch_lr", "warmup_epochs", "lr_warmup_epochs")} == \
-        {"batch_size": 1024, "lr": 0.5, "lr_min": 0.0, "arch_lr": 6e-3, "warmup_epochs": 35, "lr_warmup_epochs": 5}
+    assert {k: recipe[k] for k in ("batch_size", "lr", "lr_min", "arch_lr", "warmup_epochs", "lr_warmup_epochs",
+                                   "partial_channels")} == \
+        {"batch_size": 1024, "lr": 0.5, "lr_min": 0.0, "arch_lr": 6e-3, "warmup_epochs": 35, "lr_warmup_epochs": 5,
+         "partial_channels": 2}  # K = 2: model_search_imagenet.py L34-36
 
 
 def test_after_the_lr_warm_up_the_weights_follow_the_cosine():

@@ -109,6 +109,25 @@ def test_pcdarts_keeps_edge_normalisation_on_the_darts_space_unless_told():
         search(TINY, method="darts", edge_normalization=False)
 
 
+@pytest.mark.parametrize("space", ["nb201", "darts"])
+def test_pcdarts_k_is_a_setting_that_reaches_the_network(space, monkeypatch):
+    """K = 4 as PC-DARTS and the A2M authors ran it, K = 2 on request (PC-DARTS' ImageNet search)."""
+    assert SearchConfig(space=space, method="pcdarts").resolved({}).partial_channels == 4
+    assert SearchConfig(space=space, method="pcdarts", recipe=AUTHORS_RECIPE).resolved({}).partial_channels == 4
+    assert SearchConfig(space=space, method="darts").resolved({}).partial_channels is None
+    built = []
+    real = loop.NetworkOptions
+    monkeypatch.setattr(loop, "NetworkOptions", lambda **kw: built.append(kw["partial_channels"]) or real(**kw))
+    config = TINY if space == "nb201" else DARTS_TINY
+    for k in (None, 2):
+        result = search(config, method="pcdarts", partial_channels=k)
+        assert result.config["partial_channels"] == (k or 4)
+    search(config, method="darts")
+    assert built == [4, 2, 1]
+    with pytest.raises(UsageError, match="--partial-channels does not apply to --method darts"):
+        search(TINY, method="darts", partial_channels=2)
+
+
 @pytest.mark.parametrize("settings,message", [
     ({"running_stats": "some-passes"}, "--running-stats must be first-pass or every-pass"),
     ({"step_order": "random"}, "--step-order must be alpha-first or weights-first"),
@@ -180,7 +199,7 @@ def _recorded_by_the_version_before(folder):
     state = torch.load(folder / CHECKPOINT_NAME, weights_only=True)
     result = json.loads((folder / loop.RESULT_NAME).read_text())
     for config in (state["config"], result["config"]):
-        for key in ("running_stats", "step_order", "beta_index", "edge_normalization"):
+        for key in ("running_stats", "step_order", "beta_index", "edge_normalization", "partial_channels"):
             del config[key]
         config["ops"] = None
     torch.save(state, folder / CHECKPOINT_NAME)
@@ -201,5 +220,7 @@ def test_a_search_of_the_version_before_resumes_and_a_sweep_finds_it_finished(tm
     assert unit(older.replace(ops=None)).changed() == ["ops: 'darts' -> 's5'"]
     resumed = loop.search_one(out=str(out), resume=True, epochs=2, progress=False)  # the settings from the checkpoint
     assert len(resumed.history) == 2
-    assert {k: resumed.config[k] for k in ("ops", "edge_normalization", "running_stats", "step_order")} == {
-        "ops": "darts", "edge_normalization": True, "running_stats": "first-pass", "step_order": "alpha-first"}
+    assert {k: resumed.config[k] for k in ("ops", "edge_normalization", "running_stats", "step_order",
+                                           "partial_channels")} == {
+        "ops": "darts", "edge_normalization": True, "running_stats": "first-pass", "step_order": "alpha-first",
+        "partial_channels": 4}

@@ -132,6 +132,8 @@ def _options() -> list[tuple[str, str, dict[str, Any], str]]:
          f"(default: {m['betadarts'].defaults.settings['beta_index']})"),
         ("edge_normalization", "--edge-normalization", {"action": argparse.BooleanOptionalAction},
          "pcdarts on the darts space: PC-DARTS' edge normalisation (default: on; the A2M authors' runs: off)"),
+        ("partial_channels", "--partial-channels", whole, "pcdarts: K, the mixed ops see 1/K of each edge's channels "
+         f"(default: {m['pcdarts'].defaults.settings['partial_channels']}; --recipe imagenet: 2)"),
         ("lambda_coef", "--lambda", number, "lambda-darts: the regulariser's strength, ramped up linearly from 0 over "
          f"the epochs (default: {lam['lambda_coef']})"),
         ("lambda_eps0", "--lambda-eps0", number, "lambda-darts: the finite-difference radius of its correction "

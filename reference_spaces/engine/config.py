@@ -69,14 +69,15 @@ INVOCATION = ("out", "resume", "restart", "progress", "threads", "download")
 def as_recorded_now(recorded: Mapping[str, Any]) -> dict[str, Any]:
     """A search's recorded settings (a checkpoint's or ``result.json``'s ``config``) as this version
     names what that search ran: a record made before ``running_stats``, ``step_order``,
-    ``beta_index`` and ``edge_normalization`` existed ran one BatchNorm update per alpha step, the
-    alpha step first, beta-DARTS' coefficient from the epoch and PC-DARTS' edge normalisation on the
-    DARTS space only; a DARTS-space record with no op set searched the 8 ops of ``darts``, the
-    default before ``s5``. ``--resume`` and sweeps read older runs through it."""
+    ``beta_index``, ``edge_normalization`` and ``partial_channels`` existed ran one BatchNorm update
+    per alpha step, the alpha step first, beta-DARTS' coefficient from the epoch, PC-DARTS' edge
+    normalisation on the DARTS space only and its K = 4; a DARTS-space record with no op set
+    searched the 8 ops of ``darts``, the default before ``s5``. ``--resume`` and sweeps read older runs through it."""
     method, space = recorded.get("method"), recorded.get("space")
     before = {"running_stats": "first-pass", "step_order": "alpha-first",
               "beta_index": "epoch" if method == "betadarts" else None,
-              "edge_normalization": space == "darts" if method == "pcdarts" else None}
+              "edge_normalization": space == "darts" if method == "pcdarts" else None,
+              "partial_channels": 4 if method == "pcdarts" else None}
     now = {**before, **recorded}
     if space == "darts" and now.get("ops") is None:
         now["ops"] = "darts"
@@ -159,6 +160,7 @@ class SearchConfig:
     lambda_corr: str | None = None  # lambda-DARTS: corr | signcorr
     beta_index: str | None = None  # beta-DARTS: what its coefficient 0.5 t counts: epoch | batch
     edge_normalization: bool | None = None  # PC-DARTS: edge normalisation (DARTS space)
+    partial_channels: int | None = None  # PC-DARTS: K, the mixed ops see 1/K of the channels
     projection_interval: int | None = None  # DARTS-PT: tuning epochs between projections
     tune_epochs: int | None = None  # DARTS-PT: tuning epochs (default: the repository's schedule)
     select: str | None = None  # which epoch's genotype is reported: best-val-loss | final
@@ -321,6 +323,7 @@ _RULES: dict[str, numbers.Rule] = {
     "lambda_coef": numbers.NOT_NEGATIVE,
     "lambda_eps0": numbers.POSITIVE,
     "projection_interval": numbers.AT_LEAST_ONE,
+    "partial_channels": numbers.AT_LEAST_ONE,
     "tune_epochs": numbers.AT_LEAST_ONE,
     "early_stop": (numbers.NOT_NEGATIVE_WHOLE[0], "a whole number >= 0 (0 = off)"),
     "hessian_every": (numbers.NOT_NEGATIVE_WHOLE[0], "a whole number of epochs >= 0 (0 = off)"),

@@ -240,7 +240,7 @@ class _Searcher:
     def _build_model(self) -> None:
         cfg, method = self.cfg, self.method
         torch.manual_seed(cfg.seed)
-        options = NetworkOptions(partial_channels=method.network.partial_channels,
+        options = NetworkOptions(partial_channels=cfg.partial_channels or 1,
                                  edge_normalization=bool(cfg.edge_normalization),
                                  auxiliary_skip=method.network.auxiliary_skip, ops=cfg.ops,
                                  stem="imagenet" if isinstance(self.data, FolderData) else "cifar")

@@ -137,9 +137,12 @@ METHODS: dict[str, Method] = {
             "pcdarts",
             "PC-DARTS (Xu et al. 2020): 1/4 of the channels through the mixed ops; edge normalisation "
             "on the DARTS space",
-            network=NetworkOptions(partial_channels=4), settings=("edge_normalization",),
-            defaults=Recipe("yuhuixu1993/PC-DARTS model_search.py L78-85 (betas, DARTS space); none in the A2M "
-                            "authors' NAS-Bench-201 code (AsquaredM nasbench201/model.py L161-191)",
+            settings=("edge_normalization", "partial_channels"),
+            defaults=Recipe("yuhuixu1993/PC-DARTS model_search.py: K = 4 (L31-50), the betas on the DARTS space "
+                            "(L78-85); K = 4 in the A2M authors' code too (AsquaredM sota/cnn/model_search_pcdarts.py "
+                            "L33-49, nasbench201/model.py L162-188), no betas on NAS-Bench-201 (nasbench201/model.py "
+                            "L161-191)",
+                            _frozen(partial_channels=4),
                             by_space=_frozen(darts=_frozen(edge_normalization=True),
                                              nb201=_frozen(edge_normalization=False))),
             recipes=_frozen({
@@ -156,8 +159,10 @@ METHODS: dict[str, Method] = {
                 "imagenet": Recipe(
                     "yuhuixu1993/PC-DARTS train_search_imagenet.py: batch 1024 (L26), lr 0.5 (L27), lr_min 0 (L28), "
                     "arch lr 6e-3 (L43), alpha steps from epoch 35 on (--begin, L45, L199), the weights' lr warmed "
-                    "up linearly over 5 epochs (L155-158); with --dataset imagenet (its data protocol)",
-                    _frozen(batch_size=1024, lr=0.5, lr_min=0.0, arch_lr=6e-3, warmup_epochs=35, lr_warmup_epochs=5))}),
+                    "up linearly over 5 epochs (L155-158); K = 2 (model_search_imagenet.py L34-36, L42-43, L59); with "
+                    "--dataset imagenet (its data protocol)",
+                    _frozen(batch_size=1024, lr=0.5, lr_min=0.0, arch_lr=6e-3, warmup_epochs=35, lr_warmup_epochs=5,
+                            partial_channels=2))}),
         ),
         Method("betadarts", "beta-DARTS (Ye et al. 2022): beta-decay regulariser on the validation loss",
                regularizer=BetaDecay(), settings=("beta_index",),
