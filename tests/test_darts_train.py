@@ -10,7 +10,7 @@ import torch.multiprocessing as mp
 from flatarch.reference_spaces.darts import loaders
 from flatarch.reference_spaces.darts.evaluation_network import EvaluationNetwork
 from flatarch.reference_spaces.darts.known import DARTS_V2
-from flatarch.reference_spaces.darts.train import TrainConfig, train
+from flatarch.reference_spaces.darts.train import TrainConfig, TrainError, train
 from torch.utils.data import DataLoader, TensorDataset
 
 from flatarch.cli import main as cli_main
@@ -285,16 +285,32 @@ def _fake_imagenet16(folder, per_batch=4, val=6):
                      "labels": list(rng.integers(1, 121, val))}, f)
 
 
-def test_cli_train_imagenet16_from_its_pickles(tmp_path, capsys):
+def test_the_authors_recipe_trains_imagenet16_without_cutout():
+    """AsquaredM's ImageNet16 transforms append no Cutout (optimizers/darts/utils.py L139-156);
+    the CIFAR ones do, and a setting the command gives is the command's."""
+    authors = TrainConfig(recipe="a2m-authors")
+    assert authors.resolved("imagenet16-120").cutout == 0
+    assert authors.resolved("cifar10").cutout == authors.resolved("cifar100").cutout == 16
+    assert TrainConfig().resolved("imagenet16-120").cutout == 16
+    assert TrainConfig(recipe="a2m-authors", cutout=8).resolved("imagenet16-120").cutout == 8
+    assert TrainConfig(recipe="paper").recipe is None  # the default, recorded as such
+    with pytest.raises(TrainError, match="--recipe 'original' is not a training recipe; choose one of: paper, "
+                                         "a2m-authors"):
+        TrainConfig(recipe="original")
+
+
+@pytest.mark.parametrize("recipe,cutout", [([], 16), (["--recipe", "a2m-authors"], 0)])
+def test_cli_train_imagenet16_from_its_pickles(tmp_path, capsys, recipe, cutout):
     data = tmp_path / "ImageNet16"
     data.mkdir()
     _fake_imagenet16(data)
     out = tmp_path / "run"
     rc = cli_main(["train", "--genotype", "DARTS_V1", "--dataset", "imagenet16-120", "--data-dir", str(tmp_path),
-                   *TINY_CLI, "--out", str(out)])
+                   *TINY_CLI, *recipe, "--out", str(out)])
     assert rc == 0, capsys.readouterr().err
     report = json.loads((out / "report.json").read_text())
     assert report["config"]["dataset"] == "imagenet16-120" and report["epochs_run"] == 1
+    assert report["config"]["cutout"] == cutout and report["config"]["recipe"] == (recipe[1] if recipe else None)
     # 120 classes, 16x16 inputs: the classifier and auxiliary head are sized for them
     state = torch.load(out / "checkpoint.pt", weights_only=True)["model"]
     assert state["classifier.weight"].shape[0] == 120 and state["auxiliary_head.classifier.weight"].shape[0] == 120

@@ -24,7 +24,8 @@ DEFAULTS: dict[str, Any] = {"dataset": "digits", "device": "auto", "threads": 1}
 
 def _options() -> list[tuple[str, str, dict[str, Any], str]]:
     """``(field, flag, argparse keywords, help)`` of every TrainConfig field on the command line."""
-    from flatarch.reference_spaces.darts.train import DATASET_DEFAULTS, PAPER_DEFAULTS
+    from flatarch.reference_spaces.darts.train import DATASET_DEFAULTS, PAPER_DEFAULTS, TRAIN_RECIPES
+    from flatarch.reference_spaces.recipes import PAPER_RECIPE
 
     p, demo = PAPER_DEFAULTS, DATASET_DEFAULTS["digits"]
     number, whole = {"type": float}, {"type": int}
@@ -50,6 +51,9 @@ def _options() -> list[tuple[str, str, dict[str, Any], str]]:
         ("drop_path_prob", "--drop-path-prob", number, "final drop-path probability, ramped up linearly "
          f"{default('drop_path_prob')}"),
         ("cutout", "--cutout", whole, f"cutout length in pixels, 0 = off {default('cutout')}"),
+        ("recipe", "--recipe", {}, f"{' | '.join([PAPER_RECIPE, *TRAIN_RECIPES])}: settings the command does not give, "
+         "per dataset, as a table's trainings ran them; a2m-authors: no cutout on imagenet16-120, as the A2M "
+         f"authors' code (docs/reproduce.md) (default: {PAPER_RECIPE}, the paper's table 5)"),
         ("seed", "--seed", whole, "seed of initial weights, shuffling, augmentation and drop path (default: 0)"),
         ("amp", "--amp", {"action": "store_true"}, "bf16 mixed precision; needs CUDA (default: off, slower than "
          "fp32 at the paper's size on an H200: docs/performance.md)"),

@@ -44,6 +44,7 @@ from flatarch.provenance import provenance
 
 from .. import numbers
 from ..errors import UsageError
+from ..recipes import AUTHORS_RECIPE, PAPER_RECIPE
 from ..run_folder import RunFolder, assert_finite_state, checkpoint_settings, recorded_fields, written_as
 
 REPORT_NAME = "report.json"
@@ -62,6 +63,15 @@ PAPER_DEFAULTS: dict[str, Any] = {
 #: the offline ``digits`` demo: a narrow network for a few minutes on one CPU core
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "digits": {"epochs": 10, "batch_size": 64, "cutout": 0, "channels": 8, "cells_per_stage": 1},
+}
+#: ``--recipe``: settings per dataset where a table's trainings ran otherwise than the paper's table 5
+#: (``paper``, the default, changes nothing): (where it comes from, {dataset: {setting: value}})
+TRAIN_RECIPES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
+    AUTHORS_RECIPE: (
+        "AI-Tech-Research-Lab/AsquaredM sota/cnn/train.py L174-175: ImageNet16-120 images through "
+        "optimizers/darts/utils.py _data_transforms_imagenet16 (L139-156), which appends no Cutout (the CIFAR "
+        "transforms do, L108-110, L129-131), so the --cutout of scripts/darts-train.sh (L26) does nothing there",
+        {"imagenet16-120": {"cutout": 0}}),
 }
 #: settings that may differ on --resume: where the data lie, the device, and when the run evaluates or stops
 #: early (epochs may also grow)
@@ -122,14 +132,25 @@ class TrainConfig:
     #: evaluate on the test set every this many epochs (and always after the last one)
     eval_every: int = 1
     loader_workers: int = 2  # data-loading processes
+    recipe: str | None = None  # a TRAIN_RECIPES name (None: the paper's settings)
 
     def __post_init__(self) -> None:
         numbers.check(dataclasses.asdict(self), _RULES, _flag, TrainError)
+        if self.recipe not in (None, PAPER_RECIPE, *TRAIN_RECIPES):
+            raise TrainError(f"--recipe {self.recipe!r} is not a training recipe; choose one of: "
+                             f"{', '.join([PAPER_RECIPE, *TRAIN_RECIPES])}")
+        if self.recipe == PAPER_RECIPE:  # the default, recorded as such (a resume may name it or not)
+            self.recipe = None
+
+    def recipe_settings(self, dataset: str | None) -> dict[str, Any]:
+        """What the recipe sets for ``dataset`` (before the settings the command gives)."""
+        return dict(TRAIN_RECIPES[self.recipe][1].get(dataset or "", {})) if self.recipe in TRAIN_RECIPES else {}
 
     def resolved(self, dataset: str | None = None) -> TrainConfig:
-        """Every ``None`` default filled (the dataset's demo size, then the paper's)."""
-        demo = DATASET_DEFAULTS.get(dataset or "", {})
-        filled = {k: getattr(self, k) if getattr(self, k) is not None else demo.get(k, v)
+        """Every ``None`` default filled (the recipe's for the dataset, the dataset's demo size, then
+        the paper's)."""
+        recipe, demo = self.recipe_settings(dataset), DATASET_DEFAULTS.get(dataset or "", {})
+        filled = {k: getattr(self, k) if getattr(self, k) is not None else recipe.get(k, demo.get(k, v))
                   for k, v in PAPER_DEFAULTS.items()}
         return dataclasses.replace(self, **filled)
 

@@ -19,15 +19,12 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from ..recipes import AUTHORS_RECIPE, PAPER_RECIPE
 from ..space import NetworkOptions
 from .components import AdversarialSmoothing, AuxiliarySkipDecay, BetaDecay, LambdaCorrection, RandomSmoothing
 from .projection import Projection
 
-#: the recipe every method has: the paper's common settings (tables 3 and 4)
-PAPER_RECIPE = "paper"
 PAPER_SOURCE = "the A2M paper's common settings (tables 3 and 4)"
-#: the recipe every method has too: what the A2M authors' code ran for table 2
-AUTHORS_RECIPE = "a2m-authors"
 
 
 def _frozen(mapping: Mapping[str, Any] | None = None, **kwargs: Any) -> Mapping[str, Any]:
