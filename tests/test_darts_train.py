@@ -311,6 +311,8 @@ def test_cli_train_imagenet16_from_its_pickles(tmp_path, capsys, recipe, cutout)
     report = json.loads((out / "report.json").read_text())
     assert report["config"]["dataset"] == "imagenet16-120" and report["epochs_run"] == 1
     assert report["config"]["cutout"] == cutout and report["config"]["recipe"] == (recipe[1] if recipe else None)
+    assert report["recipe"]["name"] == (recipe[1] if recipe else "paper")
+    assert ("_data_transforms_imagenet16" in report["recipe"]["source"]) == bool(recipe)
     # 120 classes, 16x16 inputs: the classifier and auxiliary head are sized for them
     state = torch.load(out / "checkpoint.pt", weights_only=True)["model"]
     assert state["classifier.weight"].shape[0] == 120 and state["auxiliary_head.classifier.weight"].shape[0] == 120

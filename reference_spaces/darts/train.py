@@ -64,6 +64,7 @@ PAPER_DEFAULTS: dict[str, Any] = {
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "digits": {"epochs": 10, "batch_size": 64, "cutout": 0, "channels": 8, "cells_per_stage": 1},
 }
+PAPER_SOURCE = "the A2M paper's table 5 (the original DARTS evaluation protocol)"
 #: ``--recipe``: settings per dataset where a table's trainings ran otherwise than the paper's table 5
 #: (``paper``, the default, changes nothing): (where it comes from, {dataset: {setting: value}})
 TRAIN_RECIPES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
@@ -310,8 +311,11 @@ def from_checkpoint(out_dir: str | None, arguments: dict[str, Any], fields: dict
 def _write_report(out_dir: str, result: TrainResult, settings: dict[str, Any], device: torch.device,
                   only_if_stale: bool = False) -> None:
     """The curve, then ``report.json`` (last); ``only_if_stale``: only when ``report.json`` differs."""
+    recipe = settings.get("recipe") or PAPER_RECIPE
+    source = TRAIN_RECIPES[recipe][0] if recipe in TRAIN_RECIPES else PAPER_SOURCE
     report = {"final_test_acc": result.final_test_acc, "final_test_loss": result.final_test_loss,
               "epochs_run": result.epochs_run, "stopped_early": result.stopped_early, "config": settings,
+              "recipe": {"name": recipe, "source": source},
               "device": str(device), "provenance": provenance(device), "history": result.history}
     text = json.dumps(report, indent=2, default=_json_default) + "\n"
     path = os.path.join(out_dir, REPORT_NAME)
