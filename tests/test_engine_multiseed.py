@@ -15,6 +15,7 @@ from flatarch.reference_spaces.engine import (
     search,
 )
 from flatarch.reference_spaces.engine.multiseed import SUMMARY_NAME, MultiSeedResult
+from folder_files import file_bytes
 
 TINY = SearchConfig(dataset="digits", subset=48, batch_size=8, channels=4, cells_per_stage=1, epochs=1,
                     max_batches=2, progress=False, plot=False, optimizer="first-order")
@@ -119,8 +120,8 @@ def test_several_seeds_refuse_a_folder_holding_one_search(tmp_path):
     """``--seeds`` into the folder of one search would put seed-N folders beside its files."""
     out = str(tmp_path)
     search(TINY, out=out)
-    before = {name: open(os.path.join(out, name), "rb").read() for name in os.listdir(out)}
+    before = file_bytes(out)
     for again in ({}, {"resume": True}):
         with pytest.raises(SearchError, match=f"^{out} holds one search .*--out {out} --resume, or choose another"):
             search(TINY, seeds=[1, 2], out=out, progress=False, **again)
-    assert {name: open(os.path.join(out, name), "rb").read() for name in os.listdir(out)} == before
+    assert file_bytes(out) == before

@@ -20,6 +20,7 @@ from flatarch.reference_spaces.run_folder import CHECKPOINT_NAME
 from flatarch.reference_spaces.sweep import LOCK_NAME, build_tables, csv_text, markdown, states
 from flatarch.reference_spaces.sweep.lock import FileLock
 from flatarch.reference_spaces.sweep.status import CLAIM_NAME, STATUS_NAME
+from folder_files import file_bytes
 from sweep_files import TINY_SETTINGS, TINY_TRAIN, synthetic_table, write_sweep
 
 from flatarch.cli import main
@@ -33,16 +34,6 @@ def nb201_file(tmp_path):
     settings = {**TINY_SETTINGS, "table": synthetic_table(str(tmp_path))}
     return write_sweep(tmp_path / "s.toml", grid=NB201_GRID, settings=settings,
                        run={"backend": "local", "root": str(tmp_path / "root")})
-
-
-def _files(folder):
-    """``{relative path: bytes}`` of every file under ``folder``."""
-    out = {}
-    for base, _, names in os.walk(folder):
-        for name in names:
-            path = os.path.join(base, name)
-            out[os.path.relpath(path, folder)] = open(path, "rb").read()
-    return out
 
 
 BAD = [
@@ -152,10 +143,10 @@ def test_local_sweep_runs_skips_finished_runs_and_reports_their_numbers(tmp_path
     assert {"report.md", "report.csv", "report-nb201-digits.png"} <= set(os.listdir(root))
     assert open(os.path.join(root, "report.md")).read() == markdown([table])
     # a second sweep runs nothing and changes no run
-    before = {k: v for k, v in _files(root).items() if not k.startswith("report")}
+    before = {k: v for k, v in file_bytes(root).items() if not k.startswith("report")}
     assert main(["sweep", nb201_file]) == 0
     assert "4 finished, 0 to run" in capsys.readouterr().out
-    assert {k: v for k, v in _files(root).items() if not k.startswith("report")} == before
+    assert {k: v for k, v in file_bytes(root).items() if not k.startswith("report")} == before
     # --report prints the table (CSV with --csv); --dry-run lists the units
     assert main(["sweep", nb201_file, "--report", "--csv"]) == 0
     assert capsys.readouterr().out == csv_text([table])
@@ -444,12 +435,12 @@ def test_a_sweep_file_whose_settings_its_runs_cannot_take_is_refused_before_anyt
     assert main(["sweep", sweep_file(epochs=2)]) == 0
     plan = read_sweep_file(sweep_file())
     capsys.readouterr()
-    before = _files(plan.root)
+    before = file_bytes(plan.root)
     assert main(["sweep", sweep_file(lr=0.1)]) == 2
     err = capsys.readouterr().err
     assert f"run {plan.runs[0].key} was made with other settings (epochs: 2 -> 1; lr: 0.025 -> 0.1) (and 1 more " \
            "run(s)); restore them in the sweep file" in err and err.count("\n") == 1, err
-    assert _files(plan.root) == before  # the report too: it still shows the runs' values
+    assert file_bytes(plan.root) == before  # the report too: it still shows the runs' values
     assert re.search(r"\| darts \| \d+\.\d\d ± ", open(os.path.join(plan.root, "report.md")).read())
 
 
