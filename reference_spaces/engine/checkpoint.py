@@ -8,12 +8,8 @@ from typing import Any
 from flatarch.atomic_files import atomic_write
 
 
-def json_text(obj: Any) -> str:
-    return json.dumps(obj, indent=2) + "\n"
-
-
 def write_json(obj: Any, path: str) -> None:
-    atomic_write(path, lambda f: f.write(json_text(obj)))
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2) + "\n"))
 
 
 def write_json_lines(records: list[dict[str, Any]], path: str) -> None:

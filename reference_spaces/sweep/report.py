@@ -122,10 +122,11 @@ def _add(seq: list[str], item: str) -> None:
         seq.append(item)
 
 
-def _run_values(run: Run, now: dict[str, tuple[Any, str, str]]) -> dict[str, tuple[str, float | None]]:
-    """``{dataset: (state, value)}`` of one run."""
+def _run_values(run: Run, now: dict[str, tuple[Any, str, str]],
+                result: dict[str, Any]) -> dict[str, tuple[str, float | None]]:
+    """``{dataset: (state, value)}`` of one run whose search's ``result.json`` holds ``result``
+    (empty unless the search finished)."""
     _, search_state, _ = now[run.search.key]
-    result = (run.search.result() or {}) if search_state == FINISHED else {}
     if result.get("diverged_epoch") is not None:
         search_state = DIVERGED
     if run.trains:
@@ -176,12 +177,13 @@ def build_tables(runs: Sequence[Run]) -> list[Table]:
     per_run = []
     for run in runs:
         table = _table_for(tables, run)
-        values = _run_values(run, now)
+        finished = now[run.search.key][1] == FINISHED
+        result = (run.search.result() or {}) if finished else {}
+        values = _run_values(run, now, result)
         for d in [u.dataset for u in run.trains] + list(values):
             _add(table.datasets, d)
         per_run.append((table, run, values))
-        if now[run.search.key][1] == FINISHED:
-            result = run.search.result() or {}
+        if finished:
             where = run_provenance(result.get("provenance") or {})
             table.provenance[where] = table.provenance.get(where, 0) + 1
             if result.get("warnings"):
