@@ -29,7 +29,11 @@ def _distributions(alphas: Mapping[str, torch.Tensor]) -> torch.Tensor:
 
 def margins(alphas: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """Per edge, the top-1 probability minus the top-2 one."""
-    top = _distributions(alphas).topk(2, dim=-1).values
+    return _leads(_distributions(alphas))
+
+
+def _leads(p: torch.Tensor) -> torch.Tensor:
+    top = p.topk(2, dim=-1).values
     return top[:, 0] - top[:, 1]
 
 
@@ -38,7 +42,7 @@ def figures(alphas: Mapping[str, torch.Tensor], noise: float = 0.0) -> dict[str,
     group; ``noise``: the initial alphas' :func:`noise_margin`."""
     p = _distributions(alphas)
     entropy = -(p * p.clamp_min(1e-300).log()).sum(-1)
-    lead = margins(alphas)
+    lead = _leads(p)
     return {"alpha_entropy": float(entropy.mean()), "alpha_margin": float(lead.min()),
             "decided_edges": int((lead > NOISE_RATIO * noise).sum()), "edges": len(lead)}
 

@@ -38,7 +38,6 @@ import torch
 import torch.nn.functional as F
 
 import flatarch
-from flatarch.atomic_files import atomic_write_text
 from flatarch.provenance import provenance
 from flatarch.sync_batch_norm import convert_global_batch_norm
 
@@ -49,7 +48,7 @@ from ..registry import get_space
 from ..run_folder import RunFolder, assert_finite_state, checkpoint_settings, written_as
 from ..space import NetworkOptions, compile_cells
 from . import decision, hessian, reporting, trackers
-from .checkpoint import json_text, write_json_lines
+from .checkpoint import write_json, write_json_lines
 from .components import Context, mixing_weights, widened
 from .config import DTYPES, IMAGENET, INVOCATION, PROJECTED, SearchConfig, SearchError, as_recorded_now, resolve_device
 from .methods import get_method
@@ -590,9 +589,7 @@ class _Searcher:
         self.net.train()
         made = self.method.projection.round(kind, self.projection, weights, self.projection_accuracy(epoch),
                                             self.generator, self.net, self.nodes)
-        for record in made:
-            self.records.append({"projection": {"epoch": epoch, **record}})
-            self.trackers.log_record(self.records[-1])
+        self.records += [{"projection": {"epoch": epoch, **record}} for record in made]  # search.jsonl alone
         for line in reporting.projection_lines(made, self.nodes, self.net.edge_names):
             self._print(f"projection before epoch {epoch}: {line}")
 
@@ -663,10 +660,10 @@ class _Searcher:
     def _write_files(self, result: SearchResult, only_if_stale: bool) -> None:
         """The files derived from the checkpoint: the genotype's, the plot, then ``result.json`` (the
         log follows every checkpoint; ``only_if_stale`` rewrites it too: a kill may have come between)."""
-        cfg = self.cfg
+        cfg, record = self.cfg, result.to_json()
         path = self.path(RESULT_NAME)
         if only_if_stale:
-            if written_as(path, result.to_json()):
+            if written_as(path, record):
                 return
             _say(f"--resume: {path} is missing or does not match the checkpoint; rewriting the search's files from it")
             write_json_lines(self.records, self.path(LOG_NAME))
@@ -677,8 +674,8 @@ class _Searcher:
 
             plot_history(self.history, self.path(PLOT_NAME), title=title, labels=self.plot_labels(),
                          initial=self.initial_arch, reference=result.reference)
-        atomic_write_text(path, json_text(result.to_json()))
-        self.trackers.finish(result.to_json())
+        write_json(record, path)
+        self.trackers.finish(record)
 
     def warnings(self, genotype_json: Any, epoch: int, diverged: tuple[int, str] | None = None,
                  read_after: int | None = None) -> list[str]:
@@ -729,13 +726,10 @@ def settings_to_resume(recorded: dict[str, Any] | None, out: str, given: Iterabl
     return recorded
 
 
-def resumed_config(config: SearchConfig | None, overrides: dict[str, Any]) -> SearchConfig:
-    """``config`` with ``overrides``; with ``resume`` and no ``config``, every setting the overrides do
-    not give as the checkpoint in ``out`` records it (``flatarch search --out X --resume``)."""
-    cfg = (config or SearchConfig()).replace(**overrides)
-    if config is None and cfg.resume and cfg.out:
-        cfg = cfg.with_recorded(settings_to_resume(checkpoint_settings(cfg.out), cfg.out, overrides), overrides)
-    return cfg
+def resumed_config(cfg: SearchConfig, overrides: dict[str, Any]) -> SearchConfig:
+    """``cfg`` (the defaults with ``overrides``) with every setting the overrides do not give as the
+    checkpoint in ``out`` records it (``flatarch search --out X --resume``)."""
+    return cfg.with_recorded(settings_to_resume(checkpoint_settings(cfg.out), cfg.out, overrides), overrides)
 
 
 def search_one(config: SearchConfig | None = None, *, data: ImageData | None = None, **overrides: Any) -> SearchResult:
@@ -753,8 +747,10 @@ def search_one(config: SearchConfig | None = None, *, data: ImageData | None = N
     """
     given = (config or SearchConfig()).replace(**overrides)
     with joined(resolve_device(given.device, given.amp)) as ranks:
-        # rank 0 reads a resumed run's settings for every rank (the others need not see its folder)
-        return _Searcher(ranks.from_writer(lambda: resumed_config(config, overrides)), data, ranks).run()
+        if config is None and given.resume and given.out:
+            # rank 0 reads a resumed run's settings for every rank (the others need not see its folder)
+            given = ranks.from_writer(lambda: resumed_config(given, overrides))
+        return _Searcher(given, data, ranks).run()
 
 
 __all__ = ["DataError", "SearchError", "SearchResult", "search_one"]

@@ -16,7 +16,8 @@ from flatarch.atomic_files import atomic_save_figure
 COLUMNS = 4
 
 
-def _softmax(x: np.ndarray) -> np.ndarray:
+def softmax(x: np.ndarray) -> np.ndarray:
+    """``softmax`` over the last axis (the op probabilities of alphas)."""
     z = np.exp(x - x.max(axis=-1, keepdims=True))
     return z / z.sum(axis=-1, keepdims=True)
 
@@ -32,7 +33,7 @@ def _panels(history: Sequence[dict[str, Any]], labels: Mapping[str, tuple[str, S
         stacked = np.asarray(rows, dtype=np.float64)
         group, ops, edges = labels.get(name, (name, [], []))
         if stacked.ndim == 3:
-            weights = _softmax(stacked)
+            weights = softmax(stacked)
             for e in range(weights.shape[1]):
                 edge = edges[e] if e < len(edges) else str(e)
                 names = list(ops) or [f"op {o}" for o in range(weights.shape[2])]

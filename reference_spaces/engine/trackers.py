@@ -1,8 +1,9 @@
 """Experiment trackers (``--log-to tensorboard,wandb,mlflow``): mirrors of ``search.jsonl``.
 
-Each tracker gets exactly the records ``search.jsonl`` gets, as they are written, and the run's
-settings; ``search.jsonl`` stays the source of truth (a tracker that fails mid-run is switched off
-with one warning, the search goes on). Per epoch record: every number as a scalar at step
+Each tracker gets the epoch records ``search.jsonl`` gets, as they are written (DARTS-PT's
+projection records stay in ``search.jsonl`` alone), and the run's settings; ``search.jsonl`` stays
+the source of truth (a tracker that fails mid-run is switched off with one warning, the search
+goes on). Per epoch record: every number as a scalar at step
 ``epoch`` (``train_loss``, ``val_acc``, ``alpha_entropy``, ``step/sharpness``, ``hessian/eigenvalue``,
 ``benchmark/cifar10``, ...), the op probabilities ``softmax(alpha)`` of each group as a histogram
 (TensorBoard, W&B; MLflow: a JSON artifact per epoch) and the genotype as text. At the end: the
@@ -38,6 +39,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .config import SearchError
+from .plot import softmax
 
 #: the folders the trackers write into a run's folder (moved aside with it by --restart)
 TRACKER_FILES = ("tensorboard", "wandb", "mlruns")
@@ -46,7 +48,8 @@ TRACKER_FILES = ("tensorboard", "wandb", "mlruns")
 class Tracker(Protocol):
     """What the search hands a tracker: its settings once (``__init__(out, config, run_id)``, the
     id of the run to continue or ``None``), each record, the result at the end, or ``close`` when
-    the search stops without one. ``run_id``: what a resumed search continues (``None``: nothing)."""
+    the search stops without one. ``run_id``: what a resumed search continues (``None``: nothing).
+    A record is one epoch's line of ``search.jsonl``."""
 
     run_id: str | None
 
@@ -101,10 +104,8 @@ def probabilities(record: Mapping[str, Any]) -> dict[str, np.ndarray]:
     out = {}
     for name, values in (record.get("alphas") or {}).items():
         a = np.asarray(values, dtype=np.float64)
-        if a.ndim < 2:
-            continue
-        z = np.exp(a - a.max(axis=-1, keepdims=True))
-        out[name] = z / z.sum(axis=-1, keepdims=True)
+        if a.ndim >= 2:
+            out[name] = softmax(a)
     return out
 
 
@@ -137,8 +138,6 @@ class TensorBoardTracker:
         self.writer.add_text("config", "```\n" + json.dumps(config, indent=2) + "\n```")
 
     def log_record(self, record: Mapping[str, Any]) -> None:
-        if "epoch" not in record:
-            return  # DARTS-PT's projection lines: in search.jsonl
         step = record["epoch"]
         for key, value in scalars(record).items():
             self.writer.add_scalar(key, value, step)
@@ -174,8 +173,6 @@ class WandbTracker:
         self.run_id = self.run.id
 
     def log_record(self, record: Mapping[str, Any]) -> None:
-        if "epoch" not in record:
-            return
         data: dict[str, Any] = dict(scalars(record))
         for name, p in probabilities(record).items():
             data[f"op_probability/{name}"] = self.wandb.Histogram(p.ravel())
@@ -225,8 +222,6 @@ class MLflowTracker:
                                                     for k, v in values.items()])
 
     def log_record(self, record: Mapping[str, Any]) -> None:
-        if "epoch" not in record:
-            return
         step = record["epoch"]
         self._metrics(scalars(record), step)
         self.client.log_dict(self.run_id, {k: p.tolist() for k, p in probabilities(record).items()},
