@@ -39,6 +39,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from flatarch import distributed
 from flatarch.atomic_files import atomic_write
 from flatarch.provenance import provenance
 
@@ -171,9 +172,7 @@ class TrainResult:
 
 
 def _rank_world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+    return distributed.rank(), distributed.world_size()
 
 
 def _seed_epoch(seed: int, epoch: int, rank: int) -> None:
@@ -472,7 +471,7 @@ def init_distributed(device: str = "auto") -> tuple[torch.device, int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-    rank = dist.get_rank() if dist.is_initialized() else 0
+    rank = distributed.rank()
     if use_cuda:
         local = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local)
