@@ -102,8 +102,7 @@ class DartsSearchNetwork(nn.Module):
                 nn.Conv2d(in_channels, c_curr // 2, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c_curr // 2),
                 nn.ReLU(inplace=False), nn.Conv2d(c_curr // 2, c_curr, 3, stride=2, padding=1, bias=False),
                 nn.BatchNorm2d(c_curr))
-            self.stem1 = nn.Sequential(nn.ReLU(inplace=False), nn.Conv2d(c_curr, c_curr, 3, stride=2, padding=1,
-                                                                         bias=False), nn.BatchNorm2d(c_curr))
+            self.stem1 = ReLUConvBN(c_curr, c_curr, 3, 2, 1)
         else:
             self.stem = nn.Sequential(nn.Conv2d(in_channels, c_curr, 3, padding=1, bias=False),
                                       nn.BatchNorm2d(c_curr))
