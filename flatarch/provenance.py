@@ -56,9 +56,9 @@ def git_commit(folder: str | None = None) -> str | None:
 def git_dirty(folder: str | None = None) -> bool | None:
     """Whether the flatarch checkout that runs has changes to tracked files that are not committed;
     ``None`` where :func:`git_commit` is ``None``."""
-    folder = folder or os.path.dirname(os.path.abspath(__file__))
     if git_commit(folder) is None:
         return None
+    folder = folder or os.path.dirname(os.path.abspath(__file__))
     status = _git(folder, "status", "--porcelain", "--untracked-files=no")
     return None if status is None else bool(status)
 
@@ -73,8 +73,9 @@ def provenance(device: torch.device | str, argv: list[str] | None = None) -> dic
         "argv": list(sys.argv if argv is None else argv),
         "host": socket.gethostname(),
         "threads": torch.get_num_threads(),
-        "git_commit": git_commit(),
-        "git_dirty": git_dirty(),
+        # (None,) as git_dirty calls git_commit: one cache entry, so git runs once for both
+        "git_commit": git_commit(None),
+        "git_dirty": git_dirty(None),
     }
     if device.type == "cuda":
         record["cuda"] = torch.version.cuda
