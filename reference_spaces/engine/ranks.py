@@ -39,9 +39,8 @@ import torch.distributed as dist
 
 from flatarch import distributed
 from flatarch.distributed import GradReduce, mean_across_ranks, reducer
-from flatarch.errors import NonFiniteError
 
-from ..errors import DivergedError, UsageError
+from ..errors import DIVERGENCES, UsageError
 from .config import SearchError
 
 T = TypeVar("T")
@@ -50,8 +49,9 @@ FAILURE_KEY = "flatarch/failure"
 LOST = ("another rank stopped without a message (killed, out of memory or crashed; the launcher, e.g. torchrun, "
         "says which)")
 #: failures every rank meets at the same point, as they are decided on values all ranks share (the
-#: reduced losses and gradients, the weights): the group stays usable, e.g. for the next seed
-COLLECTIVE_ERRORS = (NonFiniteError, DivergedError)
+#: reduced losses and gradients, the weights): the divergences; the group stays usable, e.g. for
+#: the next seed
+COLLECTIVE_ERRORS = DIVERGENCES
 
 
 class PeerFailed(SearchError):
