@@ -36,6 +36,18 @@ def shard_of(rows: torch.Tensor, shard: tuple[int, int]) -> torch.Tensor:
     return rows if world == 1 else rows.tensor_split(world)[rank]
 
 
+def batch_count(n: int, batch_size: int) -> int:
+    """Full batches of an epoch over ``n`` images (the rest is left out; at least one)."""
+    return max(1, n // batch_size)
+
+
+def shuffled_batches(n: int, batch_size: int, g: torch.Generator) -> list[torch.Tensor]:
+    """An epoch's batches: positions ``0..n-1`` in the order ``g`` permutes them, cut into
+    :func:`batch_count` batches."""
+    order = torch.randperm(n, generator=g)
+    return [order[b * batch_size : (b + 1) * batch_size] for b in range(batch_count(n, batch_size))]
+
+
 def split_half(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """DARTS' split: the first half of the training set for weights, the second for alphas."""
     half = n // 2
@@ -91,7 +103,7 @@ class BatchStream:
         self.std = torch.tensor(data.std, device=self.device, dtype=dtype).view(shape)
 
     def __len__(self) -> int:
-        return max(1, len(self.labels) // self.batch_size)
+        return batch_count(len(self.labels), self.batch_size)
 
     def _generator(self, epoch: int, purpose: int = 0) -> torch.Generator:
         return torch.Generator().manual_seed(stream_seed(self.seed, self.stream_id, epoch, purpose))
@@ -99,8 +111,7 @@ class BatchStream:
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The shuffled batches of epoch ``epoch`` (0-based), always the same for the same arguments."""
         g = self._generator(epoch)
-        order = torch.randperm(len(self.labels), generator=g)
-        yield from self._batches([order[b * self.batch_size : (b + 1) * self.batch_size] for b in range(len(self))], g)
+        yield from self._batches(shuffled_batches(len(self.labels), self.batch_size, g), g)
 
     def sweep(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Every image once, in order, the last batch partial: for measuring loss and accuracy on the

@@ -102,12 +102,12 @@ def _cifar(name: str, data_dir: str | None, download: bool) -> ImageData:
 
     cls_name, folder, classes, mean, std = _CIFAR[name]
     root = data_dir or "data"
+    source = getattr(torchvision.datasets, cls_name)
     try:
-        ds = getattr(torchvision.datasets, cls_name)(root, train=True, download=download)
+        ds = source(root, train=True, download=download)
         images = torch.from_numpy(np.ascontiguousarray(ds.data)).permute(0, 3, 1, 2).contiguous()
         labels = torch.tensor(ds.targets, dtype=torch.int64)
     except Exception as exc:  # torchvision raises RuntimeError; a damaged pickle anything
-        source = getattr(torchvision.datasets, cls_name)
         hint = (
             f"the download failed; check the network connection, or fetch {source.url} by hand and unpack it "
             f"into {os.path.abspath(root)}"

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .batches import shard_of, stream_seed
+from .batches import batch_count, shard_of, shuffled_batches, stream_seed
 from .datasets import DataError
 
 #: PC-DARTS' ImageNet subsets: per class, the fraction for the weights and for the architecture
@@ -164,13 +164,11 @@ class LoaderStream:
         self.size = images.size
 
     def __len__(self) -> int:
-        return max(1, len(self.indices) // self.batch_size)
+        return batch_count(len(self.indices), self.batch_size)
 
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         g = torch.Generator().manual_seed(stream_seed(self.seed, self.stream_id, epoch, 0))
-        order = torch.randperm(len(self.indices), generator=g)
-        batches = [order[b * self.batch_size:(b + 1) * self.batch_size] for b in range(len(self))]
-        yield from self._batches(batches, epoch, 0)
+        yield from self._batches(shuffled_batches(len(self.indices), self.batch_size, g), epoch, 0)
 
     def sweep(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Every image once, in order, the last batch partial (the stream's augmentation, drawn for ``epoch``)."""
@@ -179,7 +177,7 @@ class LoaderStream:
     def _batches(self, batches: list[torch.Tensor], epoch: int, purpose: int
                  ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         own = [shard_of(b, self.shard) for b in batches]
-        self.plan.batches = [[(int(self.indices[i]), epoch, purpose) for i in b] for b in own]
+        self.plan.batches = [[(i, epoch, purpose) for i in self.indices[b].tolist()] for b in own]
         loaded = iter(self.loader)
         for b in own:
             if len(b) == 0:  # a last batch smaller than the ranks: this rank's slice is empty
