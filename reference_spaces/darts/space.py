@@ -72,10 +72,10 @@ class DartsSpace:
         10 classes), without its auxiliary head as the DARTS paper counts (DARTS-V2: 3.3M)."""
         from ..profile import profile
         from .evaluation_network import EvaluationNetwork, count_parameters
-        from .train import PAPER_DEFAULTS
+        from .train import TrainConfig
 
-        model = EvaluationNetwork(genotype, num_classes=10, C=PAPER_DEFAULTS["channels"],
-                                  layers=3 * PAPER_DEFAULTS["cells_per_stage"] + 2, auxiliary=False)
+        paper = TrainConfig().resolved("cifar10")
+        model = EvaluationNetwork(genotype, num_classes=10, C=paper.channels, layers=paper.layers, auxiliary=False)
         return {"cifar10": profile(model, (3, 32, 32), count_parameters(model))}
 
     def topology(self, group: str) -> list[list[int]]:
