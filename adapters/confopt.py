@@ -61,6 +61,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from flatarch.buffers import BufferSnapshot, module_buffers
 from flatarch.evaluation import RandomState
 from flatarch.step_info import StepInfo
 
@@ -185,6 +186,7 @@ class FlatArchOptimizer:
         self.last_info: StepInfo | None = None
         self._context: EpochContext | None = None
         self._random_at_zero_grad: RandomState | None = None
+        self._buffers_after_trainer_pass = BufferSnapshot()
 
     @property
     def param_groups(self) -> list[dict[str, Any]]:
@@ -211,8 +213,7 @@ class FlatArchOptimizer:
                 "with flatarch.adapters.confopt.attach(trainer), or pass step(loss_fn)"
             )
         closure = context.loss_fn()
-        buffers = list(context.network.buffers())
-        after_trainer_pass = [b.detach().clone() for b in buffers]
+        self._buffers_after_trainer_pass.take(module_buffers(context.network))
         random_after_trainer_pass = RandomState(self._devices())
         try:
             if self._random_at_zero_grad is not None:
@@ -225,9 +226,7 @@ class FlatArchOptimizer:
         finally:
             self._random_at_zero_grad = None
             random_after_trainer_pass.restore()
-            with torch.no_grad():
-                for buffer, saved in zip(buffers, after_trainer_pass):
-                    buffer.copy_(saved)
+            self._buffers_after_trainer_pass.put_back()
         return self.last_info
 
     def _after_trainers_pass(self, closure: Callable[[], torch.Tensor], loss: torch.Tensor | None,
