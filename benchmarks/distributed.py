@@ -39,14 +39,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from flatarch.reference_spaces.engine.config import SearchConfig  # noqa: E402
 from flatarch.reference_spaces.engine.loop import _Searcher  # noqa: E402
-from flatarch.reference_spaces.engine.ranks import Ranks  # noqa: E402
-from gpu_suite import synthetic  # noqa: E402
+from flatarch.reference_spaces.engine.ranks import Ranks, joined, rank_device  # noqa: E402
+from gpu_suite import SIZES, synthetic  # noqa: E402
 from step_cost import timed_round_robin  # noqa: E402
 
 UPDATES = ("first-order", "a2m")
-SIZES = {"nb201": dict(channels=16, cells_per_stage=5, image=32), "darts": dict(channels=16, cells_per_stage=2,
-                                                                              image=32)}
-TINY = dict(channels=4, cells_per_stage=1, image=16)
+SPACES = ("nb201", "darts")
 
 
 def iteration(searcher: _Searcher):
@@ -63,7 +61,7 @@ def iteration(searcher: _Searcher):
 
 def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--space", default="nb201", choices=tuple(SIZES))
+    p.add_argument("--space", default="nb201", choices=SPACES)
     p.add_argument("--batch", type=int, default=64, help="the global batch (default: 64, the paper's)")
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--threads", type=int, default=1)
@@ -73,17 +71,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if int(os.environ.get("WORLD_SIZE", "1")) < 2:
         p.error("run it under torchrun with 2 or more ranks: torchrun --nproc_per_node=2 benchmarks/distributed.py")
     torch.set_num_threads(args.threads)
-    cuda = torch.cuda.is_available()
-    if cuda:
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group("nccl" if cuda else "gloo")
-    ranks = Ranks.current()
-    size = TINY if args.tiny else SIZES[args.space]
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    with joined(device) as ranks:  # the process group, as a search joins it
+        return _measure(args, ranks, rank_device(device, ranks))
+
+
+def _measure(args: argparse.Namespace, ranks: Ranks, device: torch.device) -> list[dict]:
+    size = SIZES["tiny" if args.tiny else "full"][args.space]
     data = synthetic(4 * args.batch, size["image"])
     base = SearchConfig(space=args.space, dataset="synthetic", channels=size["channels"],
                         cells_per_stage=size["cells_per_stage"], epochs=1, progress=False, plot=False,
-                        device="cuda" if cuda else "cpu")
-    device = torch.device("cuda", torch.cuda.current_device()) if cuda else torch.device("cpu")
+                        device=device.type)
     rows = []
     for update in UPDATES:
         cfg = base.replace(optimizer=update)
@@ -110,7 +108,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(rows, f, indent=2)
-    dist.destroy_process_group()
     return rows
 
 
