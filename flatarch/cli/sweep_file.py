@@ -272,8 +272,8 @@ def train_spec(table: dict[str, Any]):
         raise SweepFileError("[train] needs datasets = [...], the datasets to train each genotype on")
     parser = _subcommand_parser(train, "train")
     args = parser.parse_args([*_argv("train", table, _long_options(parser), TRAIN_MANAGED), "--genotype=found"])
-    return TrainSpec(tuple(datasets), train.config_from_args(args), **train.invocation(args),
-                     seed_from_search="seed" not in table)
+    own = train.invocation(args)  # (checked first, as flatarch train does)
+    return TrainSpec(tuple(datasets), train.config_from_args(args), **own, seed_from_search="seed" not in table)
 
 
 def run_table(data: Mapping[str, Any], path: str) -> dict[str, Any]:
@@ -302,7 +302,10 @@ def read_sweep_file(path: str):
     run = run_table(data, path)
     points = grid_points(data)
     specs = {}  # one TrainSpec per distinct [train] table (a training axis makes several)
-    trains = [None if t is None else specs.setdefault(repr(t), train_spec(t)) for t in points.trains]
+    for table in points.trains:
+        if table is not None and repr(table) not in specs:
+            specs[repr(table)] = train_spec(table)
+    trains = [None if t is None else specs[repr(t)] for t in points.trains]
     runs = plan_runs(run["root"], points.configs, trains, points.dataset_in_path, points.axes)
     return SweepPlan(root=os.path.abspath(run["root"]), runs=runs, backend=run["backend"], workers=run["workers"],
                      options=run["options"])

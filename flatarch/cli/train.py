@@ -138,10 +138,9 @@ def invocation(args: argparse.Namespace) -> dict[str, Any]:
 
 def config_from_args(args: argparse.Namespace):
     """The :class:`~flatarch.reference_spaces.darts.train.TrainConfig` of parsed ``flatarch train``
-    arguments (its numbers checked)."""
+    arguments (its numbers checked; the command's own options are :func:`invocation`'s)."""
     from flatarch.reference_spaces.darts.train import TrainConfig
 
-    invocation(args)
     return TrainConfig(**_given_fields(args))
 
 
