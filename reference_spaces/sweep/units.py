@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,15 +52,16 @@ def differences(saved: Mapping[str, Any], expected: Mapping[str, Any], keys: Seq
     return changes
 
 
-def _conflicts(folder: str, expected: Mapping[str, Any], keys: Sequence[str]) -> list[str]:
-    """The settings in which the checkpoint in ``folder`` differs from ``expected`` as ``--resume``
-    refuses them (``epochs`` may grow); ``[]`` without a readable checkpoint (a damaged one fails
-    its unit when it runs, naming the file)."""
+def _conflicts(folder: str, expected: Mapping[str, Any], keys: Sequence[str],
+               as_now: Callable[[Mapping[str, Any]], Mapping[str, Any]] = dict) -> list[str]:
+    """The settings in which the checkpoint in ``folder`` (read by ``as_now``, as ``RunFolder.check``
+    reads it) differs from ``expected`` as ``--resume`` refuses them (``epochs`` may grow); ``[]``
+    without a readable checkpoint (a damaged one fails its unit when it runs, naming the file)."""
     try:
         recorded = checkpoint_settings(folder)
     except CheckpointError:
         return []
-    return [] if recorded is None else setting_differences(as_recorded_now(recorded), expected, keys)
+    return [] if recorded is None else setting_differences(as_now(recorded), expected, keys)
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ class SearchUnit:
         """The settings in which this run's checkpoint differs from the unit's as ``--resume`` refuses them."""
         from ..engine.loop import RESUME_KEYS
 
-        return _conflicts(self.folder, self.resolved.to_json(), RESUME_KEYS)
+        return _conflicts(self.folder, self.resolved.to_json(), RESUME_KEYS, as_recorded_now)
 
 
 @dataclass(frozen=True)
@@ -153,9 +154,15 @@ class TrainUnit:
 
         return _read_record(os.path.join(self.folder, REPORT_NAME))
 
+    def _expected(self, **extra: Any) -> tuple[dict[str, Any], list[str]]:
+        """The settings this training records (with ``extra``) and those a resume compares."""
+        from ..darts.train import recorded_settings, resume_keys
+
+        expected = recorded_settings(self.spec.config.resolved(self.dataset), {**extra, "dataset": self.dataset}, 1)
+        return expected, resume_keys(expected)
+
     def changed(self) -> list[str] | None:
         from ..darts import genotype as G
-        from ..darts.train import recorded_settings, resume_keys
 
         report = self.result()
         if report is None:
@@ -164,16 +171,12 @@ class TrainUnit:
             genotype = G.to_json(G.load(self.genotype_path))
         except (OSError, ValueError):
             return ["genotype: the search's genotype.json is missing or unreadable"]
-        config = self.spec.config.resolved(self.dataset)
-        expected = recorded_settings(config, {"genotype": genotype, "dataset": self.dataset}, 1)
-        return differences(report["config"], expected, resume_keys(expected), bool(report.get("stopped_early")))
+        expected, keys = self._expected(genotype=genotype)
+        return differences(report["config"], expected, keys, bool(report.get("stopped_early")))
 
     def conflicts(self) -> list[str]:
         """As :meth:`SearchUnit.conflicts`, but for the genotype: that is what its search finds, not a setting."""
-        from ..darts.train import recorded_settings, resume_keys
-
-        expected = recorded_settings(self.spec.config.resolved(self.dataset), {"dataset": self.dataset}, 1)
-        return _conflicts(self.folder, expected, resume_keys(expected))
+        return _conflicts(self.folder, *self._expected())
 
 
 Unit = SearchUnit | TrainUnit
