@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Sequence
 
 from flatarch.reference_spaces.errors import UsageError
 from flatarch.reference_spaces.nb201.benchmark import (
@@ -46,14 +47,15 @@ def guarded(prog: str, run):
     return call
 
 
-def _lookup_row(table: BenchmarkTable, given: str) -> dict:
+def _lookup_row(table: BenchmarkTable, given: str, profiled: Sequence[str]) -> dict:
+    """One cell's row, with the profile of its networks for the ``profiled`` datasets."""
     from flatarch.reference_spaces.nb201.evaluation_network import cell_profile
 
     code = code_of_argument(table, given, "ARCH")
     index = int(table.index_of_code[code])
     arch = table.arch_at(index)
     return {"arch": arch, "index": index, "code": code, "test_accuracy": table.lookup(f"code:{code}"),
-            "profile": cell_profile(arch)}
+            "profile": cell_profile(arch, profiled)}
 
 
 def _table_lines(rows: list[dict]) -> list[str]:
@@ -72,7 +74,8 @@ def _table_lines(rows: list[dict]) -> list[str]:
 
 def _lookup(args: argparse.Namespace) -> int:
     table = load_table(args.table)
-    rows = [_lookup_row(table, given) for given in args.archs]
+    profiled = DATASETS if args.json else ("cifar10",)  # the table shows the CIFAR-10 network's (NATS-Bench's)
+    rows = [_lookup_row(table, given, profiled) for given in args.archs]
     print(json.dumps(rows, indent=2) if args.json else "\n".join(_table_lines(rows)))
     return 0
 

@@ -11,6 +11,8 @@ a node is the sum of its incoming edges.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -68,10 +70,11 @@ class NB201Network(nn.Sequential):
         super().__init__(*layers)
 
 
-def cell_profile(arch: str) -> dict[str, dict[str, int]]:
-    """Per benchmark dataset, ``{"params", "flops", "macs"}`` of the benchmark's network of ``arch``
-    (:func:`flatarch.reference_spaces.profile.profile`)."""
+def cell_profile(arch: str, datasets: Sequence[str] = tuple(DATASET_SHAPES)) -> dict[str, dict[str, int]]:
+    """Per benchmark dataset (of ``datasets``), ``{"params", "flops", "macs"}`` of the benchmark's
+    network of ``arch`` (:func:`flatarch.reference_spaces.profile.profile`)."""
     from ..profile import profile
 
+    shapes = {dataset: DATASET_SHAPES[dataset] for dataset in datasets}
     return {dataset: profile(NB201Network(arch, classes), (3, side, side))
-            for dataset, (classes, side) in DATASET_SHAPES.items()}
+            for dataset, (classes, side) in shapes.items()}
