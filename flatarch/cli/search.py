@@ -19,6 +19,8 @@ import sys
 import time
 from typing import Any
 
+from flatarch.cli.options import add_options, given_fields
+
 
 def _options() -> list[tuple[str, str, dict[str, Any], str]]:
     """``(field, flag, argparse keywords, help)`` for every SearchConfig field on the command line."""
@@ -177,10 +179,7 @@ def register(subparsers) -> None:
             "--seeds 1 2 3 4 5"
         ),
     )
-    for field_name, flag, kwargs, text in _options():
-        metavar = {} if "action" in kwargs or "choices" in kwargs or "metavar" in kwargs else {
-            "metavar": flag[2:].upper().replace("-", "_")}
-        p.add_argument(flag, dest=field_name, help=text, default=None, **metavar, **kwargs)
+    add_options(p, _options())
     a = p.add_argument
     a("--seeds", type=int, nargs="+", default=None, metavar="SEED",
       help="several seeds, e.g. --seeds 1 2 3 4 5: one search each in OUT/seed-N and a mean ± std table over all "
@@ -221,7 +220,7 @@ def settings_from_args(args) -> dict:
     run's checkpoint), with the command's own: its output folder, threads and progress bars."""
     from flatarch.reference_spaces.engine import SearchConfig
 
-    given = {name: getattr(args, name) for name, *_ in _options() if getattr(args, name) is not None}
+    given = given_fields(args, _options())
     defaults = SearchConfig().replace(**given)
     space_options = _space_options(args, defaults.space, defaults.method)
     if space_options is not None:

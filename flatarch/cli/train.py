@@ -18,6 +18,8 @@ import sys
 import time
 from typing import Any
 
+from flatarch.cli.options import add_options, given_fields
+
 #: defaults of the command's own options (the TrainConfig fields default to the paper's settings)
 DEFAULTS: dict[str, Any] = {"dataset": "digits", "device": "auto", "threads": 1}
 
@@ -97,9 +99,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
       "into OUT/replaced-TIME/, never deleted (default: off)")
     a("--device", choices=["auto", "cpu", "cuda"], help="auto picks CUDA when available (default: auto)")
     a("--threads", type=int, help="torch CPU threads (default: 1)")
-    for field_name, flag, kwargs, text in _options():
-        metavar = {} if "action" in kwargs or "choices" in kwargs else {"metavar": flag[2:].upper().replace("-", "_")}
-        a(flag, dest=field_name, help=text, default=None, **metavar, **kwargs)
+    add_options(p, _options())
     p.set_defaults(func=run)
 
 
@@ -145,7 +145,7 @@ def config_from_args(args: argparse.Namespace):
 
 
 def _given_fields(args: argparse.Namespace) -> dict[str, Any]:
-    return {name: getattr(args, name) for name, *_ in _options() if getattr(args, name) is not None}
+    return given_fields(args, _options())
 
 
 def _run(args: argparse.Namespace, out: str | None) -> int:
