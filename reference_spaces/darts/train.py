@@ -75,9 +75,10 @@ TRAIN_RECIPES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
         "transforms do, L108-110, L129-131), so the --cutout of scripts/darts-train.sh (L26) does nothing there",
         {"imagenet16-120": {"cutout": 0}}),
 }
-#: settings that may differ on --resume: where the data lie, the device, and when the run evaluates or stops
-#: early (epochs may also grow)
-NOT_COMPARED = ("eval_every", "stop_train_loss", "data_dir", "device")
+#: settings that may differ on --resume: where the data lie, the device and how it is fed, and when the run
+#: evaluates or stops early (epochs may also grow)
+NOT_COMPARED = ("eval_every", "stop_train_loss", "data_dir", "device", "loader_workers", "threads", "channels_last",
+                "device_data")
 #: :func:`train_genotype`'s arguments that its checkpoint records besides the :class:`TrainConfig`
 RECORDED_ARGUMENTS = ("genotype", "dataset", "data_dir", "device")
 
@@ -260,8 +261,7 @@ def recorded_settings(config: TrainConfig, extra: dict[str, Any], world: int) ->
 
 def resume_keys(settings: dict[str, Any]) -> list[str]:
     """The recorded settings that must match for ``--resume`` (the others do not change the result)."""
-    return [k for k in settings
-            if k not in (*NOT_COMPARED, "loader_workers", "threads", "channels_last", "device_data")]
+    return [k for k in settings if k not in NOT_COMPARED]
 
 
 @dataclass
