@@ -153,6 +153,7 @@ def _run(args: argparse.Namespace, out: str | None) -> int:
 
     from flatarch.reference_spaces.darts.train import (
         CURVE_NAME,
+        RECORDED_ARGUMENTS,
         REPORT_NAME,
         TrainConfig,
         TrainError,
@@ -160,8 +161,7 @@ def _run(args: argparse.Namespace, out: str | None) -> int:
         train_genotype,
     )
 
-    given = {k: v for k, v in (("genotype", args.genotype), ("dataset", args.dataset), ("data_dir", args.data_dir),
-                               ("device", args.device)) if v is not None}
+    given = {k: getattr(args, k) for k in RECORDED_ARGUMENTS if getattr(args, k) is not None}
     fields = _given_fields(args)
     if args.resume:
         given, fields = from_checkpoint(out, given, fields)
